@@ -1,0 +1,564 @@
+//! The `exec` backend: one `codex exec --json` process per turn, and
+//! `codex exec resume <thread_id>` for the turns after the first.
+//!
+//! Codex prints its events on stdout, one JSON object a line:
+//! `thread.started` (with `thread_id`), `turn.started`, `item.started`,
+//! `item.updated`, `item.completed`, `turn.completed` (with `usage`),
+//! `turn.failed` (with `error.message`) and `error` (with `message`).
+
+use std::ffi::OsString;
+
+use serde_json::Value;
+
+use super::codex_cli::{CodexCli, os_args};
+use crate::error::InvalidInput;
+use crate::job::event::OUTPUT_EVENT;
+use crate::job::{JobMeta, JobOptions, JobStatus};
+
+/// Name of this backend in `meta.json`.
+pub const BACKEND: &str = "exec";
+
+/// The seed approval modes a caller may ask for.
+pub const APPROVAL_POLICIES: [&str; 3] = ["suggest", "auto-edit", "full-auto"];
+/// Codex's sandbox modes.
+pub const SANDBOXES: [&str; 3] = ["read-only", "workspace-write", "danger-full-access"];
+
+/// Checks options against what the installed Codex supports, before any
+/// process starts.
+///
+/// Errors: [`InvalidInput`] naming the option, the bad value and what was
+/// expected, or the Codex version that lacks the flag.
+pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput> {
+    let caps = &cli.capabilities;
+    if !APPROVAL_POLICIES.contains(&options.approval_policy.as_str()) {
+        return Err(InvalidInput::new(format!(
+            "invalid approval_policy {:?}: expected one of {}",
+            options.approval_policy,
+            APPROVAL_POLICIES.join(", ")
+        )));
+    }
+    if let Some(sandbox) = &options.sandbox {
+        if !SANDBOXES.contains(&sandbox.as_str()) {
+            return Err(InvalidInput::new(format!(
+                "invalid sandbox {sandbox:?}: expected one of {}",
+                SANDBOXES.join(", ")
+            )));
+        }
+        if options.approval_policy == "full-auto" {
+            return Err(InvalidInput::new(format!(
+                "sandbox {sandbox:?} cannot be combined with approval_policy \"full-auto\", which runs without a sandbox"
+            )));
+        }
+    }
+    let unsupported = |what: &str| {
+        Err(InvalidInput::new(format!(
+            "{what} is not supported by the installed Codex CLI {} ({})",
+            cli.version,
+            cli.program.display()
+        )))
+    };
+    if options.approval_policy == "full-auto" && !caps.bypass_sandbox {
+        return unsupported(
+            "approval_policy \"full-auto\" (--dangerously-bypass-approvals-and-sandbox)",
+        );
+    }
+    if options.profile.is_some() && !caps.profile {
+        return unsupported("profile (--profile)");
+    }
+    if options.skip_git_repo_check && !caps.skip_git_repo_check {
+        return unsupported("skip_git_repo_check (--skip-git-repo-check)");
+    }
+    for entry in &options.config {
+        match entry.split_once('=') {
+            Some((key, _)) if !key.is_empty() && !key.contains(char::is_whitespace) => {}
+            _ => {
+                return Err(InvalidInput::new(format!(
+                    "invalid config entry {}: expected key=value, e.g. model_reasoning_effort=\"high\"",
+                    crate::job::id::quote_short(entry)
+                )));
+            }
+        }
+    }
+    for (name, value) in [("model", &options.model), ("profile", &options.profile)] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.is_empty() || v.starts_with('-'))
+        {
+            return Err(InvalidInput::new(format!(
+                "invalid {name} {:?}: expected a name",
+                value.as_deref().unwrap_or("")
+            )));
+        }
+    }
+    if options.idle_timeout_s == Some(0) {
+        return Err(InvalidInput::new(
+            "invalid idle_timeout_s 0: expected a number of seconds above 0, or none",
+        ));
+    }
+    Ok(())
+}
+
+/// The arguments after the program for the job's current turn: `exec --json …`
+/// for turn 0, `exec resume --json … <thread_id>` after it. The prompt comes
+/// last, after `--`, so a prompt like `resume` or `-h` stays a prompt.
+///
+/// Errors: a later turn without a thread id, or an option the installed
+/// `exec resume` lacks.
+pub fn command_args(
+    meta: &JobMeta,
+    prompt: &str,
+    cli: &CodexCli,
+) -> Result<Vec<OsString>, InvalidInput> {
+    let caps = &cli.capabilities;
+    let o = &meta.options;
+    let mut args = os_args(["exec"]);
+    let resume = meta.turn > 0;
+    if resume {
+        if !caps.resume {
+            return Err(InvalidInput::new(format!(
+                "the installed Codex CLI {} has no `exec resume`; cannot reply",
+                cli.version
+            )));
+        }
+        if meta.thread_id.is_none() {
+            return Err(InvalidInput::new(format!(
+                "job {} has no Codex thread id (Codex never printed thread.started), so there is no conversation to continue",
+                meta.id
+            )));
+        }
+        args.push("resume".into());
+    }
+    args.push("--json".into());
+    // `exec resume` takes fewer flags: the sandbox goes in as config there.
+    let sandbox = o.sandbox.as_deref().or(match o.approval_policy.as_str() {
+        "suggest" => Some("read-only"),
+        "auto-edit" => Some("workspace-write"),
+        _ => None,
+    });
+    if o.approval_policy == "full-auto" {
+        args.push("--dangerously-bypass-approvals-and-sandbox".into());
+    } else if let Some(sandbox) = sandbox {
+        if resume {
+            args.extend(os_args([
+                "-c".to_string(),
+                format!("sandbox_mode=\"{sandbox}\""),
+            ]));
+        } else {
+            args.extend(os_args(["--sandbox", sandbox]));
+        }
+        let full_auto = if resume {
+            caps.resume_full_auto
+        } else {
+            caps.full_auto
+        };
+        if o.approval_policy == "auto-edit" && full_auto {
+            args.push("--full-auto".into());
+        }
+    }
+    if let Some(model) = &o.model {
+        if resume && !caps.resume_model {
+            args.extend(os_args(["-c".to_string(), format!("model=\"{model}\"")]));
+        } else {
+            args.extend(os_args(["--model", model]));
+        }
+    }
+    if let Some(profile) = &o.profile {
+        if resume {
+            args.extend(os_args([
+                "-c".to_string(),
+                format!("profile=\"{profile}\""),
+            ]));
+        } else {
+            args.extend(os_args(["--profile", profile]));
+        }
+    }
+    for entry in &o.config {
+        args.extend(os_args(["-c", entry]));
+    }
+    let skip_check = if resume {
+        caps.resume_skip_git_repo_check
+    } else {
+        caps.skip_git_repo_check
+    };
+    if o.skip_git_repo_check && skip_check {
+        args.push("--skip-git-repo-check".into());
+    }
+    if !resume {
+        args.extend(os_args(["--cd".as_ref(), meta.cwd.as_os_str()]));
+    }
+    args.extend(o.extra_args.iter().map(OsString::from));
+    args.push("--".into());
+    if let Some(thread) = meta.thread_id.as_ref().filter(|_| resume) {
+        args.push(thread.into());
+    }
+    args.push(prompt.into());
+    Ok(args)
+}
+
+/// One line of Codex's stdout as an event: its `type` and the object itself,
+/// or an [`OUTPUT_EVENT`] when the line is not a JSON object with a `type`.
+pub fn parse_stdout_line(line: &str) -> (String, Value) {
+    match serde_json::from_str::<Value>(line) {
+        Ok(value) => match value.get("type").and_then(Value::as_str) {
+            Some(kind) => (kind.to_owned(), value),
+            None => (
+                OUTPUT_EVENT.to_owned(),
+                serde_json::json!({"stream": "stdout", "line": line}),
+            ),
+        },
+        Err(_) => (
+            OUTPUT_EVENT.to_owned(),
+            serde_json::json!({"stream": "stdout", "line": line}),
+        ),
+    }
+}
+
+/// What one turn's events said, accumulated as they arrive.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TurnTracker {
+    /// From `thread.started`.
+    pub thread_id: Option<String>,
+    /// Text of the last `agent_message` item.
+    pub last_message: Option<String>,
+    /// `usage` of `turn.completed`.
+    pub usage: Option<Value>,
+    /// Whether `turn.completed` was seen.
+    pub completed: bool,
+    /// `turn.failed`'s message.
+    pub failure: Option<String>,
+    /// The last `error` event's message since the last `turn.completed`
+    /// (Codex also prints `error` for retries it recovers from).
+    pub last_error: Option<String>,
+    /// The last line Codex wrote to stderr.
+    pub last_stderr: Option<String>,
+}
+
+/// What changed in the tracker that `meta.json` should show at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Noted {
+    /// Nothing worth a `meta.json` write.
+    Nothing,
+    /// The thread id or last message changed.
+    MetaChanged,
+}
+
+impl TurnTracker {
+    /// Takes in one Codex event.
+    pub fn observe(&mut self, kind: &str, event: &Value) -> Noted {
+        let text = |p: &str| event.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        match kind {
+            "thread.started" => {
+                self.thread_id = text("/thread_id");
+                return Noted::MetaChanged;
+            }
+            "item.completed"
+                if event.pointer("/item/type").and_then(Value::as_str) == Some("agent_message") =>
+            {
+                self.last_message = text("/item/text");
+                return Noted::MetaChanged;
+            }
+            "turn.completed" => {
+                self.completed = true;
+                self.last_error = None;
+                self.usage = event.get("usage").cloned();
+            }
+            "turn.failed" => {
+                self.failure = text("/error/message").or_else(|| Some(event.to_string()))
+            }
+            "error" => self.last_error = text("/message").or_else(|| Some(event.to_string())),
+            _ => {}
+        }
+        Noted::Nothing
+    }
+
+    /// The turn's final status and error, given how the agent exited
+    /// (`exit_code`: its status, or 128 + signal) and whether it was cancelled.
+    /// Never reports a failure as a success.
+    pub fn outcome(&self, exit_code: i32, cancelled: bool) -> (JobStatus, Option<String>) {
+        if cancelled {
+            return (
+                JobStatus::Cancelled,
+                Some("cancelled by job_cancel".to_owned()),
+            );
+        }
+        let reason = self.failure.clone().or_else(|| self.last_error.clone());
+        if exit_code == 0 {
+            return match reason {
+                None => (JobStatus::Completed, None),
+                Some(reason) => (JobStatus::Failed, Some(reason)),
+            };
+        }
+        let reason = reason
+            .or_else(|| {
+                self.last_stderr
+                    .as_ref()
+                    .map(|l| format!("codex exited with status {exit_code}: {l}"))
+            })
+            .unwrap_or_else(|| format!("codex exited with status {exit_code}"));
+        (JobStatus::Failed, Some(reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::codex_cli::Capabilities;
+    use crate::job::JobId;
+
+    fn run(fixture: &str) -> (TurnTracker, Vec<String>) {
+        let mut t = TurnTracker::default();
+        let mut kinds = Vec::new();
+        for line in fixture.lines() {
+            let (kind, value) = parse_stdout_line(line);
+            t.observe(&kind, &value);
+            kinds.push(kind);
+        }
+        (t, kinds)
+    }
+
+    #[test]
+    fn a_turn_that_ran_a_command_completes_with_the_agent_message() {
+        let (t, kinds) = run(include_str!("fixtures/exec_command.jsonl"));
+        assert_eq!(
+            t.thread_id.as_deref(),
+            Some("01a1ffb3-d6d1-71e0-84fc-45a5854b6323")
+        );
+        assert_eq!(t.last_message.as_deref(), Some("All done."));
+        assert!(t.completed);
+        assert_eq!(t.usage.as_ref().unwrap()["output_tokens"], 10);
+        assert_eq!(kinds.first().unwrap(), "thread.started");
+        assert!(kinds.contains(&"item.started".to_owned()));
+        assert_eq!(t.outcome(0, false), (JobStatus::Completed, None));
+        // The model-metadata warning item is not a failure.
+        assert!(t.failure.is_none() && t.last_error.is_none());
+    }
+
+    #[test]
+    fn a_model_error_fails_the_turn_with_codexs_message() {
+        let (t, _) = run(include_str!("fixtures/http_500.jsonl"));
+        let (status, error) = t.outcome(1, false);
+        assert_eq!(status, JobStatus::Failed);
+        assert!(error.unwrap().contains("high demand"));
+        // Even an exit status 0 after turn.failed is a failure.
+        assert_eq!(t.outcome(0, false).0, JobStatus::Failed);
+    }
+
+    #[test]
+    fn recovered_errors_do_not_fail_and_silent_crashes_do() {
+        let mut t = TurnTracker::default();
+        t.observe(
+            "error",
+            &serde_json::json!({"type": "error", "message": "Reconnecting... 1/5"}),
+        );
+        t.observe(
+            "turn.completed",
+            &serde_json::json!({"type": "turn.completed", "usage": {}}),
+        );
+        assert_eq!(t.outcome(0, false).0, JobStatus::Completed);
+        let mut crash = TurnTracker {
+            last_stderr: Some("panic: boom".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            crash.outcome(101, false),
+            (
+                JobStatus::Failed,
+                Some("codex exited with status 101: panic: boom".into())
+            )
+        );
+        crash.last_stderr = None;
+        assert_eq!(
+            crash.outcome(137, false).1.unwrap(),
+            "codex exited with status 137"
+        );
+        assert_eq!(crash.outcome(143, true).0, JobStatus::Cancelled);
+    }
+
+    #[test]
+    fn non_json_lines_are_raw_output() {
+        assert_eq!(parse_stdout_line("hello").0, OUTPUT_EVENT);
+        assert_eq!(parse_stdout_line("[1,2]").1["line"], "[1,2]");
+        assert_eq!(
+            parse_stdout_line(r#"{"type":"turn.started"}"#).0,
+            "turn.started"
+        );
+    }
+
+    fn cli(caps: Capabilities) -> CodexCli {
+        CodexCli {
+            located: "/c".into(),
+            program: "/c".into(),
+            env: vec![],
+            version: "0.169.0".into(),
+            capabilities: caps,
+        }
+    }
+
+    fn meta(options: JobOptions) -> JobMeta {
+        JobMeta {
+            id: JobId::new(),
+            status: JobStatus::Queued,
+            prompt: "p".into(),
+            cwd: "/w".into(),
+            backend: BACKEND.into(),
+            options,
+            codex_bin: "/c".into(),
+            thread_id: None,
+            turn: 0,
+            pid: None,
+            created_at: jiff::Timestamp::now(),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            error: None,
+            last_message: None,
+            usage: None,
+        }
+    }
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn approval_modes_map_to_flags() {
+        let caps_0169 = Capabilities::from_help(
+            "--sandbox --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check --profile resume",
+            Some("--model --skip-git-repo-check"),
+        );
+        let c = cli(caps_0169.clone());
+        let opts = |p: &str| JobOptions {
+            approval_policy: p.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            strings(command_args(&meta(opts("suggest")), "resume", &c).unwrap()),
+            [
+                "exec",
+                "--json",
+                "--sandbox",
+                "read-only",
+                "--cd",
+                "/w",
+                "--",
+                "resume"
+            ]
+        );
+        assert!(
+            strings(command_args(&meta(opts("auto-edit")), "x", &c).unwrap())
+                .contains(&"workspace-write".into())
+        );
+        assert!(
+            !strings(command_args(&meta(opts("auto-edit")), "x", &c).unwrap())
+                .contains(&"--full-auto".into())
+        );
+        let old = cli(Capabilities {
+            full_auto: true,
+            ..caps_0169
+        });
+        assert!(
+            strings(command_args(&meta(opts("auto-edit")), "x", &old).unwrap())
+                .contains(&"--full-auto".into())
+        );
+        assert!(
+            strings(command_args(&meta(opts("full-auto")), "x", &c).unwrap())
+                .contains(&"--dangerously-bypass-approvals-and-sandbox".into())
+        );
+
+        let mut m = meta(JobOptions {
+            model: Some("m1".into()),
+            skip_git_repo_check: true,
+            ..opts("suggest")
+        });
+        m.turn = 1;
+        assert!(
+            command_args(&m, "again", &c)
+                .unwrap_err()
+                .to_string()
+                .contains("no Codex thread id")
+        );
+        m.thread_id = Some("t-1".into());
+        assert_eq!(
+            strings(command_args(&m, "again", &c).unwrap()),
+            [
+                "exec",
+                "resume",
+                "--json",
+                "-c",
+                "sandbox_mode=\"read-only\"",
+                "--model",
+                "m1",
+                "--skip-git-repo-check",
+                "--",
+                "t-1",
+                "again"
+            ]
+        );
+    }
+
+    #[test]
+    fn options_are_checked_before_anything_runs() {
+        let c = cli(Capabilities::from_help(
+            "--sandbox --skip-git-repo-check",
+            None,
+        ));
+        let opts = |p: &str| JobOptions {
+            approval_policy: p.into(),
+            ..Default::default()
+        };
+        assert!(validate(&opts("suggest"), &c).is_ok());
+        let err = validate(&opts("yolo"), &c).unwrap_err().to_string();
+        assert!(
+            err.contains("\"yolo\"") && err.contains("auto-edit"),
+            "{err}"
+        );
+        let err = validate(&opts("full-auto"), &c).unwrap_err().to_string();
+        assert!(
+            err.contains("not supported") && err.contains("0.169.0"),
+            "{err}"
+        );
+        let err = validate(
+            &JobOptions {
+                sandbox: Some("none".into()),
+                ..opts("suggest")
+            },
+            &c,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("invalid sandbox \"none\""), "{err}");
+        let err = validate(
+            &JobOptions {
+                profile: Some("p".into()),
+                ..opts("suggest")
+            },
+            &c,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("profile"), "{err}");
+        let err = validate(
+            &JobOptions {
+                config: vec!["novalue".into()],
+                ..opts("suggest")
+            },
+            &c,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"novalue\"") && err.contains("key=value"),
+            "{err}"
+        );
+        assert!(
+            validate(
+                &JobOptions {
+                    idle_timeout_s: Some(0),
+                    ..opts("suggest")
+                },
+                &c
+            )
+            .is_err()
+        );
+    }
+}

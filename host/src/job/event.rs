@@ -1,0 +1,102 @@
+//! The normalized event: one line of `events.jsonl`.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Event type of a status transition written by the host:
+/// `data` is `{"status", "turn", "exit_code"?, "error"?, "prompt"?}`.
+pub const STATUS_EVENT: &str = "job.status";
+
+/// Event type of a line the agent printed that is not a JSON event:
+/// `data` is `{"stream": "stdout" | "stderr", "line": "..."}`.
+pub const OUTPUT_EVENT: &str = "output";
+
+/// One event of a job, as stored in `events.jsonl` (one JSON object a line) and
+/// returned by `job_events`:
+/// `{"seq": 3, "ts": "2026-11-21T20:02:18.481Z", "type": "item.completed", "data": {...}}`.
+///
+/// `seq` counts from 0 within a job and never repeats, across turns too.
+/// `type` is either the host's own ([`STATUS_EVENT`], [`OUTPUT_EVENT`]) or the
+/// `type` of the Codex event it wraps (`thread.started`, `turn.started`,
+/// `item.started`, `item.updated`, `item.completed`, `turn.completed`,
+/// `turn.failed`, `error`), whose whole object, as `codex exec --json` printed
+/// it, is `data`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the job's log, from 0.
+    pub seq: u64,
+    /// When the host recorded it, RFC 3339 UTC.
+    pub ts: Timestamp,
+    /// What happened; see the type-level docs.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The payload.
+    pub data: Value,
+}
+
+impl Event {
+    /// Whether a caller's `event_types` filter selects this event: the filter
+    /// names either the event's `type` or, for `item.*` events, the item's
+    /// type (`agent_message`, `command_execution`, `reasoning`, …).
+    pub fn matches_type(&self, wanted: &str) -> bool {
+        self.kind == wanted
+            || self.data.pointer("/item/type").and_then(Value::as_str) == Some(wanted)
+    }
+}
+
+/// Cuts every string in `value` to at most `max_chars` characters, in place,
+/// appending `…[N more chars]` to each one cut. `max_chars == 0` leaves it whole.
+pub fn truncate_strings(value: &mut Value, max_chars: usize) {
+    if max_chars == 0 {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            if let Some((cut, _)) = s.char_indices().nth(max_chars) {
+                let rest = s[cut..].chars().count();
+                s.truncate(cut);
+                s.push_str(&format!("…[{rest} more chars]"));
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| truncate_strings(v, max_chars)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| truncate_strings(v, max_chars)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strings_are_cut_on_char_boundaries() {
+        let mut v = json!({"a": "héllo wörld", "b": ["xyz", 5], "c": {"d": "ab"}});
+        truncate_strings(&mut v, 2);
+        assert_eq!(
+            v,
+            json!({"a": "hé…[9 more chars]", "b": ["xy…[1 more chars]", 5], "c": {"d": "ab"}})
+        );
+        let mut w = json!("unchanged");
+        truncate_strings(&mut w, 0);
+        assert_eq!(w, json!("unchanged"));
+    }
+
+    #[test]
+    fn type_filter_matches_event_or_item_type() {
+        let e = Event {
+            seq: 0,
+            ts: Timestamp::UNIX_EPOCH,
+            kind: "item.completed".into(),
+            data: json!({"type": "item.completed", "item": {"type": "agent_message"}}),
+        };
+        assert!(e.matches_type("item.completed"));
+        assert!(e.matches_type("agent_message"));
+        assert!(!e.matches_type("reasoning"));
+    }
+}

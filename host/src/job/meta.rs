@@ -1,0 +1,86 @@
+//! `meta.json`: what a job is and where it stands.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{JobId, JobStatus};
+
+/// How the caller asked Codex to run, as validated at `job_start` and kept for
+/// every later turn. Field meanings follow `codex exec`'s flags.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobOptions {
+    /// `--model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `--profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// `--sandbox`: `read-only`, `workspace-write` or `danger-full-access`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    /// The seed approval mode: `suggest`, `auto-edit` or `full-auto`.
+    pub approval_policy: String,
+    /// `-c key=value` overrides, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<String>,
+    /// Arguments appended to `codex exec` as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// `--skip-git-repo-check`.
+    #[serde(default)]
+    pub skip_git_repo_check: bool,
+    /// Kill a turn whose agent printed nothing for this many seconds; `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_s: Option<u64>,
+}
+
+/// The contents of `jobs/<id>/meta.json`. Replaced whole and atomically on
+/// every change; timestamps are RFC 3339 UTC.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobMeta {
+    /// The job's id (also its directory name).
+    pub id: JobId,
+    /// Where the current turn stands.
+    pub status: JobStatus,
+    /// The prompt of the first turn.
+    pub prompt: String,
+    /// Absolute working directory of the agent.
+    pub cwd: PathBuf,
+    /// How Codex is driven: `exec` (`codex exec --json`).
+    pub backend: String,
+    /// The options given at `job_start`.
+    pub options: JobOptions,
+    /// The Codex binary the job runs.
+    pub codex_bin: PathBuf,
+    /// Codex's thread id, from its `thread.started` event; needed to reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// Number of the current turn, from 0; `job_reply` adds one.
+    pub turn: u32,
+    /// The supervisor's pid, which is also its process group and session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// When `job_start` created the job.
+    pub created_at: Timestamp,
+    /// When the current turn's agent process started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When the current turn reached a terminal status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// The agent's exit status for the current turn (128 + N when killed by signal N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why the current turn failed, in Codex's own words where it gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The text of the agent's last `agent_message` item, across turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<String>,
+    /// Token usage of the last completed turn, as Codex reported it in `turn.completed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+}

@@ -1,0 +1,18 @@
+//! Jobs: ids, statuses, events, the on-disk store, the in-memory registry and
+//! the detached supervisor that runs each turn.
+
+pub mod event;
+pub mod id;
+pub mod meta;
+pub mod process;
+pub mod registry;
+pub mod status;
+pub mod store;
+pub mod supervisor;
+
+pub use event::Event;
+pub use id::JobId;
+pub use meta::{JobMeta, JobOptions};
+pub use registry::{JobSummary, Registry};
+pub use status::{JobStatus, Turn};
+pub use store::{JobDir, JobStore, Notification};

@@ -1,0 +1,118 @@
+//! The in-memory index of jobs: what `job_list` and `job_wait` read, and the
+//! wake-up that `job_wait` sleeps on.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{JobId, JobMeta, JobStatus};
+
+/// Characters of the prompt kept in the index.
+const PROMPT_PREVIEW: usize = 120;
+
+/// One job as `job_list` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JobSummary {
+    /// The job id.
+    pub job_id: String,
+    /// Its status.
+    pub status: JobStatus,
+    /// Its working directory.
+    pub cwd: PathBuf,
+    /// The first turn's prompt, cut to 120 characters.
+    pub prompt: String,
+    /// The current turn, from 0.
+    pub turn: u32,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// When the current turn ended, RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The agent's exit status for the current turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+impl JobSummary {
+    /// The summary of a job's metadata.
+    pub fn of(meta: &JobMeta) -> Self {
+        let mut prompt: String = meta.prompt.chars().take(PROMPT_PREVIEW).collect();
+        if prompt.len() < meta.prompt.len() {
+            prompt.push('…');
+        }
+        JobSummary {
+            job_id: meta.id.to_string(),
+            status: meta.status,
+            cwd: meta.cwd.clone(),
+            prompt,
+            turn: meta.turn,
+            created_at: meta.created_at.to_string(),
+            finished_at: meta.finished_at.map(|t| t.to_string()),
+            exit_code: meta.exit_code,
+        }
+    }
+}
+
+/// Jobs by id, plus a counter that moves on every change.
+#[derive(Debug)]
+pub struct Registry {
+    jobs: Mutex<HashMap<JobId, JobSummary>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            jobs: Mutex::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Registry {
+    /// Records a job's current state and wakes every waiter.
+    pub fn update(&self, meta: &JobMeta) {
+        self.jobs
+            .lock()
+            .unwrap()
+            .insert(meta.id, JobSummary::of(meta));
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// The current summary of one job.
+    pub fn get(&self, id: JobId) -> Option<JobSummary> {
+        self.jobs.lock().unwrap().get(&id).cloned()
+    }
+
+    /// Jobs that pass `keep`, newest first, at most `limit`.
+    pub fn list(&self, limit: usize, keep: impl Fn(&JobSummary) -> bool) -> Vec<JobSummary> {
+        let jobs = self.jobs.lock().unwrap();
+        let mut ids: Vec<&JobId> = jobs.keys().collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.into_iter()
+            .map(|id| &jobs[id])
+            .filter(|j| keep(j))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// A receiver that sees every later change: `changed().await` wakes on the next update.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Number of jobs in the index.
+    pub fn len(&self) -> usize {
+        self.jobs.lock().unwrap().len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

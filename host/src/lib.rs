@@ -1,0 +1,17 @@
+//! codex-jobhost: run the OpenAI Codex CLI as durable background jobs, over MCP.
+//!
+//! [`JobHost`] is the façade: the MCP server ([`mcp`]) and the CLI (`main.rs`)
+//! are thin layers over it. Jobs live on disk under the job home
+//! (`$CODEX_JOBHOST_HOME`, default `~/.codex-jobhost`), each turn run by a
+//! detached supervisor process ([`job::supervisor`]), so jobs outlive the host.
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod job;
+pub mod mcp;
+
+pub use config::HostConfig;
+pub use error::InvalidInput;
+pub use host::JobHost;

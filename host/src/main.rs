@@ -1,0 +1,219 @@
+//! The `codex-jobhost` command line: parse, call the library, print.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use codex_jobhost::host::ListRequest;
+use codex_jobhost::job::JobId;
+use codex_jobhost::job::supervisor::{self, TurnCommand};
+use codex_jobhost::{HostConfig, InvalidInput, JobHost, mcp};
+
+/// Run the OpenAI Codex CLI as durable background jobs, over MCP.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Job home: jobs/, notifications.jsonl [default: ~/.codex-jobhost]
+    #[arg(long, global = true, env = "CODEX_JOBHOST_HOME")]
+    home: Option<PathBuf>,
+    /// Codex CLI to run [default: `codex` on PATH]
+    #[arg(long, global = true, env = "CODEX_BIN")]
+    codex_bin: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MCP over stdio (register this command with your MCP client).
+    Serve,
+    /// Inspect and manage jobs from the shell.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Check the set-up: Codex found, its version and features, home writable.
+    Doctor,
+    /// Run one turn of a job (started by the server; not for direct use).
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        job: String,
+        /// The agent command.
+        #[arg(last = true, required = true)]
+        command: Vec<OsString>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Jobs, newest first.
+    List {
+        /// Only jobs with this status (queued, running, input_required, completed, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only jobs in this directory or below (absolute).
+        #[arg(long)]
+        cwd: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// A job's status and result, as JSON.
+    Show { id: String },
+    /// A job's raw output (output.log).
+    Logs {
+        id: String,
+        /// Keep printing new output until the job's turn ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a running job.
+    Cancel { id: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match cli.command {
+        // One thread is plenty for a supervisor and keeps it small.
+        Command::Supervise { .. } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+    };
+    let result = runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<InvalidInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = HostConfig::new(cli.home, cli.codex_bin)?;
+    if let Command::Supervise { job, command } = cli.command {
+        let (program, args) = command.split_first().expect("clap requires a command");
+        let turn = TurnCommand {
+            home: config.home,
+            job: JobId::parse(&job)?,
+            program: program.into(),
+            args: args.to_vec(),
+        };
+        return supervisor::run(turn).await;
+    }
+    let host = JobHost::open(config)?;
+    match cli.command {
+        Command::Serve => mcp::serve_stdio(host).await,
+        Command::Doctor => doctor(&host).await,
+        Command::Jobs { command } => jobs(&host, command).await,
+        Command::Supervise { .. } => unreachable!(),
+    }
+}
+
+async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()> {
+    match command {
+        JobsCommand::List { status, cwd, limit } => {
+            host.index_jobs().await?;
+            let list = host
+                .list(&ListRequest {
+                    status,
+                    cwd,
+                    limit: Some(limit),
+                })
+                .await?;
+            for j in list.jobs {
+                println!(
+                    "{}  {:<14} turn {}  {}  {}",
+                    j.job_id,
+                    j.status.as_str(),
+                    j.turn,
+                    j.cwd.display(),
+                    j.prompt.replace('\n', " ")
+                );
+            }
+        }
+        JobsCommand::Show { id } => println!(
+            "{}",
+            serde_json::to_string_pretty(&host.status(&id, Some(20))?)?
+        ),
+        JobsCommand::Logs { id, follow } => {
+            let mut offset = 0;
+            let mut out = std::io::stdout().lock();
+            loop {
+                let (bytes, next) = host.output_since(&id, offset, 1 << 20)?;
+                out.write_all(&bytes)?;
+                out.flush()?;
+                offset = next;
+                if !bytes.is_empty() {
+                    continue;
+                }
+                if !follow || host.status(&id, Some(0))?.status.is_terminal() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+        JobsCommand::Cancel { id } => {
+            host.index_jobs().await?;
+            let outcome = host.cancel(&id).await?;
+            println!("{} {}", outcome.job_id, outcome.status);
+        }
+    }
+    Ok(())
+}
+
+async fn doctor(host: &JobHost) -> Result<()> {
+    let home = &host.config().home;
+    let probe = home.join(".doctor-probe");
+    match std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)) {
+        Ok(()) => println!("home:     {} (writable)", home.display()),
+        Err(e) => println!("home:     {} NOT WRITABLE: {e}", home.display()),
+    }
+    match host.codex().await {
+        Ok(cli) => {
+            println!(
+                "codex:    {} (version {})",
+                cli.located.display(),
+                cli.version
+            );
+            if cli.program != cli.located {
+                println!(
+                    "runs:     {} (the native binary behind the npm launcher)",
+                    cli.program.display()
+                );
+            }
+            println!(
+                "backends: exec (codex exec --json){}",
+                if cli.capabilities.resume {
+                    ", replies via exec resume"
+                } else {
+                    ""
+                }
+            );
+            println!("features: {}", serde_json::to_string(&cli.capabilities)?);
+            Ok(())
+        }
+        Err(e) => {
+            println!("codex:    NOT FOUND: {e:#}");
+            Err(e)
+        }
+    }
+}

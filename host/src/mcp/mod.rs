@@ -1,0 +1,240 @@
+//! The MCP server: one rmcp tool per [`JobHost`] method, over stdio.
+//!
+//! Results are structured JSON (`structuredContent`, with an output schema).
+//! A request the host refuses (bad id, bad cursor, unsupported option, …) is a
+//! tool result with `isError: true` whose text names the bad value; malformed
+//! arguments (wrong JSON types, unknown fields) are JSON-RPC invalid-params errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig,
+};
+use rmcp::{Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::JobHost;
+use crate::host::{
+    CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest, NotificationPage, StartRequest,
+    Started, StatusReport, WaitOutcome,
+};
+
+/// How often `job_wait` reports progress to a caller that gave a progress token.
+const WAIT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// A tool's result: structured JSON, or an error message for `isError: true`.
+type ToolResult<T> = Result<Json<T>, String>;
+
+fn done<T>(result: anyhow::Result<T>) -> ToolResult<T> {
+    result.map(Json).map_err(|e| format!("{e:#}"))
+}
+
+/// `job_status` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusArgs {
+    /// The job id from job_start.
+    pub job_id: String,
+    /// Lines of output to include from the end (default 100, at most 64 KiB).
+    pub tail_lines: Option<usize>,
+}
+
+/// `job_reply` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyArgs {
+    /// The job id.
+    pub job_id: String,
+    /// The next message to Codex in the same conversation.
+    pub prompt: String,
+}
+
+/// `job_cancel` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelArgs {
+    /// The job id.
+    pub job_id: String,
+}
+
+/// `job_wait` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitArgs {
+    /// Jobs to wait for; absent or empty: every job running now.
+    #[serde(default)]
+    pub job_ids: Vec<String>,
+    /// Seconds to wait at most (default 30, at most 300).
+    pub timeout_s: Option<u64>,
+}
+
+/// `job_notifications` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsArgs {
+    /// From where to read: 0 (default) or the `next_cursor` of the last call.
+    pub cursor: Option<u64>,
+    /// Most notifications to return, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// The rmcp server handler.
+#[derive(Clone)]
+pub struct JobServer {
+    host: Arc<JobHost>,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl JobServer {
+    /// A server over `host`.
+    pub fn new(host: Arc<JobHost>) -> Self {
+        JobServer {
+            host,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Start a Codex job in the background.
+    #[tool(
+        description = "Start a Codex job (`codex exec`) in the background and return its job_id at once. \
+        approval_policy: suggest (default, read-only sandbox), auto-edit (workspace-write), full-auto (no sandbox). \
+        Follow it with job_wait, job_status or job_events."
+    )]
+    async fn job_start(&self, Parameters(req): Parameters<StartRequest>) -> ToolResult<Started> {
+        done(self.host.start(req).await)
+    }
+
+    /// A job's status, result and output tail.
+    #[tool(
+        description = "Status of a job: status, exit code, timestamps, prompt, cwd, Codex thread id, \
+        the agent's last message (the result once completed) and the last lines of its output."
+    )]
+    async fn job_status(
+        &self,
+        Parameters(args): Parameters<StatusArgs>,
+    ) -> ToolResult<StatusReport> {
+        done(self.host.status(&args.job_id, args.tail_lines))
+    }
+
+    /// Events after a cursor.
+    #[tool(
+        description = "A job's events after a cursor (default 0), oldest first, with the next cursor. \
+        event_types filters by event type (item.completed, job.status, …) or item type (agent_message, command_execution, …); \
+        truncate cuts long strings (default 1024 chars, 0 = off)."
+    )]
+    async fn job_events(
+        &self,
+        Parameters(req): Parameters<EventsRequest>,
+    ) -> ToolResult<EventsPage> {
+        done(self.host.events(&req))
+    }
+
+    /// Continue the conversation.
+    #[tool(
+        description = "Continue a finished job's Codex conversation with a new prompt (a new turn of the same job, \
+        `codex exec resume`). The job must not be running."
+    )]
+    async fn job_reply(&self, Parameters(args): Parameters<ReplyArgs>) -> ToolResult<Started> {
+        done(self.host.reply(&args.job_id, &args.prompt).await)
+    }
+
+    /// Cancel a running job.
+    #[tool(
+        description = "Cancel a running job: SIGTERM to its processes, SIGKILL after 5 s. Returns once it has ended."
+    )]
+    async fn job_cancel(
+        &self,
+        Parameters(args): Parameters<CancelArgs>,
+    ) -> ToolResult<CancelOutcome> {
+        done(self.host.cancel(&args.job_id).await)
+    }
+
+    /// List jobs.
+    #[tool(
+        description = "List jobs, newest first; filter by status and by cwd (that directory or below)."
+    )]
+    async fn job_list(&self, Parameters(req): Parameters<ListRequest>) -> ToolResult<JobList> {
+        done(self.host.list(&req).await)
+    }
+
+    /// Block until a job finishes.
+    #[tool(
+        description = "Wait until one of job_ids (none: any running job) has finished, or timeout_s passes \
+        (default 30, max 300). Sends progress notifications every second when the request has a progress token."
+    )]
+    async fn job_wait(
+        &self,
+        Parameters(args): Parameters<WaitArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> ToolResult<WaitOutcome> {
+        let wait = self.host.wait(&args.job_ids, args.timeout_s);
+        let Some(token) = meta.get_progress_token() else {
+            return done(wait.await);
+        };
+        tokio::pin!(wait);
+        let total = args.timeout_s.unwrap_or(30) as f64;
+        let mut ticks = tokio::time::interval(WAIT_PROGRESS_EVERY);
+        ticks.tick().await; // the first tick is immediate
+        let mut elapsed = 0.0;
+        loop {
+            tokio::select! {
+                result = &mut wait => return done(result),
+                _ = ticks.tick() => {
+                    elapsed += WAIT_PROGRESS_EVERY.as_secs_f64();
+                    let note = ProgressNotificationParam::new(token.clone(), elapsed)
+                        .with_total(total)
+                        .with_message(format!("waited {elapsed:.0} s"));
+                    let _ = peer.notify_progress(note).await;
+                }
+            }
+        }
+    }
+
+    /// Read the global feed of finished turns.
+    #[tool(
+        description = "Non-blocking read of the feed of finished job turns (completed, failed, cancelled) \
+        after a cursor (default 0); returns them and next_cursor."
+    )]
+    async fn job_notifications(
+        &self,
+        Parameters(args): Parameters<NotificationsArgs>,
+    ) -> ToolResult<NotificationPage> {
+        done(self.host.notifications(args.cursor, args.limit))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for JobServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("codex-jobhost", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Runs OpenAI Codex CLI jobs in the background. job_start returns a job_id at once; \
+                 then job_wait (blocks until done), job_status (result and output tail), job_events (paged with a cursor), \
+                 job_reply (next turn), job_cancel, job_list, job_notifications.",
+            )
+    }
+}
+
+/// Serves MCP on stdin/stdout until the client disconnects. Indexing jobs and
+/// locating Codex run in the background so `initialize` is answered at once.
+pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
+    let background = Arc::clone(&host);
+    tokio::spawn(async move {
+        if let Err(e) = background.index_jobs().await {
+            tracing::error!("cannot index jobs: {e:#}");
+        }
+        if let Err(e) = background.codex().await {
+            tracing::warn!("{e:#}");
+        }
+    });
+    let service = JobServer::new(host).serve(rmcp::transport::stdio()).await?;
+    service.waiting().await?;
+    Ok(())
+}
