@@ -1,1 +1,273 @@
+//! End-to-end test harness: the built `codex-jobhost` binary driven over stdio
+//! by rmcp's client, running the real Codex CLI against [`MockModel`].
 
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+/// One scripted answer of the mock model to `POST /v1/responses`.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// An assistant message with this text; the turn ends.
+    Message(String),
+    /// A `function_call` to `exec_command` with `{"cmd": ...}`: Codex runs it
+    /// and asks the model again with the output.
+    Command(String),
+    /// HTTP 500 with an error body.
+    ServerError,
+    /// Wait this long, then answer with the inner reply.
+    After(Duration, Box<Reply>),
+}
+
+/// A model server on 127.0.0.1 that speaks just enough of the OpenAI
+/// Responses API for Codex: each `POST /v1/responses` takes the next
+/// scripted [`Reply`] and streams it as server-sent events
+/// (`response.created`, `response.output_item.done`, `response.completed`).
+/// With the script used up it answers with the message "done".
+pub struct MockModel {
+    port: u16,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl MockModel {
+    /// Starts the server on a free port with this script.
+    pub fn start(script: impl IntoIterator<Item = Reply>) -> Result<Self> {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("mock model: {e}"))?);
+        let port = server.server_addr().to_ip().context("mock model has no IP address")?.port();
+        let script = Arc::new(Mutex::new(script.into_iter().collect::<VecDeque<_>>()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (Arc::clone(&script), Arc::clone(&requests));
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+                // One thread a request, so a delayed answer holds up no other.
+                std::thread::spawn(move || answer(request, &s, &r));
+            }
+        });
+        Ok(MockModel { port, script, requests })
+    }
+
+    /// `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// The JSON bodies Codex posted so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Replies still unused.
+    pub fn remaining(&self) -> usize {
+        self.script.lock().unwrap().len()
+    }
+}
+
+fn answer(mut request: tiny_http::Request, script: &Mutex<VecDeque<Reply>>, requests: &Mutex<Vec<Value>>) {
+    if request.method() != &tiny_http::Method::Post || !request.url().ends_with("/responses") {
+        let _ = request.respond(tiny_http::Response::empty(404));
+        return;
+    }
+    let mut body = String::new();
+    let _ = request.as_reader().read_to_string(&mut body);
+    let n = {
+        let mut r = requests.lock().unwrap();
+        r.push(serde_json::from_str(&body).unwrap_or(Value::Null));
+        r.len()
+    };
+    let mut reply = script.lock().unwrap().pop_front().unwrap_or(Reply::Message("done".into()));
+    while let Reply::After(delay, inner) = reply {
+        std::thread::sleep(delay);
+        reply = *inner;
+    }
+    let item = match reply {
+        Reply::Message(text) => json!({
+            "type": "message", "role": "assistant", "id": format!("msg_{n}"),
+            "content": [{"type": "output_text", "text": text}]
+        }),
+        Reply::Command(cmd) => json!({
+            "type": "function_call", "call_id": format!("call_{n}"), "name": "exec_command",
+            "arguments": json!({"cmd": cmd}).to_string()
+        }),
+        Reply::ServerError => {
+            let body = json!({"error": {"message": "mock model exploded", "type": "server_error"}}).to_string();
+            let header = "Content-Type: application/json".parse::<tiny_http::Header>().unwrap();
+            let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(500).with_header(header));
+            return;
+        }
+        Reply::After(..) => unreachable!(),
+    };
+    let id = format!("resp_{n}");
+    let events = [
+        ("response.created", json!({"type": "response.created", "response": {"id": id}})),
+        ("response.output_item.done", json!({"type": "response.output_item.done", "item": item})),
+        (
+            "response.completed",
+            json!({"type": "response.completed", "response": {"id": id, "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}}}),
+        ),
+    ];
+    let sse: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
+    let header = "Content-Type: text/event-stream".parse::<tiny_http::Header>().unwrap();
+    let _ = request.respond(tiny_http::Response::from_string(sse).with_header(header));
+}
+
+/// The Codex CLI the tests run: `CODEX_BIN`, which `.ci/run` sets to the
+/// pinned release it installs. Missing, the tests fail; they never skip.
+pub fn codex_bin() -> PathBuf {
+    let path = std::env::var_os("CODEX_BIN").map(PathBuf::from).expect(
+        "CODEX_BIN is not set: the end-to-end tests need the real Codex CLI; run .ci/run, which installs it, or set CODEX_BIN",
+    );
+    assert!(path.is_file(), "CODEX_BIN={} is not a file", path.display());
+    path
+}
+
+/// The `codex-jobhost` binary under test: `CODEX_JOBHOST_BIN`, else the one
+/// cargo built beside this test executable.
+pub fn host_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CODEX_JOBHOST_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join("codex-jobhost");
+    assert!(bin.is_file(), "{} is missing: build it first (cargo build -p codex-jobhost) or set CODEX_JOBHOST_BIN", bin.display());
+    bin
+}
+
+/// One isolated world: a mock model, a `CODEX_HOME` pointing at it, a job
+/// home and a work directory, all in a temporary directory.
+pub struct World {
+    /// The mock model.
+    pub model: MockModel,
+    root: tempfile::TempDir,
+}
+
+impl World {
+    /// A world whose model answers with `script`.
+    pub fn new(script: impl IntoIterator<Item = Reply>) -> Result<Self> {
+        let model = MockModel::start(script)?;
+        let root = tempfile::Builder::new().prefix("jobhost-e2e-").tempdir_in(std::env::temp_dir())?;
+        let world = World { model, root };
+        std::fs::create_dir_all(world.codex_home())?;
+        std::fs::create_dir_all(world.work_dir())?;
+        std::fs::write(
+            world.codex_home().join("config.toml"),
+            format!(
+                "model = \"mock-model\"\nmodel_provider = \"mock\"\n\n[model_providers.mock]\nname = \"mock\"\nbase_url = \"{}\"\nwire_api = \"responses\"\nrequest_max_retries = 0\nstream_max_retries = 0\n",
+                world.model.base_url()
+            ),
+        )?;
+        Ok(world)
+    }
+
+    /// `$CODEX_HOME` for Codex.
+    pub fn codex_home(&self) -> PathBuf {
+        self.root.path().join("codex-home")
+    }
+
+    /// `$CODEX_JOBHOST_HOME`.
+    pub fn jobhost_home(&self) -> PathBuf {
+        self.root.path().join("jobhost-home")
+    }
+
+    /// The agent's working directory.
+    pub fn work_dir(&self) -> PathBuf {
+        self.root.path().join("work")
+    }
+
+    /// Starts `codex-jobhost serve` and connects rmcp's client to it.
+    pub async fn serve(&self) -> Result<Server> {
+        let cmd = tokio::process::Command::new(host_bin()).configure(|c| {
+            c.arg("serve")
+                .env("CODEX_HOME", self.codex_home())
+                .env("CODEX_JOBHOST_HOME", self.jobhost_home())
+                .env("CODEX_BIN", codex_bin())
+                .env("RUST_LOG", "codex_jobhost=debug");
+        });
+        let transport = TokioChildProcess::new(cmd)?;
+        let pid = transport.id().context("server pid")?;
+        let client = ().serve(transport).await?;
+        Ok(Server { client, pid })
+    }
+
+    /// `job_start` arguments for `prompt` in the work directory.
+    pub fn start_args(&self, prompt: &str) -> Value {
+        json!({"prompt": prompt, "cwd": self.work_dir(), "skip_git_repo_check": true})
+    }
+}
+
+/// A running server and the client connected to it.
+pub struct Server {
+    /// rmcp's client.
+    pub client: RunningService<RoleClient, ()>,
+    /// The server's pid.
+    pub pid: u32,
+}
+
+/// What a tool call returned: its structured result, or the text of a tool error.
+pub type ToolOutcome = std::result::Result<Value, String>;
+
+impl Server {
+    /// Calls `tool` with `args`: `Ok(structuredContent)` or `Err(text)` when
+    /// the result has `isError: true`. Protocol errors are `Result` errors.
+    pub async fn call(&self, tool: &str, args: Value) -> Result<ToolOutcome> {
+        let Value::Object(args) = args else { bail!("arguments must be an object") };
+        let result = self.client.call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args)).await?;
+        if result.is_error == Some(true) {
+            let text = result.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect::<Vec<_>>().join("\n");
+            return Ok(Err(text));
+        }
+        result.structured_content.context("no structured content").map(Ok)
+    }
+
+    /// Calls `tool` and expects success.
+    pub async fn ok(&self, tool: &str, args: Value) -> Result<Value> {
+        match self.call(tool, args.clone()).await? {
+            Ok(v) => Ok(v),
+            Err(e) => bail!("{tool} {args} failed: {e}"),
+        }
+    }
+
+    /// Calls `tool` and expects a tool error; returns its text.
+    pub async fn err(&self, tool: &str, args: Value) -> Result<String> {
+        match self.call(tool, args.clone()).await? {
+            Ok(v) => bail!("{tool} {args} succeeded but should have failed: {v}"),
+            Err(e) => Ok(e),
+        }
+    }
+
+    /// `job_wait` on one job until it finishes (at most `timeout_s`); returns its `job_status`.
+    pub async fn wait_done(&self, job_id: &str, timeout_s: u64) -> Result<Value> {
+        let waited = self.ok("job_wait", json!({"job_ids": [job_id], "timeout_s": timeout_s})).await?;
+        if waited["timed_out"] == true {
+            bail!("job {job_id} did not finish in {timeout_s} s: {waited}");
+        }
+        self.ok("job_status", json!({"job_id": job_id})).await
+    }
+
+    /// All events of a job.
+    pub async fn all_events(&self, job_id: &str) -> Result<Vec<Value>> {
+        let page = self.ok("job_events", json!({"job_id": job_id, "limit": 1000, "truncate": 0})).await?;
+        Ok(page["events"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill(self) -> Result<()> {
+        let pid = rustix_pid(self.pid)?;
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL)?;
+        Ok(())
+    }
+}
+
+fn rustix_pid(pid: u32) -> Result<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(pid as i32).context("bad pid")
+}
