@@ -302,7 +302,12 @@ async fn bad_input_gets_an_error_that_names_it() -> Result<()> {
     assert!(err.contains("invalid cursor 3"), "{err}");
     let err = server.err("job_reply", json!({"job_id": job, "prompt": ""})).await?;
     assert!(err.contains("invalid prompt"), "{err}");
-    // Wrong JSON types are protocol errors (invalid params), not tool results.
-    assert!(server.call("job_status", json!({"job_id": 5})).await.is_err());
+    // Arguments of the wrong JSON type, or unknown ones, are named too.
+    let err = server.err("job_status", json!({"job_id": 5})).await?;
+    assert!(err.contains("invalid type: integer `5`, expected a string"), "{err}");
+    let err = server.err("job_list", json!({"state": "running"})).await?;
+    assert!(err.contains("unknown field `state`"), "{err}");
+    // An unknown tool is a protocol error.
+    assert!(server.call("job_explode", json!({})).await.is_err());
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! The MCP server: one rmcp tool per [`JobHost`] method, over stdio.
 //!
 //! Results are structured JSON (`structuredContent`, with an output schema).
-//! A request the host refuses (bad id, bad cursor, unsupported option, …) is a
-//! tool result with `isError: true` whose text names the bad value; malformed
-//! arguments (wrong JSON types, unknown fields) are JSON-RPC invalid-params errors.
+//! A request the host refuses (bad id, bad cursor, unsupported option, …) and
+//! arguments that do not deserialize (wrong JSON type, unknown field) are tool
+//! results with `isError: true` whose text names the bad value; an unknown tool
+//! is a JSON-RPC error.
 
 use std::sync::Arc;
 use std::time::Duration;
