@@ -368,7 +368,7 @@ impl JobHost {
         };
         let args = exec::command_args(&meta, &req.prompt, cli)?;
         let job = self.store.create(&meta)?;
-        self.launch_turn(&job, meta, &req.prompt, args, cli).await
+        self.launch_turn(job, meta, &req.prompt, args, cli)
     }
 
     /// Continues a finished job's Codex conversation with a new turn
@@ -402,55 +402,75 @@ impl JobHost {
         meta.error = None;
         let args = exec::command_args(&meta, prompt, cli)?;
         job.write_meta(&meta)?;
-        self.launch_turn(&job, meta, prompt, args, cli).await
+        self.launch_turn(job, meta, prompt, args, cli)
     }
 
-    async fn launch_turn(
+    /// Records the new turn as `queued` and starts its supervisor in the
+    /// background: the caller gets the job id without waiting for a process
+    /// to start. A supervisor that cannot start makes the turn `failed`.
+    fn launch_turn(
         self: &Arc<Self>,
-        job: &JobDir,
-        mut meta: JobMeta,
+        job: JobDir,
+        meta: JobMeta,
         prompt: &str,
         args: Vec<std::ffi::OsString>,
         cli: &CodexCli,
     ) -> Result<Started> {
         let cursor = job.event_count()?;
-        let mut events = job.event_writer()?;
-        events.status(&meta, json!({"prompt": prompt}))?;
-        drop(events);
+        job.event_writer()?
+            .status(&meta, json!({"prompt": prompt}))?;
+        self.registry.update(&meta);
+        let started = Started {
+            job_id: meta.id.to_string(),
+            status: meta.status,
+            turn: meta.turn,
+            cursor,
+        };
         let turn = TurnCommand {
             home: self.store.root().to_path_buf(),
             job: meta.id,
             program: cli.program.clone(),
             args,
         };
-        let pid = match supervisor::spawn(&self.config.host_exe, job, &turn, &cli.env) {
-            Ok(pid) => pid,
-            Err(e) => {
-                let mut events = job.event_writer()?;
-                supervisor::finish(
-                    &self.store,
-                    job,
-                    &mut meta,
-                    &mut events,
-                    JobStatus::Failed,
-                    None,
-                    Some(format!("{e:#}")),
-                )?;
-                self.registry.update(&meta);
-                return Err(e);
+        let env = cli.env.clone();
+        let host = Arc::clone(self);
+        tokio::spawn(async move {
+            let _guard = host.turn_lock.lock().await;
+            let pid = supervisor::spawn(&host.config.host_exe, &job, &turn, &env);
+            let watch = pid
+                .as_ref()
+                .ok()
+                .and_then(|pid| ProcessWatch::open(*pid).ok().flatten());
+            match (pid, watch) {
+                (_, Some(watch)) => host.watch(meta.id, meta.turn, watch),
+                (Err(e), None) => {
+                    let mut meta = meta;
+                    let failed = job.event_writer().and_then(|mut events| {
+                        supervisor::finish(
+                            &host.store,
+                            &job,
+                            &mut meta,
+                            &mut events,
+                            JobStatus::Failed,
+                            None,
+                            Some(format!("{e:#}")),
+                        )
+                    });
+                    if let Err(e) = failed {
+                        tracing::error!(job = %meta.id, "cannot record a failed start: {e:#}");
+                    }
+                    host.registry.update(&meta);
+                }
+                // Started and already gone: settle with what it recorded.
+                (Ok(_), None) => {
+                    drop(_guard);
+                    if let Err(e) = host.settle(meta.id, meta.turn).await {
+                        tracing::error!(job = %meta.id, "{e:#}");
+                    }
+                }
             }
-        };
-        self.registry.update(&meta);
-        match ProcessWatch::open(pid)? {
-            Some(watch) => self.watch(meta.id, meta.turn, watch),
-            None => self.settle(meta.id, meta.turn).await?,
-        }
-        Ok(Started {
-            job_id: meta.id.to_string(),
-            status: meta.status,
-            turn: meta.turn,
-            cursor,
-        })
+        });
+        Ok(started)
     }
 
     /// Follows a supervisor until it exits, then settles the job.

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then builds and runs every test.
+#
+# - the Codex CLI, pinned, from the npm registry, into a cache folder outside
+#   the checkout (reused when already there), passed to the tests as CODEX_BIN;
+# - then `cargo test` for the whole workspace (unit tests and end-to-end tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CODEX_VERSION=0.169.0
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/codex-jobhost"
+codex_dir="$cache/codex-$CODEX_VERSION"
+codex_js="$codex_dir/node_modules/@openai/codex/bin/codex.js"
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+command -v npm >/dev/null || { echo "npm not found: install Node.js 18+ first" >&2; exit 1; }
+
+if [ ! -f "$codex_js" ] || ! grep -q "\"version\": \"$CODEX_VERSION\"" "$codex_dir/node_modules/@openai/codex/package.json"; then
+  echo "==> installing @openai/codex@$CODEX_VERSION into $codex_dir"
+  mkdir -p "$codex_dir"
+  npm install --no-save --no-audit --no-fund --prefix "$codex_dir" "@openai/codex@$CODEX_VERSION"
+fi
+export CODEX_BIN="$codex_js"
+echo "==> $("$CODEX_BIN" --version) at $CODEX_BIN"
+
+echo "==> cargo build"
+cargo build --workspace --locked --all-targets
+echo "==> cargo test"
+cargo test --workspace --locked
