@@ -79,11 +79,19 @@ mod tests {
     #[tokio::test]
     async fn a_pidfd_wakes_when_the_process_exits() {
         let mut child = tokio::process::Command::new("sleep")
-            .arg("0.2")
+            .arg("0.5")
             .spawn()
             .unwrap();
         let watch = ProcessWatch::open(child.id().unwrap()).unwrap().unwrap();
-        assert!(watch.command_line_contains(&["sleep", "0.2"]));
+        // /proc may show the pre-exec command line for a moment.
+        let begun = std::time::Instant::now();
+        while !watch.command_line_contains(&["sleep", "0.5"]) {
+            assert!(
+                begun.elapsed() < Duration::from_millis(400),
+                "never showed sleep 0.5"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(!watch.command_line_contains(&["supervise"]));
         tokio::time::timeout(Duration::from_secs(5), watch.exited())
             .await
