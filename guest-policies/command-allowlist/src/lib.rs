@@ -1,0 +1,92 @@
+//! Approval policy: accept commands that start with an allowed prefix, decline
+//! commands that contain a dangerous pattern, ask about everything else; refuse
+//! `full-auto` launches unless allowed. See README.md for the settings.
+
+use codex_jobhost_policy::{ApprovalPolicy, Decision, Job, Request, export_approval_policy};
+use serde::Deserialize;
+
+/// Settings (`config` in `jobhost.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Command prefixes accepted without asking, e.g. `["ls", "cat ", "cargo test"]`.
+    pub allow: Vec<String>,
+    /// Substrings that make a command declined, e.g. `["rm -rf /", "git push --force"]`.
+    pub deny: Vec<String>,
+    /// Whether `full-auto` launches (no sandbox) are allowed.
+    pub allow_full_auto: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            allow: Vec::new(),
+            deny: ["rm -rf /", "rm -rf ~", "git push --force", "git push -f", "mkfs", ":(){ :|:& };:"]
+                .map(String::from)
+                .to_vec(),
+            allow_full_auto: false,
+        }
+    }
+}
+
+/// The policy.
+pub struct CommandAllowlist;
+
+impl ApprovalPolicy for CommandAllowlist {
+    type Settings = Settings;
+
+    fn decide(settings: &Settings, _job: &Job, request: &Request) -> Decision {
+        match request {
+            Request::Launch { approval_mode, .. } if approval_mode == "full-auto" && !settings.allow_full_auto => {
+                Decision::Decline("full-auto launches (no sandbox, no approvals) are not allowed here".into())
+            }
+            Request::Launch { .. } => Decision::Accept,
+            Request::Command { command, .. } => {
+                let normalized = command.split_whitespace().collect::<Vec<_>>().join(" ");
+                if let Some(bad) = settings.deny.iter().find(|d| normalized.contains(d.as_str())) {
+                    Decision::Decline(format!("`{command}` matches the denied pattern `{bad}`"))
+                } else if settings.allow.iter().any(|a| normalized.starts_with(a.as_str())) {
+                    Decision::Accept
+                } else {
+                    Decision::Ask
+                }
+            }
+            Request::FileChange { .. } | Request::Permissions { .. } => Decision::Ask,
+        }
+    }
+}
+
+export_approval_policy!(CommandAllowlist);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(c: &str) -> Request {
+        Request::Command { command: c.into(), cwd: "/w".into(), reason: None }
+    }
+
+    fn launch(mode: &str) -> Request {
+        Request::Launch { approval_mode: mode.into(), sandbox: None, model: None }
+    }
+
+    #[test]
+    fn allowed_prefixes_pass_and_dangerous_patterns_are_declined() {
+        let s = Settings { allow: vec!["ls".into(), "cargo test".into()], ..Settings::default() };
+        let job = Job::default();
+        assert_eq!(CommandAllowlist::decide(&s, &job, &command("ls -la")), Decision::Accept);
+        assert_eq!(CommandAllowlist::decide(&s, &job, &command("cargo  test --all")), Decision::Accept);
+        assert_eq!(CommandAllowlist::decide(&s, &job, &command("make")), Decision::Ask);
+        assert!(matches!(CommandAllowlist::decide(&s, &job, &command("ls; rm -rf /")), Decision::Decline(r) if r.contains("rm -rf /")));
+        assert!(matches!(CommandAllowlist::decide(&s, &job, &command("git push  --force origin")), Decision::Decline(_)));
+    }
+
+    #[test]
+    fn full_auto_needs_permission() {
+        let job = Job::default();
+        assert!(matches!(CommandAllowlist::decide(&Settings::default(), &job, &launch("full-auto")), Decision::Decline(_)));
+        assert_eq!(CommandAllowlist::decide(&Settings::default(), &job, &launch("suggest")), Decision::Accept);
+        let s = Settings { allow_full_auto: true, ..Settings::default() };
+        assert_eq!(CommandAllowlist::decide(&s, &job, &launch("full-auto")), Decision::Accept);
+    }
+}
