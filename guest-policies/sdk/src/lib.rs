@@ -5,7 +5,7 @@
 //! repository, the authoritative manual). This crate wraps the generated
 //! bindings, the way `zed_extension_api` serves Zed extensions:
 //!
-//! ```ignore
+//! ```text
 //! use codex_jobhost_policy::{ApprovalPolicy, Decision, Job, Request, export_approval_policy};
 //!
 //! #[derive(serde::Deserialize, Default)]
@@ -387,6 +387,8 @@ macro_rules! export_approval_policy {
                 $crate::__approval::decide::<$policy>(settings, job, request)
             }
         }
+        // Native builds (tests) export nothing: only a component has these names.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::approval::export_approval_world!(__CodexJobhostApproval);
     };
 }
@@ -408,6 +410,8 @@ macro_rules! export_output_truncation {
                 $crate::__truncation::truncate::<$policy>(settings, job, text, limits)
             }
         }
+        // Native builds (tests) export nothing: only a component has these names.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::truncation::export_truncation_world!(__CodexJobhostTruncation);
     };
 }
@@ -428,6 +432,8 @@ macro_rules! export_event_filter {
                 $crate::__filter::filter::<$policy>(settings, job, event)
             }
         }
+        // Native builds (tests) export nothing: only a component has these names.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::filter::export_filter_world!(__CodexJobhostFilter);
     };
 }
