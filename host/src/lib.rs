@@ -11,6 +11,7 @@ pub mod error;
 pub mod host;
 pub mod job;
 pub mod mcp;
+pub mod policy;
 
 pub use config::HostConfig;
 pub use error::InvalidInput;

@@ -245,12 +245,20 @@ pub fn log(level: Level, message: &str) {
         use bindings::approval::codex_jobhost::policy::host as h;
         return h::log(host_level!(h, level), message);
     }
-    #[cfg(all(target_arch = "wasm32", feature = "truncation", not(feature = "approval")))]
+    #[cfg(all(
+        target_arch = "wasm32",
+        feature = "truncation",
+        not(feature = "approval")
+    ))]
     {
         use bindings::truncation::codex_jobhost::policy::host as h;
         return h::log(host_level!(h, level), message);
     }
-    #[cfg(all(target_arch = "wasm32", feature = "filter", not(any(feature = "approval", feature = "truncation"))))]
+    #[cfg(all(
+        target_arch = "wasm32",
+        feature = "filter",
+        not(any(feature = "approval", feature = "truncation"))
+    ))]
     {
         use bindings::filter::codex_jobhost::policy::host as h;
         return h::log(host_level!(h, level), message);
@@ -283,7 +291,8 @@ use host_level;
 pub fn __parse_settings<T: DeserializeOwned + Default>(json: &str) -> T {
     match json.trim() {
         "" | "{}" => T::default(),
-        json => serde_json::from_str(json).unwrap_or_else(|e| panic!("invalid policy settings {json}: {e}")),
+        json => serde_json::from_str(json)
+            .unwrap_or_else(|e| panic!("invalid policy settings {json}: {e}")),
     }
 }
 
@@ -299,10 +308,22 @@ pub mod __approval {
         super::bindings::approval::codex_jobhost::policy::host::config()
     }
 
-    pub fn decide<P: ApprovalPolicy>(settings: &P::Settings, job: JobInfo, request: wit::Request) -> wit::Decision {
+    pub fn decide<P: ApprovalPolicy>(
+        settings: &P::Settings,
+        job: JobInfo,
+        request: wit::Request,
+    ) -> wit::Decision {
         let request = match request {
-            wit::Request::Launch(l) => Request::Launch { approval_mode: l.approval_mode, sandbox: l.sandbox, model: l.model },
-            wit::Request::Command(c) => Request::Command { command: c.command, cwd: c.cwd, reason: c.reason },
+            wit::Request::Launch(l) => Request::Launch {
+                approval_mode: l.approval_mode,
+                sandbox: l.sandbox,
+                model: l.model,
+            },
+            wit::Request::Command(c) => Request::Command {
+                command: c.command,
+                cwd: c.cwd,
+                reason: c.reason,
+            },
             wit::Request::FileChange(f) => Request::FileChange {
                 paths: f.paths,
                 kind: match f.kind {
@@ -312,7 +333,10 @@ pub mod __approval {
                 },
                 reason: f.reason,
             },
-            wit::Request::Permissions(p) => Request::Permissions { permissions: p.permissions, reason: p.reason },
+            wit::Request::Permissions(p) => Request::Permissions {
+                permissions: p.permissions,
+                reason: p.reason,
+            },
         };
         match P::decide(settings, &job.into(), &request) {
             Decision::Accept => wit::Decision::Accept,
@@ -325,7 +349,13 @@ pub mod __approval {
 
     impl From<JobInfo> for Job {
         fn from(j: JobInfo) -> Self {
-            Job { job_id: j.job_id, backend: j.backend, cwd: j.cwd, project_root: j.project_root, prompt: j.prompt }
+            Job {
+                job_id: j.job_id,
+                backend: j.backend,
+                cwd: j.cwd,
+                project_root: j.project_root,
+                prompt: j.prompt,
+            }
         }
     }
 }
@@ -342,9 +372,28 @@ pub mod __truncation {
         super::bindings::truncation::codex_jobhost::policy::host::config()
     }
 
-    pub fn truncate<P: OutputTruncation>(settings: &P::Settings, job: JobInfo, text: String, limits: wit::Limits) -> String {
-        let job = Job { job_id: job.job_id, backend: job.backend, cwd: job.cwd, project_root: job.project_root, prompt: job.prompt };
-        P::truncate(settings, &job, &text, Limits { max_chars: limits.max_chars, max_lines: limits.max_lines })
+    pub fn truncate<P: OutputTruncation>(
+        settings: &P::Settings,
+        job: JobInfo,
+        text: String,
+        limits: wit::Limits,
+    ) -> String {
+        let job = Job {
+            job_id: job.job_id,
+            backend: job.backend,
+            cwd: job.cwd,
+            project_root: job.project_root,
+            prompt: job.prompt,
+        };
+        P::truncate(
+            settings,
+            &job,
+            &text,
+            Limits {
+                max_chars: limits.max_chars,
+                max_lines: limits.max_lines,
+            },
+        )
     }
 }
 
@@ -360,13 +409,34 @@ pub mod __filter {
         super::bindings::filter::codex_jobhost::policy::host::config()
     }
 
-    pub fn filter<P: EventFilter>(settings: &P::Settings, job: JobInfo, event: wit::Event) -> wit::Action {
-        let job = Job { job_id: job.job_id, backend: job.backend, cwd: job.cwd, project_root: job.project_root, prompt: job.prompt };
-        let payload = serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::String(event.payload));
-        match P::filter(settings, &job, &Event { kind: event.kind, payload }) {
+    pub fn filter<P: EventFilter>(
+        settings: &P::Settings,
+        job: JobInfo,
+        event: wit::Event,
+    ) -> wit::Action {
+        let job = Job {
+            job_id: job.job_id,
+            backend: job.backend,
+            cwd: job.cwd,
+            project_root: job.project_root,
+            prompt: job.prompt,
+        };
+        let payload = serde_json::from_str(&event.payload)
+            .unwrap_or(serde_json::Value::String(event.payload));
+        match P::filter(
+            settings,
+            &job,
+            &Event {
+                kind: event.kind,
+                payload,
+            },
+        ) {
             Action::Keep => wit::Action::Keep,
             Action::Drop => wit::Action::Drop,
-            Action::Replace(e) => wit::Action::Replace(wit::Event { kind: e.kind, payload: e.payload.to_string() }),
+            Action::Replace(e) => wit::Action::Replace(wit::Event {
+                kind: e.kind,
+                payload: e.payload.to_string(),
+            }),
         }
     }
 }
@@ -422,13 +492,17 @@ macro_rules! export_event_filter {
     ($policy:ty) => {
         #[doc(hidden)]
         pub struct __CodexJobhostFilter;
-        impl $crate::bindings::filter::exports::codex_jobhost::policy::filter::Guest for __CodexJobhostFilter {
+        impl $crate::bindings::filter::exports::codex_jobhost::policy::filter::Guest
+            for __CodexJobhostFilter
+        {
             fn filter(
                 job: $crate::bindings::filter::codex_jobhost::policy::types::JobInfo,
                 event: $crate::bindings::filter::exports::codex_jobhost::policy::filter::Event,
             ) -> $crate::bindings::filter::exports::codex_jobhost::policy::filter::Action {
-                static SETTINGS: ::std::sync::OnceLock<<$policy as $crate::EventFilter>::Settings> = ::std::sync::OnceLock::new();
-                let settings = SETTINGS.get_or_init(|| $crate::__parse_settings(&$crate::__filter::config()));
+                static SETTINGS: ::std::sync::OnceLock<<$policy as $crate::EventFilter>::Settings> =
+                    ::std::sync::OnceLock::new();
+                let settings =
+                    SETTINGS.get_or_init(|| $crate::__parse_settings(&$crate::__filter::config()));
                 $crate::__filter::filter::<$policy>(settings, job, event)
             }
         }
@@ -452,7 +526,10 @@ mod tests {
     fn settings_parse_or_default() {
         assert_eq!(__parse_settings::<S>("{}"), S::default());
         assert_eq!(__parse_settings::<S>(""), S::default());
-        assert_eq!(__parse_settings::<S>(r#"{"allow":["ls"]}"#).allow, vec!["ls"]);
+        assert_eq!(
+            __parse_settings::<S>(r#"{"allow":["ls"]}"#).allow,
+            vec!["ls"]
+        );
     }
 
     #[test]
@@ -463,8 +540,20 @@ mod tests {
 
     #[test]
     fn requests_have_a_json_form() {
-        let r: Request = serde_json::from_str(r#"{"command": {"command": "ls", "cwd": "/w", "reason": null}}"#).unwrap();
-        assert_eq!(r, Request::Command { command: "ls".into(), cwd: "/w".into(), reason: None });
-        assert_eq!(serde_json::to_value(Decision::Decline("no".into())).unwrap(), serde_json::json!({"decline": "no"}));
+        let r: Request =
+            serde_json::from_str(r#"{"command": {"command": "ls", "cwd": "/w", "reason": null}}"#)
+                .unwrap();
+        assert_eq!(
+            r,
+            Request::Command {
+                command: "ls".into(),
+                cwd: "/w".into(),
+                reason: None
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(Decision::Decline("no".into())).unwrap(),
+            serde_json::json!({"decline": "no"})
+        );
     }
 }

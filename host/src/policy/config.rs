@@ -1,0 +1,333 @@
+//! Policy files and the [`Policies`] cache.
+//!
+//! Two files may name components, in the same format:
+//! the user's `$CODEX_JOBHOST_HOME/config.toml` and the project's
+//! `<project root>/.codex/jobhost.toml`:
+//!
+//! ```toml
+//! [limits]                  # user file only: per-call limits of every guest
+//! deadline_ms = 100
+//! memory_mib = 16
+//!
+//! [[approval]]              # also [[truncation]] and [[filter]]; any number, run in order
+//! path = "policies/command_allowlist.wasm"   # relative to this file's directory
+//! name = "allowlist"        # optional; default: the file name without .wasm
+//! config = { allow = ["ls", "cargo test"], deny = ["rm -rf /"] }   # given to the guest as JSON
+//! ```
+//!
+//! Changes to either file or to a `.wasm` take effect at the next lookup: the
+//! cache is keyed by the files' modification times and sizes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use super::engine::{LoadSource, PolicyEngine};
+use super::guest::{GuestLimits, LoadedComponent};
+use super::{Guest, PolicySet, World};
+
+/// The project file, relative to the project root.
+pub const PROJECT_FILE: &str = ".codex/jobhost.toml";
+/// The user file, relative to the job home.
+pub const USER_FILE: &str = "config.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    limits: Option<LimitsTable>,
+    #[serde(default)]
+    approval: Vec<Entry>,
+    #[serde(default)]
+    truncation: Vec<Entry>,
+    #[serde(default)]
+    filter: Vec<Entry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsTable {
+    deadline_ms: Option<u64>,
+    memory_mib: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    path: PathBuf,
+    name: Option<String>,
+    #[serde(default)]
+    config: toml::Table,
+}
+
+/// A file's identity for change detection: modification time and size, or
+/// `None` when it does not exist.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+}
+
+/// The nearest ancestor of `cwd` (itself included) that holds
+/// `.codex/jobhost.toml` or `.git`.
+pub fn project_root(cwd: &Path) -> Option<PathBuf> {
+    cwd.ancestors()
+        .find(|dir| dir.join(PROJECT_FILE).is_file() || dir.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
+struct CachedSet {
+    stamps: Vec<(PathBuf, Stamp)>,
+    set: Arc<PolicySet>,
+}
+
+/// Resolves and caches the [`PolicySet`] of each project, and the loaded
+/// components behind them. The wasmtime engine is made on first need, so a
+/// host with no policies configured never pays for it.
+pub struct Policies {
+    home: PathBuf,
+    engine: OnceLock<PolicyEngine>,
+    components: Mutex<HashMap<PathBuf, (Stamp, Arc<LoadedComponent>)>>,
+    sets: Mutex<HashMap<Option<PathBuf>, CachedSet>>,
+}
+
+impl Policies {
+    /// Policies for the job home `home` (user file `home/config.toml`, compiled cache `home/cache/`).
+    pub fn new(home: &Path) -> Self {
+        Policies {
+            home: home.to_path_buf(),
+            engine: OnceLock::new(),
+            components: Mutex::default(),
+            sets: Mutex::default(),
+        }
+    }
+
+    /// The engine, made on first use.
+    pub fn engine(&self) -> Result<&PolicyEngine> {
+        if let Some(e) = self.engine.get() {
+            return Ok(e);
+        }
+        let engine = PolicyEngine::new(Some(self.home.join("cache")))?;
+        Ok(self.engine.get_or_init(|| engine))
+    }
+
+    /// The policy set for a job working in `cwd`: the user's file, then the
+    /// project's. Reuses the cached set while no file it came from changed.
+    ///
+    /// Errors: a policy file that does not parse, or a component it names that
+    /// cannot be loaded; the message names the file and the reason. A broken
+    /// policy never silently means no policy.
+    pub fn for_cwd(&self, cwd: &Path) -> Result<Arc<PolicySet>> {
+        let root = project_root(cwd);
+        let files: Vec<PathBuf> = std::iter::once(self.home.join(USER_FILE))
+            .chain(root.as_ref().map(|r| r.join(PROJECT_FILE)))
+            .collect();
+        if let Some(cached) = self.sets.lock().unwrap().get(&root) {
+            if cached.stamps.iter().all(|(path, s)| stamp(path) == *s) {
+                return Ok(Arc::clone(&cached.set));
+            }
+        }
+        let mut stamps: Vec<(PathBuf, Stamp)> =
+            files.iter().map(|f| (f.clone(), stamp(f))).collect();
+        let mut set = PolicySet {
+            project_root: root.clone(),
+            ..PolicySet::default()
+        };
+        let mut limits = GuestLimits::default();
+        for (i, file) in files.iter().enumerate() {
+            let Some(parsed) = read_file(file)? else {
+                continue;
+            };
+            set.sources.push(file.clone());
+            if let Some(l) = &parsed.limits {
+                if i > 0 {
+                    bail!(
+                        "{}: [limits] belongs in the user's {USER_FILE}, not in a project file",
+                        file.display()
+                    );
+                }
+                limits = limits_from(l, file)?;
+            }
+            let base = file.parent().unwrap_or(Path::new("/"));
+            for (world, entries) in [
+                (World::Approval, &parsed.approval),
+                (World::Truncation, &parsed.truncation),
+                (World::Filter, &parsed.filter),
+            ] {
+                for entry in entries {
+                    let path = base.join(&entry.path);
+                    let component = self
+                        .component(&path)
+                        .with_context(|| format!("in {}", file.display()))?;
+                    if component.world != world {
+                        bail!(
+                            "{}: {} is listed under [[{}]] but implements the {} world",
+                            file.display(),
+                            path.display(),
+                            world.table(),
+                            component.world.world_name()
+                        );
+                    }
+                    stamps.push((path.clone(), stamp(&path)));
+                    let name = entry.name.clone().unwrap_or_else(|| {
+                        path.file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| path.display().to_string())
+                    });
+                    let config = serde_json::to_string(&entry.config)?;
+                    let guest = Guest::new(&name, component, config, limits);
+                    match world {
+                        World::Approval => set.approval.push(guest),
+                        World::Truncation => set.truncation.push(guest),
+                        World::Filter => set.filter.push(guest),
+                    }
+                }
+            }
+        }
+        let set = Arc::new(set);
+        self.sets.lock().unwrap().insert(
+            root,
+            CachedSet {
+                stamps,
+                set: Arc::clone(&set),
+            },
+        );
+        Ok(set)
+    }
+
+    /// A loaded component, reused while its file is unchanged.
+    fn component(&self, path: &Path) -> Result<Arc<LoadedComponent>> {
+        let now = stamp(path);
+        if now.is_none() {
+            bail!("policy component {} does not exist", path.display());
+        }
+        if let Some((s, c)) = self.components.lock().unwrap().get(path) {
+            if *s == now {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let (component, source) = self.engine()?.load(path)?;
+        tracing::info!(path = %path.display(), world = component.world.world_name(), from = ?source, "loaded policy component");
+        let component = Arc::new(component);
+        self.components
+            .lock()
+            .unwrap()
+            .insert(path.to_path_buf(), (now, Arc::clone(&component)));
+        Ok(component)
+    }
+
+    /// Loads one component file on its own (for `policy check` and `policy test`).
+    pub fn load_file(&self, path: &Path) -> Result<(Arc<LoadedComponent>, LoadSource)> {
+        let (c, s) = self.engine()?.load(path)?;
+        Ok((Arc::new(c), s))
+    }
+}
+
+fn read_file(path: &Path) -> Result<Option<PolicyFile>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read policy file {}", path.display()));
+        }
+    };
+    let parsed = toml::from_str(&text)
+        .with_context(|| format!("policy file {} is not valid", path.display()))?;
+    Ok(Some(parsed))
+}
+
+fn limits_from(table: &LimitsTable, file: &Path) -> Result<GuestLimits> {
+    let mut limits = GuestLimits::default();
+    if let Some(ms) = table.deadline_ms {
+        if !(1..=60_000).contains(&ms) {
+            bail!(
+                "{}: invalid limits.deadline_ms {ms}: expected 1 to 60000",
+                file.display()
+            );
+        }
+        limits.deadline = Duration::from_millis(ms);
+    }
+    if let Some(mib) = table.memory_mib {
+        if !(1..=4096).contains(&mib) {
+            bail!(
+                "{}: invalid limits.memory_mib {mib}: expected 1 to 4096",
+                file.display()
+            );
+        }
+        limits.memory = (mib as usize) << 20;
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_root_is_the_nearest_marked_ancestor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("repo/sub/dir");
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(project_root(&deep), None);
+        std::fs::create_dir_all(tmp.path().join("repo/.git")).unwrap();
+        assert_eq!(project_root(&deep), Some(tmp.path().join("repo")));
+        std::fs::create_dir_all(tmp.path().join("repo/sub/.codex")).unwrap();
+        std::fs::write(tmp.path().join("repo/sub/.codex/jobhost.toml"), "").unwrap();
+        assert_eq!(project_root(&deep), Some(tmp.path().join("repo/sub")));
+    }
+
+    #[test]
+    fn nothing_configured_is_the_built_in_set_without_an_engine() {
+        let tmp = tempfile::tempdir().unwrap();
+        let policies = Policies::new(tmp.path());
+        let set = policies.for_cwd(tmp.path()).unwrap();
+        assert!(set.is_empty());
+        assert!(policies.engine.get().is_none(), "no engine made");
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let policies = Policies::new(tmp.path());
+        std::fs::write(
+            tmp.path().join(USER_FILE),
+            "[[approval]]\npath = \"missing.wasm\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", policies.for_cwd(tmp.path()).unwrap_err());
+        assert!(
+            err.contains("missing.wasm does not exist") && err.contains("config.toml"),
+            "{err}"
+        );
+        std::fs::write(
+            tmp.path().join(USER_FILE),
+            "[[approvals]]\npath = \"x.wasm\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", policies.for_cwd(tmp.path()).unwrap_err());
+        assert!(
+            err.contains("not valid") && err.contains("approvals"),
+            "{err}"
+        );
+        std::fs::write(tmp.path().join(USER_FILE), "[limits]\ndeadline_ms = 0\n").unwrap();
+        let err = format!("{:#}", policies.for_cwd(tmp.path()).unwrap_err());
+        assert!(err.contains("invalid limits.deadline_ms 0"), "{err}");
+        std::fs::write(tmp.path().join("not.wasm"), "hello").unwrap();
+        std::fs::write(
+            tmp.path().join(USER_FILE),
+            "[[filter]]\npath = \"not.wasm\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", policies.for_cwd(tmp.path()).unwrap_err());
+        assert!(
+            err.contains("not.wasm") && err.contains("not a WebAssembly file"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! The shared wasmtime engine, the epoch ticker behind guest deadlines, and
+//! loading components: compiled once, cached on disk, checked for their world
+//! and WIT version.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use super::World;
+use super::bindings::{self, PACKAGE, SUPPORTED};
+use super::guest::{LoadedComponent, State};
+
+/// How often the epoch advances; guest deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The engine and the linkers, one per world. Cheap to clone.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    engine: Engine,
+    linkers: Arc<[Linker<State>; 3]>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// Where a load found its compiled code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Compiled now (and written to the cache, if there is one).
+    Compiled,
+    /// Read from the on-disk cache.
+    Cache,
+}
+
+impl PolicyEngine {
+    /// An engine with epoch interruption on, caching compiled components in
+    /// `cache_dir` (created if needed) when given.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        let engine = shared_engine()?.clone();
+        let linker =
+            |add: fn(&mut Linker<State>) -> wasmtime::Result<()>| -> Result<Linker<State>> {
+                let mut linker = Linker::new(&engine);
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+                add(&mut linker)?;
+                Ok(linker)
+            };
+        let linkers = [
+            linker(bindings::add_approval)?,
+            linker(bindings::add_truncation)?,
+            linker(bindings::add_filter)?,
+        ];
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the component cache {}", dir.display()))?;
+        }
+        Ok(PolicyEngine {
+            engine,
+            linkers: Arc::new(linkers),
+            cache_dir,
+        })
+    }
+
+    /// Loads a component file: compiled code from the cache (keyed by the
+    /// sha256 of its bytes and the engine's compatibility hash, which includes
+    /// the wasmtime version) or compiled now; then its world and WIT version are
+    /// checked and its imports resolved.
+    ///
+    /// Errors name the file and the reason: unreadable, not WebAssembly, a
+    /// core module instead of a component, a WIT version the host does not
+    /// support, no world of `codex-jobhost:policy`, or imports the host does not offer.
+    pub fn load(&self, path: &Path) -> Result<(LoadedComponent, LoadSource)> {
+        let shown = path.display();
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read policy component {shown}"))?;
+        check_header(&bytes).with_context(|| format!("policy component {shown} is refused"))?;
+        let (component, source) = self
+            .compile_cached(&bytes)
+            .with_context(|| format!("policy component {shown} does not compile"))?;
+        let (world, version) = self
+            .identify(&component)
+            .with_context(|| format!("policy component {shown} is refused"))?;
+        let linker = &self.linkers[world as usize];
+        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
+            format!("policy component {shown} needs imports the host does not offer (it may only import `{PACKAGE}/host` and WASI 0.2)")
+        })?;
+        Ok((
+            LoadedComponent {
+                path: path.to_path_buf(),
+                world,
+                version,
+                pre,
+            },
+            source,
+        ))
+    }
+
+    fn compile_cached(&self, bytes: &[u8]) -> Result<(Component, LoadSource)> {
+        let Some(dir) = &self.cache_dir else {
+            return Ok((
+                Component::from_binary(&self.engine, bytes)?,
+                LoadSource::Compiled,
+            ));
+        };
+        let entry = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
+        if entry.is_file() {
+            // SAFETY: the cache holds only what this host wrote; wasmtime checks
+            // the header and engine compatibility and refuses what does not match.
+            match unsafe { Component::deserialize_file(&self.engine, &entry) } {
+                Ok(component) => return Ok((component, LoadSource::Cache)),
+                Err(e) => tracing::warn!(
+                    "recompiling {}: the cache entry does not load: {e:#}",
+                    entry.display()
+                ),
+            }
+        }
+        let component = Component::from_binary(&self.engine, bytes)?;
+        let compiled = component.serialize()?;
+        // Written aside and renamed, so a reader never sees half an entry.
+        let mut tmp = tempfile_in(dir)?;
+        std::io::Write::write_all(tmp.as_file_mut(), &compiled)?;
+        if let Err(e) = tmp.persist(&entry) {
+            tracing::warn!("cannot write the cache entry {}: {e}", entry.display());
+        }
+        Ok((component, LoadSource::Compiled))
+    }
+
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        hasher.0.update(bytes);
+        hasher
+            .0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The world a component implements and the WIT version it was built against.
+    fn identify(&self, component: &Component) -> Result<(World, String)> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let mut found = Vec::new();
+        for name in &exports {
+            let Some(rest) = name.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+                continue;
+            };
+            let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+            let world = match interface {
+                "approval" => World::Approval,
+                "truncation" => World::Truncation,
+                "filter" => World::Filter,
+                _ => continue,
+            };
+            found.push((world, version.to_owned()));
+        }
+        match found.as_slice() {
+            [] => bail!(
+                "it implements none of the worlds approval-policy, output-truncation, event-filter of {PACKAGE} (its exports: {})",
+                if exports.is_empty() {
+                    "none".to_owned()
+                } else {
+                    exports.join(", ")
+                }
+            ),
+            [(world, version)] => {
+                if !version_supported(version) {
+                    bail!(
+                        "it was built for {PACKAGE}@{version}; this host supports {PACKAGE}@{SUPPORTED}.x (rebuild it against the host's wit/)"
+                    );
+                }
+                Ok((*world, version.clone()))
+            }
+            _ => bail!(
+                "it exports more than one policy interface; a component implements exactly one world"
+            ),
+        }
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// `0.1.x` for the `0.1` line; for 1.0 and later, the same major.
+fn version_supported(version: &str) -> bool {
+    let mut parts = version.split('.');
+    let (major, minor) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut want = SUPPORTED.split('.');
+    let (want_major, want_minor) = (want.next().unwrap_or(""), want.next().unwrap_or(""));
+    major == want_major && (major != "0" || minor == want_minor)
+}
+
+/// Refuses what is not a WebAssembly component before compiling it.
+fn check_header(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        bail!("it is not a WebAssembly file (no \\0asm header)");
+    }
+    // Bytes 4..8: version and layer; layer 0 is a core module, 1 a component.
+    if bytes[6..8] == [0, 0] {
+        bail!(
+            "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+        );
+    }
+    Ok(())
+}
+
+fn tempfile_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    Ok(tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?)
+}
+
+/// Feeds `Hash` output into sha256.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// The one wasmtime engine of the process, with epoch interruption on. Its
+/// epoch advances every [`EPOCH_TICK`] on a thread started with it, so a
+/// host that never loads a policy never starts either.
+fn shared_engine() -> Result<&'static Engine> {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    if let Some(engine) = ENGINE.get() {
+        return Ok(engine);
+    }
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    let engine = Engine::new(&config)?;
+    let mut started = false;
+    let engine = ENGINE.get_or_init(|| {
+        started = true;
+        engine
+    });
+    if started {
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
+    }
+    Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_lines() {
+        assert!(version_supported("0.1.0"));
+        assert!(version_supported("0.1.7"));
+        assert!(!version_supported("0.2.0"));
+        assert!(!version_supported("1.1.0"));
+        assert!(!version_supported(""));
+    }
+
+    #[test]
+    fn headers() {
+        assert!(
+            check_header(b"hello")
+                .unwrap_err()
+                .to_string()
+                .contains("not a WebAssembly file")
+        );
+        assert!(
+            check_header(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .to_string()
+                .contains("core WebAssembly module")
+        );
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

@@ -1,0 +1,360 @@
+//! Running one configured policy component: a store per instance with its
+//! limits, a warm instance reused between calls, a fresh one after any failure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{InstancePre, ResourceTable};
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+
+use super::bindings::{approval, filter, truncation};
+use super::engine::EPOCH_TICK;
+use super::{Decision, FilterAction, JobContext, Limits, Request, World};
+
+/// Most bytes of a guest's stdout or stderr kept per instance for the log.
+const GUEST_OUTPUT_CAP: usize = 64 * 1024;
+
+/// Per-call limits of a guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// Wall-clock time one call may take (epoch interruption).
+    pub deadline: Duration,
+    /// Linear memory an instance may grow to, in bytes.
+    pub memory: usize,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits {
+            deadline: Duration::from_millis(100),
+            memory: 16 << 20,
+        }
+    }
+}
+
+/// A compiled, linked component: what a [`Guest`] instantiates.
+pub struct LoadedComponent {
+    /// The file it came from.
+    pub path: std::path::PathBuf,
+    /// The world it implements.
+    pub world: World,
+    /// The WIT package version it was built against (`0.1.0`).
+    pub version: String,
+    /// Instantiation with imports resolved ahead of time.
+    pub pre: InstancePre<State>,
+}
+
+/// The store data of a guest instance: an empty WASI context (no files,
+/// environment, arguments, network or real clock), its settings and limits.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: CappedMemory,
+    /// The JSON settings returned by `config()`.
+    pub(crate) config: Arc<str>,
+    /// The component's name, for its log lines.
+    pub(crate) name: Arc<str>,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    logged: (usize, usize),
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Time stands still for guests: the WIT gives them no clock.
+struct Frozen;
+
+impl HostWallClock for Frozen {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for Frozen {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+enum Exports {
+    Approval(approval::ApprovalPolicy),
+    Truncation(truncation::OutputTruncation),
+    Filter(filter::EventFilter),
+}
+
+struct Warm {
+    store: Store<State>,
+    exports: Exports,
+}
+
+/// One entry of a policy file: a component with its settings, ready to call.
+pub struct Guest {
+    /// The entry's name (its `name`, else the file stem).
+    pub name: Arc<str>,
+    /// The component.
+    pub component: Arc<LoadedComponent>,
+    config: Arc<str>,
+    limits: GuestLimits,
+    warm: Mutex<Option<Warm>>,
+    instantiations: AtomicU64,
+}
+
+impl Guest {
+    /// An entry running `component` with `config` (JSON) under `limits`.
+    pub fn new(
+        name: &str,
+        component: Arc<LoadedComponent>,
+        config: String,
+        limits: GuestLimits,
+    ) -> Self {
+        Guest {
+            name: name.into(),
+            component,
+            config: config.into(),
+            limits,
+            warm: Mutex::new(None),
+            instantiations: AtomicU64::new(0),
+        }
+    }
+
+    /// `decide(job, request)`. Errors: the guest trapped, ran past its
+    /// deadline or memory cap, or is not an approval policy; the text says which.
+    pub fn decide(&self, job: &JobContext, request: &Request) -> Result<Decision, String> {
+        self.call(|store, exports| match exports {
+            Exports::Approval(a) => {
+                let d = a.codex_jobhost_policy_approval().call_decide(
+                    store,
+                    &job.to_wit_approval(),
+                    &request.to_wit(),
+                )?;
+                Ok(Decision::from_wit(d))
+            }
+            _ => Err(wasmtime::Error::msg("not an approval-policy component")),
+        })
+    }
+
+    /// `truncate(job, text, limits)`.
+    pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits) -> Result<String, String> {
+        self.call(|store, exports| match exports {
+            Exports::Truncation(t) => {
+                let wit_limits = truncation::exports::codex_jobhost::policy::truncation::Limits {
+                    max_chars: limits.max_chars,
+                    max_lines: limits.max_lines,
+                };
+                t.codex_jobhost_policy_truncation().call_truncate(
+                    store,
+                    &job.to_wit_truncation(),
+                    text,
+                    wit_limits,
+                )
+            }
+            _ => Err(wasmtime::Error::msg("not an output-truncation component")),
+        })
+    }
+
+    /// `filter(job, event)`; `payload` is the event's JSON.
+    pub fn filter(
+        &self,
+        job: &JobContext,
+        kind: &str,
+        payload: &str,
+    ) -> Result<FilterAction, String> {
+        self.call(|store, exports| match exports {
+            Exports::Filter(f) => {
+                use filter::exports::codex_jobhost::policy::filter as wit;
+                let event = wit::Event {
+                    kind: kind.to_owned(),
+                    payload: payload.to_owned(),
+                };
+                Ok(
+                    match f.codex_jobhost_policy_filter().call_filter(
+                        store,
+                        &job.to_wit_filter(),
+                        &event,
+                    )? {
+                        wit::Action::Keep => FilterAction::Keep,
+                        wit::Action::Drop => FilterAction::Drop,
+                        wit::Action::Replace(e) => FilterAction::Replace {
+                            kind: e.kind,
+                            payload: e.payload,
+                        },
+                    },
+                )
+            }
+            _ => Err(wasmtime::Error::msg("not an event-filter component")),
+        })
+    }
+
+    /// How many instances this entry has made: one, then one more after each failure.
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the warm instance, or a fresh one; a failed instance is dropped.
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Store<State>, &Exports) -> wasmtime::Result<R>,
+    ) -> Result<R, String> {
+        let taken = self.warm.lock().unwrap().take();
+        let mut warm = match taken {
+            Some(w) => w,
+            None => self
+                .instantiate()
+                .map_err(|e| format!("cannot instantiate: {e:#}"))?,
+        };
+        let ticks = self
+            .limits
+            .deadline
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1) as u64;
+        // One tick more: the deadline counts from the next tick, which may be close.
+        warm.store.set_epoch_deadline(ticks + 1);
+        let result = f(&mut warm.store, &warm.exports);
+        drain_output(&mut warm.store);
+        match result {
+            Ok(r) => {
+                *self.warm.lock().unwrap() = Some(warm);
+                Ok(r)
+            }
+            Err(e) => Err(self.describe(&e, &warm.store)),
+        }
+    }
+
+    fn describe(&self, e: &wasmtime::Error, store: &Store<State>) -> String {
+        let memory_full = store.data().limits.refused;
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => {
+                format!(
+                    "ran past its deadline of {} ms",
+                    self.limits.deadline.as_millis()
+                )
+            }
+            _ if memory_full => format!(
+                "exceeded its memory cap of {} MiB ({e:#})",
+                self.limits.memory >> 20
+            ),
+            Some(trap) => format!("trapped: {trap} ({e:#})"),
+            None => format!("failed: {e:#}"),
+        }
+    }
+
+    fn instantiate(&self) -> wasmtime::Result<Warm> {
+        self.instantiations.fetch_add(1, Ordering::Relaxed);
+        let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
+        let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(Frozen)
+            .monotonic_clock(Frozen)
+            .build();
+        let limits = CappedMemory {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory)
+                .build(),
+            refused: false,
+        };
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            config: Arc::clone(&self.config),
+            name: Arc::clone(&self.name),
+            stdout,
+            stderr,
+            logged: (0, 0),
+        };
+        let mut store = Store::new(self.component.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = self.component.pre.instantiate(&mut store)?;
+        let exports = match self.component.world {
+            World::Approval => {
+                Exports::Approval(approval::ApprovalPolicy::new(&mut store, &instance)?)
+            }
+            World::Truncation => {
+                Exports::Truncation(truncation::OutputTruncation::new(&mut store, &instance)?)
+            }
+            World::Filter => Exports::Filter(filter::EventFilter::new(&mut store, &instance)?),
+        };
+        Ok(Warm { store, exports })
+    }
+}
+
+/// `StoreLimits`, remembering whether it refused to grow a memory, so a
+/// failure can be reported as the cap it was.
+struct CappedMemory {
+    inner: StoreLimits,
+    refused: bool,
+}
+
+impl ResourceLimiter for CappedMemory {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// Sends what the guest printed since the last call to the log, a line each.
+fn drain_output(store: &mut Store<State>) {
+    let state = store.data_mut();
+    for (pipe, seen, stream) in [
+        (&state.stdout, &mut state.logged.0, "stdout"),
+        (&state.stderr, &mut state.logged.1, "stderr"),
+    ] {
+        let bytes = pipe.contents();
+        if bytes.len() > *seen {
+            for line in String::from_utf8_lossy(&bytes[*seen..]).lines() {
+                tracing::info!(component = &*state.name, stream, "{line}");
+            }
+            *seen = bytes.len();
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! A layered policy set: the user's components first, then the project's, and
+//! the rules that combine their answers.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::builtin::{self, Keep};
+use super::{Decision, FilterAction, Guest, JobContext, Limits, Request, World};
+
+/// A component that failed during a call, and what was done instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyFailure {
+    /// The entry's name.
+    pub component: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// Its world.
+    pub world: World,
+    /// What went wrong (trap, deadline, memory cap, bad output).
+    pub error: String,
+    /// What the host did instead.
+    pub fallback: &'static str,
+}
+
+/// An approval outcome: the strictest decision and who made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The decision that holds.
+    pub decision: Decision,
+    /// The component that gave it; `None` for the built-in default.
+    pub decided_by: Option<String>,
+    /// Components that failed (each counted as a decline).
+    pub failures: Vec<PolicyFailure>,
+}
+
+/// A filter outcome for one event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FilterOutcome {
+    /// Show the event, possibly replaced: its type and payload.
+    Show(String, Value),
+    /// Leave it out.
+    Drop,
+}
+
+/// The policies in force for one project, in order: the user's, then the project's.
+#[derive(Default)]
+pub struct PolicySet {
+    /// The project root the set was resolved for.
+    pub project_root: Option<PathBuf>,
+    /// The policy files read, user's first.
+    pub sources: Vec<PathBuf>,
+    pub(crate) approval: Vec<Guest>,
+    pub(crate) truncation: Vec<Guest>,
+    pub(crate) filter: Vec<Guest>,
+}
+
+impl PolicySet {
+    /// Whether nothing is configured (the built-in defaults hold).
+    pub fn is_empty(&self) -> bool {
+        self.approval.is_empty() && self.truncation.is_empty() && self.filter.is_empty()
+    }
+
+    /// Whether any event filter is configured.
+    pub fn has_filters(&self) -> bool {
+        !self.filter.is_empty()
+    }
+
+    /// Asks every approval component; the strictest answer wins, so a project
+    /// can narrow what its user allows but never widen it. A component that
+    /// fails declines (fail closed). With none configured: launches are
+    /// accepted as asked, everything else is `ask`.
+    pub fn decide(&self, job: &JobContext, request: &Request) -> Verdict {
+        if self.approval.is_empty() {
+            let decision = match request {
+                Request::Launch { .. } => Decision::Accept,
+                _ => Decision::Ask,
+            };
+            return Verdict {
+                decision,
+                decided_by: None,
+                failures: Vec::new(),
+            };
+        }
+        let mut verdict = Verdict {
+            decision: Decision::Accept,
+            decided_by: None,
+            failures: Vec::new(),
+        };
+        for guest in &self.approval {
+            let decision = match guest.decide(job, request) {
+                Ok(d) => d,
+                Err(error) => {
+                    let reason = format!("policy {} failed: {error}", guest.name);
+                    verdict
+                        .failures
+                        .push(failure(guest, error, "declined (fail closed)"));
+                    Decision::Decline(reason)
+                }
+            };
+            if verdict.decided_by.is_none() || decision.strictness() > verdict.decision.strictness()
+            {
+                verdict.decision = decision;
+                verdict.decided_by = Some(guest.name.to_string());
+            }
+        }
+        verdict
+    }
+
+    /// Runs the truncation chain over `text`; each component gets the previous
+    /// one's result. With none configured, or in place of one that fails, the
+    /// built-in truncation keeping `keep`.
+    pub fn truncate(
+        &self,
+        job: &JobContext,
+        text: &str,
+        limits: Limits,
+        keep: Keep,
+    ) -> (String, Vec<PolicyFailure>) {
+        if self.truncation.is_empty() {
+            return (builtin::truncate(text, limits, keep), Vec::new());
+        }
+        let mut failures = Vec::new();
+        let mut text = text.to_owned();
+        for guest in &self.truncation {
+            text = match guest.truncate(job, &text, limits) {
+                Ok(t) => t,
+                Err(error) => {
+                    failures.push(failure(guest, error, "used the built-in truncation"));
+                    builtin::truncate(&text, limits, keep)
+                }
+            };
+        }
+        (text, failures)
+    }
+
+    /// Runs every filter over one event: any drop wins; a replacement is what
+    /// the next filter sees; a filter that fails (or replaces with a payload
+    /// that is not JSON) keeps the event as it was.
+    pub fn filter(
+        &self,
+        job: &JobContext,
+        kind: &str,
+        payload: &Value,
+    ) -> (FilterOutcome, Vec<PolicyFailure>) {
+        let mut failures = Vec::new();
+        let (mut kind, mut payload) = (kind.to_owned(), payload.clone());
+        for guest in &self.filter {
+            match guest.filter(job, &kind, &payload.to_string()) {
+                Ok(FilterAction::Keep) => {}
+                Ok(FilterAction::Drop) => return (FilterOutcome::Drop, failures),
+                Ok(FilterAction::Replace {
+                    kind: new_kind,
+                    payload: new_payload,
+                }) => match serde_json::from_str(&new_payload) {
+                    Ok(value) => (kind, payload) = (new_kind, value),
+                    Err(e) => failures.push(failure(
+                        guest,
+                        format!("replaced the event with a payload that is not JSON: {e}"),
+                        "kept the event",
+                    )),
+                },
+                Err(error) => failures.push(failure(guest, error, "kept the event")),
+            }
+        }
+        (FilterOutcome::Show(kind, payload), failures)
+    }
+
+    /// The set as JSON, for `codex-jobhost policy show`.
+    pub fn describe(&self) -> Value {
+        let list = |guests: &[Guest]| -> Vec<Value> {
+            guests
+                .iter()
+                .map(|g| serde_json::json!({"name": &*g.name, "path": g.component.path, "wit_version": g.component.version}))
+                .collect()
+        };
+        serde_json::json!({
+            "project_root": self.project_root,
+            "sources": self.sources,
+            "approval": if self.approval.is_empty() { serde_json::json!("built-in: launches accepted as asked, agent requests ask the caller") } else { list(&self.approval).into() },
+            "truncation": if self.truncation.is_empty() { serde_json::json!("built-in: the last 100 lines / 8,000 characters of output") } else { list(&self.truncation).into() },
+            "filter": if self.filter.is_empty() { serde_json::json!("built-in: every event kept") } else { list(&self.filter).into() },
+        })
+    }
+}
+
+fn failure(guest: &Guest, error: String, fallback: &'static str) -> PolicyFailure {
+    tracing::warn!(component = &*guest.name, path = %guest.component.path.display(), "policy failed, {fallback}: {error}");
+    PolicyFailure {
+        component: guest.name.to_string(),
+        path: guest.component.path.clone(),
+        world: guest.component.world,
+        error,
+        fallback,
+    }
+}
