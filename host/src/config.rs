@@ -26,19 +26,14 @@ impl HostConfig {
             None => default_home()?,
         };
         let host_exe = std::env::current_exe().context("cannot find this program's own path")?;
-        Ok(HostConfig {
-            home,
-            codex_bin,
-            host_exe,
-            cancel_grace: Duration::from_secs(5),
-        })
+        Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5) })
     }
 }
 
 /// `~/.codex-jobhost`, used when `CODEX_JOBHOST_HOME` is not set.
 pub fn default_home() -> Result<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context(
-        "cannot find the job home: neither CODEX_JOBHOST_HOME nor HOME is set (pass --home)",
-    )?;
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("cannot find the job home: neither CODEX_JOBHOST_HOME nor HOME is set (pass --home)")?;
     Ok(PathBuf::from(home).join(".codex-jobhost"))
 }

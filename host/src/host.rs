@@ -15,14 +15,15 @@ use tokio::sync::{OnceCell, watch};
 use crate::backend::{CodexCli, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
-use crate::job::event::truncate_strings;
+use crate::job::event::{POLICY_ERROR_EVENT, for_each_string};
 use crate::job::id::quote_short;
 use crate::job::process::{ProcessWatch, signal_group};
 use crate::job::supervisor::{self, TurnCommand};
 use crate::job::{
-    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification,
-    Registry, Turn,
+    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn,
 };
+use crate::policy::builtin::{self, Keep};
+use crate::policy::{Decision, FilterOutcome, JobContext, Limits, Policies, PolicyFailure, PolicySet, Request};
 
 /// Most output `job_status` returns, from the end of `output.log`.
 const STATUS_TAIL_BYTES: u64 = 64 * 1024;
@@ -111,7 +112,8 @@ pub struct StatusReport {
     pub usage: Option<Value>,
     /// Number of events so far: the cursor after the last one.
     pub event_count: u64,
-    /// The last `tail_lines` lines of the agent's raw output (at most 64 KiB).
+    /// The end of the agent's raw output: the last `tail_lines` lines, at most
+    /// 8,000 characters, shortened by the project's truncation policies.
     pub output_tail: String,
     /// Whether older output was left out of `output_tail`.
     pub output_truncated: bool,
@@ -165,12 +167,7 @@ pub struct EventView {
 
 impl From<Event> for EventView {
     fn from(e: Event) -> Self {
-        EventView {
-            seq: e.seq,
-            ts: e.ts.to_string(),
-            kind: e.kind,
-            data: e.data,
-        }
+        EventView { seq: e.seq, ts: e.ts.to_string(), kind: e.kind, data: e.data }
     }
 }
 
@@ -239,6 +236,7 @@ pub struct JobHost {
     store: JobStore,
     registry: Registry,
     codex: OnceCell<CodexCli>,
+    policies: Policies,
     live: Mutex<HashMap<JobId, Live>>,
     /// Serializes the moves that begin or end a turn, so two replies or a
     /// reply and a cancel cannot both act on one job.
@@ -252,11 +250,13 @@ impl JobHost {
     /// [`JobHost::codex`] in the background.
     pub fn open(config: HostConfig) -> Result<Arc<Self>> {
         let store = JobStore::open(&config.home)?;
+        let policies = Policies::new(&config.home);
         Ok(Arc::new(JobHost {
             config,
             store,
             registry: Registry::default(),
             codex: OnceCell::new(),
+            policies,
             live: Mutex::default(),
             turn_lock: tokio::sync::Mutex::new(()),
             indexed: watch::Sender::new(false),
@@ -270,9 +270,7 @@ impl JobHost {
 
     /// The Codex CLI, located and probed on first use.
     pub async fn codex(&self) -> Result<&CodexCli> {
-        self.codex
-            .get_or_try_init(|| CodexCli::locate(self.config.codex_bin.as_deref()))
-            .await
+        self.codex.get_or_try_init(|| CodexCli::locate(self.config.codex_bin.as_deref())).await
     }
 
     /// Reads every job on disk into the index and re-attaches to those still
@@ -296,13 +294,8 @@ impl JobHost {
             return Ok(());
         }
         let watch = match meta.pid {
-            Some(pid) => ProcessWatch::open(pid)?
-                .filter(|w| w.command_line_contains(&["supervise", &id.to_string()])),
-            None if Timestamp::now()
-                .duration_since(meta.created_at)
-                .unsigned_abs()
-                < QUEUED_GRACE =>
-            {
+            Some(pid) => ProcessWatch::open(pid)?.filter(|w| w.command_line_contains(&["supervise", &id.to_string()])),
+            None if Timestamp::now().duration_since(meta.created_at).unsigned_abs() < QUEUED_GRACE => {
                 return Ok(());
             }
             None => None,
@@ -330,9 +323,7 @@ impl JobHost {
     /// does not support; nothing is started then.
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> Result<Started> {
         if req.prompt.trim().is_empty() {
-            return Err(invalid(
-                "invalid prompt: expected a non-empty instruction for Codex",
-            ));
+            return Err(invalid("invalid prompt: expected a non-empty instruction for Codex"));
         }
         let cwd = checked_cwd(&req.cwd)?;
         let options = JobOptions {
@@ -347,8 +338,10 @@ impl JobHost {
         };
         let cli = self.codex().await?;
         exec::validate(&options, cli)?;
+        let id = JobId::new();
+        self.judge_launch(id, &cwd, &req.prompt, &options)?;
         let meta = JobMeta {
-            id: JobId::new(),
+            id,
             status: JobStatus::Queued,
             prompt: req.prompt.clone(),
             cwd,
@@ -371,6 +364,38 @@ impl JobHost {
         self.launch_turn(job, meta, &req.prompt, args, cli)
     }
 
+    /// Asks the project's approval policies whether this launch may go ahead.
+    ///
+    /// Errors: [`InvalidInput`] with the policy's reason when it declines,
+    /// cancels or asks (a launch has nobody to ask yet), or when a policy
+    /// cannot be loaded.
+    fn judge_launch(&self, id: JobId, cwd: &Path, prompt: &str, options: &JobOptions) -> Result<()> {
+        let set = self.policies.for_cwd(cwd).map_err(|e| invalid(format!("job_start refused: {e:#}")))?;
+        let ctx = JobContext {
+            job_id: id.to_string(),
+            backend: exec::BACKEND.to_owned(),
+            cwd: cwd.display().to_string(),
+            project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
+            prompt: prompt.to_owned(),
+        };
+        let request = Request::Launch {
+            approval_mode: options.approval_policy.clone(),
+            sandbox: options.sandbox.clone(),
+            model: options.model.clone(),
+        };
+        let verdict = set.decide(&ctx, &request);
+        let by = verdict.decided_by.as_deref().unwrap_or("built-in");
+        match verdict.decision {
+            Decision::Accept | Decision::AcceptForSession => Ok(()),
+            Decision::Decline(reason) | Decision::Cancel(reason) => {
+                Err(invalid(format!("job_start refused by policy {by}: {reason}")))
+            }
+            Decision::Ask => Err(invalid(format!(
+                "job_start refused: policy {by} asks for approval of this launch, and a launch cannot wait for one"
+            ))),
+        }
+    }
+
     /// Continues a finished job's Codex conversation with a new turn
     /// (`codex exec resume <thread_id>`): same id, same event log.
     ///
@@ -379,9 +404,7 @@ impl JobHost {
     pub async fn reply(self: &Arc<Self>, job_id: &str, prompt: &str) -> Result<Started> {
         let id = JobId::parse(job_id)?;
         if prompt.trim().is_empty() {
-            return Err(invalid(
-                "invalid prompt: expected a non-empty message for Codex",
-            ));
+            return Err(invalid("invalid prompt: expected a non-empty message for Codex"));
         }
         let job = self.store.job(id)?;
         let cli = self.codex().await?;
@@ -417,30 +440,17 @@ impl JobHost {
         cli: &CodexCli,
     ) -> Result<Started> {
         let cursor = job.event_count()?;
-        job.event_writer()?
-            .status(&meta, json!({"prompt": prompt}))?;
+        job.event_writer()?.status(&meta, json!({"prompt": prompt}))?;
         self.registry.update(&meta);
-        let started = Started {
-            job_id: meta.id.to_string(),
-            status: meta.status,
-            turn: meta.turn,
-            cursor,
-        };
-        let turn = TurnCommand {
-            home: self.store.root().to_path_buf(),
-            job: meta.id,
-            program: cli.program.clone(),
-            args,
-        };
+        let started = Started { job_id: meta.id.to_string(), status: meta.status, turn: meta.turn, cursor };
+        let turn =
+            TurnCommand { home: self.store.root().to_path_buf(), job: meta.id, program: cli.program.clone(), args };
         let env = cli.env.clone();
         let host = Arc::clone(self);
         tokio::spawn(async move {
             let _guard = host.turn_lock.lock().await;
             let pid = supervisor::spawn(&host.config.host_exe, &job, &turn, &env);
-            let watch = pid
-                .as_ref()
-                .ok()
-                .and_then(|pid| ProcessWatch::open(*pid).ok().flatten());
+            let watch = pid.as_ref().ok().and_then(|pid| ProcessWatch::open(*pid).ok().flatten());
             match (pid, watch) {
                 (_, Some(watch)) => host.watch(meta.id, meta.turn, watch),
                 (Err(e), None) => {
@@ -475,14 +485,7 @@ impl JobHost {
 
     /// Follows a supervisor until it exits, then settles the job.
     fn watch(self: &Arc<Self>, id: JobId, turn: u32, watch: ProcessWatch) {
-        self.live.lock().unwrap().insert(
-            id,
-            Live {
-                pid: watch.pid(),
-                turn,
-                cancel_requested: false,
-            },
-        );
+        self.live.lock().unwrap().insert(id, Live { pid: watch.pid(), turn, cancel_requested: false });
         let host = Arc::clone(self);
         tokio::spawn(async move {
             watch.exited().await;
@@ -510,9 +513,7 @@ impl JobHost {
             let (status, error) = if cancelled {
                 (JobStatus::Cancelled, "cancelled by job_cancel".to_owned())
             } else {
-                let pid = meta
-                    .pid
-                    .map_or_else(|| "never started".to_owned(), |p| format!("pid {p}"));
+                let pid = meta.pid.map_or_else(|| "never started".to_owned(), |p| format!("pid {p}"));
                 (
                     JobStatus::Failed,
                     format!(
@@ -522,15 +523,7 @@ impl JobHost {
                 )
             };
             let mut events = job.event_writer()?;
-            supervisor::finish(
-                &self.store,
-                &job,
-                &mut meta,
-                &mut events,
-                status,
-                None,
-                Some(error),
-            )?;
+            supervisor::finish(&self.store, &job, &mut meta, &mut events, status, None, Some(error))?;
         }
         self.registry.update(&meta);
         Ok(())
@@ -545,18 +538,12 @@ impl JobHost {
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
         if meta.status.is_terminal() {
-            return Err(invalid(format!(
-                "job {id} is already {}; nothing to cancel",
-                meta.status
-            )));
+            return Err(invalid(format!("job {id} is already {}; nothing to cancel", meta.status)));
         }
         let pid = {
             let mut live = self.live.lock().unwrap();
-            let entry = live.entry(id).or_insert(Live {
-                pid: meta.pid.unwrap_or(0),
-                turn: meta.turn,
-                cancel_requested: false,
-            });
+            let entry =
+                live.entry(id).or_insert(Live { pid: meta.pid.unwrap_or(0), turn: meta.turn, cancel_requested: false });
             entry.cancel_requested = true;
             entry.pid
         };
@@ -570,10 +557,7 @@ impl JobHost {
         signal_group(pid, rustix::process::Signal::TERM)?;
         let mut killed = false;
         if let Some(watch) = &watch {
-            if tokio::time::timeout(self.config.cancel_grace, watch.exited())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(self.config.cancel_grace, watch.exited()).await.is_err() {
                 signal_group(pid, rustix::process::Signal::KILL)?;
                 killed = true;
                 watch.exited().await;
@@ -582,11 +566,7 @@ impl JobHost {
         // Whoever settles first (this call or the supervisor's watcher) records the end.
         self.settle(id, meta.turn).await?;
         let meta = job.read_meta()?;
-        Ok(CancelOutcome {
-            job_id: id.to_string(),
-            status: meta.status,
-            killed,
-        })
+        Ok(CancelOutcome { job_id: id.to_string(), status: meta.status, killed })
     }
 
     /// The job's state, its last message and the tail of its output.
@@ -596,8 +576,13 @@ impl JobHost {
         let id = JobId::parse(job_id)?;
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
-        let (output_tail, output_truncated) =
-            job.tail_output(tail_lines.unwrap_or(100), STATUS_TAIL_BYTES)?;
+        let tail_lines = tail_lines.unwrap_or(100);
+        let (raw_tail, omitted) = job.tail_output(tail_lines, STATUS_TAIL_BYTES)?;
+        let (set, ctx) = self.policy_for(&meta)?;
+        let limits = Limits { max_lines: u32::try_from(tail_lines).unwrap_or(u32::MAX), ..builtin::OUTPUT_LIMITS };
+        let (output_tail, failures) = set.truncate(&ctx, &raw_tail, limits, Keep::Tail);
+        self.record_policy_failures(&job, failures);
+        let output_truncated = omitted || output_tail != raw_tail;
         Ok(StatusReport {
             job_id: id.to_string(),
             status: meta.status,
@@ -618,40 +603,85 @@ impl JobHost {
         })
     }
 
-    /// Events after a cursor, filtered by type and with long strings cut.
+    /// Events after a cursor: filtered by type, then by the project's event
+    /// filters, with every string shortened by its truncation policies (limit:
+    /// `truncate` characters, default 1024; 0 = no length limit, the policies still run).
     ///
-    /// Errors: [`InvalidInput`] for a bad id, a cursor past the end, or a limit outside 1..=1000.
+    /// Errors: [`InvalidInput`] for a bad id, a cursor past the end, or a limit outside 1..=1000;
+    /// a policy file or component that cannot be loaded.
     pub fn events(&self, req: &EventsRequest) -> Result<EventsPage> {
         let id = JobId::parse(&req.job_id)?;
         let limit = req.limit.unwrap_or(20);
         if !(1..=1000).contains(&limit) {
-            return Err(invalid(format!(
-                "invalid limit {limit}: expected 1 to 1000"
-            )));
+            return Err(invalid(format!("invalid limit {limit}: expected 1 to 1000")));
         }
         let job = self.store.job(id)?;
-        let status = job.read_meta()?.status;
+        let meta = job.read_meta()?;
+        let (set, ctx) = self.policy_for(&meta)?;
         let types = req.event_types.as_deref().unwrap_or_default();
-        let (events, next_cursor) =
-            job.read_events(req.cursor.unwrap_or(0), limit, EVENTS_SCAN_MAX, |e| {
-                types.is_empty() || types.iter().any(|t| e.matches_type(t))
-            })?;
-        let max_chars = req.truncate.unwrap_or(1024);
-        let events = events
-            .into_iter()
-            .map(|mut e| {
-                truncate_strings(&mut e.data, max_chars);
-                EventView::from(e)
-            })
-            .collect();
+        let limits = Limits {
+            max_chars: match req.truncate.unwrap_or(1024) {
+                0 => u32::MAX,
+                n => u32::try_from(n).unwrap_or(u32::MAX),
+            },
+            max_lines: u32::MAX,
+        };
+        let mut failures = Vec::new();
+        let (events, next_cursor) = job.read_events(req.cursor.unwrap_or(0), limit, EVENTS_SCAN_MAX, |mut e| {
+            if !types.is_empty() && !types.iter().any(|t| e.matches_type(t)) {
+                return None;
+            }
+            if set.has_filters() {
+                let (outcome, failed) = set.filter(&ctx, &e.kind, &e.data);
+                failures.extend(failed);
+                match outcome {
+                    FilterOutcome::Drop => return None,
+                    FilterOutcome::Show(kind, data) => (e.kind, e.data) = (kind, data),
+                }
+            }
+            for_each_string(&mut e.data, &mut |text| {
+                let (cut, failed) = set.truncate(&ctx, text, limits, Keep::Head);
+                failures.extend(failed);
+                *text = cut;
+            });
+            Some(e)
+        })?;
+        self.record_policy_failures(&job, failures);
         let has_more = next_cursor < job.event_count()?;
         Ok(EventsPage {
             job_id: id.to_string(),
-            status,
-            events,
+            status: meta.status,
+            events: events.into_iter().map(EventView::from).collect(),
             next_cursor,
             has_more,
         })
+    }
+
+    /// The policy set in force for a job, and the job as policies see it.
+    fn policy_for(&self, meta: &JobMeta) -> Result<(Arc<PolicySet>, JobContext)> {
+        let set = self.policies.for_cwd(&meta.cwd)?;
+        let ctx = JobContext {
+            job_id: meta.id.to_string(),
+            backend: meta.backend.clone(),
+            cwd: meta.cwd.display().to_string(),
+            project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
+            prompt: meta.prompt.clone(),
+        };
+        Ok((set, ctx))
+    }
+
+    /// Records each failed component once as a `policy_error` event on the job.
+    fn record_policy_failures(&self, job: &JobDir, mut failures: Vec<PolicyFailure>) {
+        failures.dedup_by(|a, b| a.component == b.component && a.error == b.error);
+        if failures.is_empty() {
+            return;
+        }
+        let recorded = job.event_writer().and_then(|mut events| {
+            failures.iter().try_for_each(|f| events.append(POLICY_ERROR_EVENT, serde_json::to_value(f)?).map(drop))
+        });
+        if let Err(e) = recorded {
+            tracing::error!(job = %job.id(), "cannot record a policy failure: {e:#}");
+        }
     }
 
     /// Jobs newest first, optionally by status and working directory.
@@ -661,25 +691,19 @@ impl JobHost {
         let status = req.status.as_deref().map(JobStatus::parse).transpose()?;
         let cwd = match &req.cwd {
             Some(c) if !Path::new(c).is_absolute() => {
-                return Err(invalid(format!(
-                    "invalid cwd {}: expected an absolute path",
-                    quote_short(c)
-                )));
+                return Err(invalid(format!("invalid cwd {}: expected an absolute path", quote_short(c))));
             }
             Some(c) => Some(PathBuf::from(c)),
             None => None,
         };
         let limit = req.limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
-            return Err(invalid(format!(
-                "invalid limit {limit}: expected 1 to 1000"
-            )));
+            return Err(invalid(format!("invalid limit {limit}: expected 1 to 1000")));
         }
         self.wait_indexed().await;
-        let jobs = self.registry.list(limit, |j| {
-            status.is_none_or(|s| j.status == s)
-                && cwd.as_ref().is_none_or(|c| j.cwd.starts_with(c))
-        });
+        let jobs = self
+            .registry
+            .list(limit, |j| status.is_none_or(|s| j.status == s) && cwd.as_ref().is_none_or(|c| j.cwd.starts_with(c)));
         Ok(JobList { jobs })
     }
 
@@ -691,14 +715,9 @@ impl JobHost {
     pub async fn wait(&self, job_ids: &[String], timeout_s: Option<u64>) -> Result<WaitOutcome> {
         let timeout_s = timeout_s.unwrap_or(30);
         if timeout_s > WAIT_MAX_S {
-            return Err(invalid(format!(
-                "invalid timeout_s {timeout_s}: expected 0 to {WAIT_MAX_S} seconds"
-            )));
+            return Err(invalid(format!("invalid timeout_s {timeout_s}: expected 0 to {WAIT_MAX_S} seconds")));
         }
-        let ids = job_ids
-            .iter()
-            .map(|s| JobId::parse(s))
-            .collect::<Result<Vec<_>, InvalidInput>>()?;
+        let ids = job_ids.iter().map(|s| JobId::parse(s)).collect::<Result<Vec<_>, InvalidInput>>()?;
         for id in &ids {
             self.store.job(*id)?;
         }
@@ -716,48 +735,25 @@ impl JobHost {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
         loop {
             changes.borrow_and_update();
-            let summaries: Vec<JobSummary> =
-                ids.iter().filter_map(|id| self.registry.get(*id)).collect();
-            let (finished, pending): (Vec<_>, Vec<_>) =
-                summaries.into_iter().partition(|j| j.status.is_terminal());
+            let summaries: Vec<JobSummary> = ids.iter().filter_map(|id| self.registry.get(*id)).collect();
+            let (finished, pending): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|j| j.status.is_terminal());
             if !finished.is_empty() || pending.is_empty() {
-                return Ok(WaitOutcome {
-                    finished,
-                    pending,
-                    timed_out: false,
-                });
+                return Ok(WaitOutcome { finished, pending, timed_out: false });
             }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
-                return Ok(WaitOutcome {
-                    finished,
-                    pending,
-                    timed_out: true,
-                });
+            if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                return Ok(WaitOutcome { finished, pending, timed_out: true });
             }
         }
     }
 
     /// Turns that ended after `cursor` (a byte offset into the feed; 0 = from the start).
-    pub fn notifications(
-        &self,
-        cursor: Option<u64>,
-        limit: Option<usize>,
-    ) -> Result<NotificationPage> {
+    pub fn notifications(&self, cursor: Option<u64>, limit: Option<usize>) -> Result<NotificationPage> {
         let limit = limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(invalid(format!(
-                "invalid limit {limit}: expected 1 to 1000"
-            )));
+            return Err(invalid(format!("invalid limit {limit}: expected 1 to 1000")));
         }
-        let (notifications, next_cursor) =
-            self.store.read_notifications(cursor.unwrap_or(0), limit)?;
-        Ok(NotificationPage {
-            notifications,
-            next_cursor,
-        })
+        let (notifications, next_cursor) = self.store.read_notifications(cursor.unwrap_or(0), limit)?;
+        Ok(NotificationPage { notifications, next_cursor })
     }
 
     /// Reads `output.log` from byte `offset`: at most `max` bytes and the offset after them
@@ -778,15 +774,11 @@ fn checked_cwd(cwd: &str) -> Result<PathBuf, InvalidInput> {
     let path = Path::new(cwd);
     let shown = quote_short(cwd);
     if cwd.is_empty() || !path.is_absolute() {
-        return Err(InvalidInput::new(format!(
-            "invalid cwd {shown}: expected an absolute path"
-        )));
+        return Err(InvalidInput::new(format!("invalid cwd {shown}: expected an absolute path")));
     }
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Ok(path.to_path_buf()),
-        Ok(_) => Err(InvalidInput::new(format!(
-            "invalid cwd {shown}: not a directory"
-        ))),
+        Ok(_) => Err(InvalidInput::new(format!("invalid cwd {shown}: not a directory"))),
         Err(e) => Err(InvalidInput::new(format!("invalid cwd {shown}: {e}"))),
     }
 }

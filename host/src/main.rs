@@ -83,26 +83,15 @@ fn main() -> ExitCode {
         .init();
     let runtime = match cli.command {
         // One thread is plenty for a supervisor and keeps it small.
-        Command::Supervise { .. } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        _ => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build(),
+        Command::Supervise { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
     };
-    let result = runtime
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(cli)));
+    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<InvalidInput>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+            if e.downcast_ref::<InvalidInput>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -111,12 +100,8 @@ async fn run(cli: Cli) -> Result<()> {
     let config = HostConfig::new(cli.home, cli.codex_bin)?;
     if let Command::Supervise { job, command } = cli.command {
         let (program, args) = command.split_first().expect("clap requires a command");
-        let turn = TurnCommand {
-            home: config.home,
-            job: JobId::parse(&job)?,
-            program: program.into(),
-            args: args.to_vec(),
-        };
+        let turn =
+            TurnCommand { home: config.home, job: JobId::parse(&job)?, program: program.into(), args: args.to_vec() };
         return supervisor::run(turn).await;
     }
     let host = JobHost::open(config)?;
@@ -132,13 +117,7 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
     match command {
         JobsCommand::List { status, cwd, limit } => {
             host.index_jobs().await?;
-            let list = host
-                .list(&ListRequest {
-                    status,
-                    cwd,
-                    limit: Some(limit),
-                })
-                .await?;
+            let list = host.list(&ListRequest { status, cwd, limit: Some(limit) }).await?;
             for j in list.jobs {
                 println!(
                     "{}  {:<14} turn {}  {}  {}",
@@ -150,10 +129,7 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
                 );
             }
         }
-        JobsCommand::Show { id } => println!(
-            "{}",
-            serde_json::to_string_pretty(&host.status(&id, Some(20))?)?
-        ),
+        JobsCommand::Show { id } => println!("{}", serde_json::to_string_pretty(&host.status(&id, Some(20))?)?),
         JobsCommand::Logs { id, follow } => {
             let mut offset = 0;
             let mut out = std::io::stdout().lock();
@@ -189,24 +165,13 @@ async fn doctor(host: &JobHost) -> Result<()> {
     }
     match host.codex().await {
         Ok(cli) => {
-            println!(
-                "codex:    {} (version {})",
-                cli.located.display(),
-                cli.version
-            );
+            println!("codex:    {} (version {})", cli.located.display(), cli.version);
             if cli.program != cli.located {
-                println!(
-                    "runs:     {} (the native binary behind the npm launcher)",
-                    cli.program.display()
-                );
+                println!("runs:     {} (the native binary behind the npm launcher)", cli.program.display());
             }
             println!(
                 "backends: exec (codex exec --json){}",
-                if cli.capabilities.resume {
-                    ", replies via exec resume"
-                } else {
-                    ""
-                }
+                if cli.capabilities.resume { ", replies via exec resume" } else { "" }
             );
             println!("features: {}", serde_json::to_string(&cli.capabilities)?);
             Ok(())

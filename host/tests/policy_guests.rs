@@ -7,20 +7,16 @@ use std::time::{Duration, Instant};
 
 use codex_jobhost::policy::builtin::Keep;
 use codex_jobhost::policy::{
-    Decision, FilterOutcome, Guest, GuestLimits, JobContext, Limits, LoadSource, Policies,
-    PolicyEngine, Request, World,
+    Decision, FilterOutcome, Guest, GuestLimits, JobContext, Limits, LoadSource, Policies, PolicyEngine, Request, World,
 };
 use serde_json::json;
 
 /// A built guest: `$GUEST_POLICIES_DIR/<name>.wasm`, by default
 /// `guest-policies/target/wasm32-wasip2/release`.
 fn wasm(name: &str) -> PathBuf {
-    let dir = std::env::var_os("GUEST_POLICIES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../guest-policies/target/wasm32-wasip2/release")
-        });
+    let dir = std::env::var_os("GUEST_POLICIES_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-policies/target/wasm32-wasip2/release")
+    });
     let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
@@ -32,12 +28,7 @@ fn wasm(name: &str) -> PathBuf {
 
 fn guest(engine: &PolicyEngine, name: &str, config: serde_json::Value) -> Guest {
     let (component, _) = engine.load(&wasm(name)).unwrap();
-    Guest::new(
-        name,
-        Arc::new(component),
-        config.to_string(),
-        GuestLimits::default(),
-    )
+    Guest::new(name, Arc::new(component), config.to_string(), GuestLimits::default())
 }
 
 fn job() -> JobContext {
@@ -51,41 +42,21 @@ fn job() -> JobContext {
 }
 
 fn command(c: &str) -> Request {
-    Request::Command {
-        command: c.into(),
-        cwd: "/w".into(),
-        reason: None,
-    }
+    Request::Command { command: c.into(), cwd: "/w".into(), reason: None }
 }
 
 fn launch(mode: &str) -> Request {
-    Request::Launch {
-        approval_mode: mode.into(),
-        sandbox: None,
-        model: None,
-    }
+    Request::Launch { approval_mode: mode.into(), sandbox: None, model: None }
 }
 
 #[test]
 fn the_allowlist_decides_with_its_settings() {
     let engine = PolicyEngine::new(None).unwrap();
-    let g = guest(
-        &engine,
-        "command_allowlist",
-        json!({"allow": ["ls"], "deny": ["rm -rf /"]}),
-    );
-    assert_eq!(
-        g.decide(&job(), &command("ls -la")).unwrap(),
-        Decision::Accept
-    );
+    let g = guest(&engine, "command_allowlist", json!({"allow": ["ls"], "deny": ["rm -rf /"]}));
+    assert_eq!(g.decide(&job(), &command("ls -la")).unwrap(), Decision::Accept);
     assert_eq!(g.decide(&job(), &command("make")).unwrap(), Decision::Ask);
-    assert!(
-        matches!(g.decide(&job(), &command("rm -rf /")).unwrap(), Decision::Decline(r) if r.contains("rm -rf /"))
-    );
-    assert!(matches!(
-        g.decide(&job(), &launch("full-auto")).unwrap(),
-        Decision::Decline(_)
-    ));
+    assert!(matches!(g.decide(&job(), &command("rm -rf /")).unwrap(), Decision::Decline(r) if r.contains("rm -rf /")));
+    assert!(matches!(g.decide(&job(), &launch("full-auto")).unwrap(), Decision::Decline(_)));
     assert_eq!(g.instantiations(), 1, "a healthy instance is reused");
 }
 
@@ -96,11 +67,7 @@ fn an_endless_guest_is_stopped_at_its_deadline() {
     let begun = Instant::now();
     let err = g.decide(&job(), &command("ls")).unwrap_err();
     assert!(err.contains("deadline of 100 ms"), "{err}");
-    assert!(
-        begun.elapsed() < Duration::from_secs(5),
-        "stopped, not left running: {:?}",
-        begun.elapsed()
-    );
+    assert!(begun.elapsed() < Duration::from_secs(5), "stopped, not left running: {:?}", begun.elapsed());
     g.decide(&job(), &command("ls")).unwrap_err();
     assert_eq!(g.instantiations(), 2, "a failed instance is never reused");
 }
@@ -116,18 +83,12 @@ fn a_memory_hog_is_stopped_at_the_cap() {
 #[test]
 fn a_trap_is_a_failure_and_the_set_fails_closed() {
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("config.toml"),
-        format!("[[approval]]\npath = {:?}\n", wasm("fixture_trap")),
-    )
-    .unwrap();
+    std::fs::write(home.path().join("config.toml"), format!("[[approval]]\npath = {:?}\n", wasm("fixture_trap")))
+        .unwrap();
     let policies = Policies::new(home.path());
     let set = policies.for_cwd(home.path()).unwrap();
     let verdict = set.decide(&job(), &launch("suggest"));
-    assert!(
-        matches!(&verdict.decision, Decision::Decline(r) if r.contains("trapped")),
-        "{verdict:?}"
-    );
+    assert!(matches!(&verdict.decision, Decision::Decline(r) if r.contains("trapped")), "{verdict:?}");
     assert_eq!(verdict.failures.len(), 1);
     assert_eq!(verdict.failures[0].fallback, "declined (fail closed)");
 }
@@ -148,10 +109,7 @@ fn a_project_cannot_widen_what_its_user_allows() {
     let repo = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("config.toml"),
-        format!(
-            "[[approval]]\npath = {:?}\nconfig = {{ deny = [\"rm -rf\"] }}\n",
-            wasm("command_allowlist")
-        ),
+        format!("[[approval]]\npath = {:?}\nconfig = {{ deny = [\"rm -rf\"] }}\n", wasm("command_allowlist")),
     )
     .unwrap();
     std::fs::create_dir_all(repo.path().join(".codex")).unwrap();
@@ -164,10 +122,7 @@ fn a_project_cannot_widen_what_its_user_allows() {
     let set = policies.for_cwd(&repo.path().join("src/deep")).unwrap();
     assert_eq!(set.project_root.as_deref(), Some(repo.path()));
     let verdict = set.decide(&job(), &command("rm -rf build"));
-    assert!(
-        matches!(verdict.decision, Decision::Decline(_)),
-        "{verdict:?}"
-    );
+    assert!(matches!(verdict.decision, Decision::Decline(_)), "{verdict:?}");
     assert_eq!(verdict.decided_by.as_deref(), Some("command_allowlist"));
     // Where the user's policy only asks, the project's accept cannot lower that either.
     assert_eq!(set.decide(&job(), &command("make")).decision, Decision::Ask);
@@ -178,31 +133,14 @@ fn a_replaced_wasm_takes_effect_at_the_next_lookup() {
     let home = tempfile::tempdir().unwrap();
     let repo = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(repo.path().join(".codex")).unwrap();
-    std::fs::write(
-        repo.path().join(".codex/jobhost.toml"),
-        "[[approval]]\npath = \"policy.wasm\"\n",
-    )
-    .unwrap();
+    std::fs::write(repo.path().join(".codex/jobhost.toml"), "[[approval]]\npath = \"policy.wasm\"\n").unwrap();
     let policy = repo.path().join(".codex/policy.wasm");
     std::fs::copy(wasm("fixture_accept_all"), &policy).unwrap();
     let policies = Policies::new(home.path());
-    assert_eq!(
-        policies
-            .for_cwd(repo.path())
-            .unwrap()
-            .decide(&job(), &launch("full-auto"))
-            .decision,
-        Decision::Accept
-    );
+    assert_eq!(policies.for_cwd(repo.path()).unwrap().decide(&job(), &launch("full-auto")).decision, Decision::Accept);
     std::fs::copy(wasm("command_allowlist"), &policy).unwrap();
-    let verdict = policies
-        .for_cwd(repo.path())
-        .unwrap()
-        .decide(&job(), &launch("full-auto"));
-    assert!(
-        matches!(verdict.decision, Decision::Decline(_)),
-        "{verdict:?}"
-    );
+    let verdict = policies.for_cwd(repo.path()).unwrap().decide(&job(), &launch("full-auto"));
+    assert!(matches!(verdict.decision, Decision::Decline(_)), "{verdict:?}");
 }
 
 #[test]
@@ -219,38 +157,14 @@ fn truncations_chain_and_filters_drop() {
     )
     .unwrap();
     let set = Policies::new(home.path()).for_cwd(home.path()).unwrap();
-    let text: String = (0..10)
-        .map(|i| format!("line {i} key sk-abcdefghijklmnopqrstuv\n"))
-        .collect();
-    let (out, failures) = set.truncate(
-        &job(),
-        &text,
-        Limits {
-            max_chars: 10_000,
-            max_lines: 4,
-        },
-        Keep::Tail,
-    );
+    let text: String = (0..10).map(|i| format!("line {i} key sk-abcdefghijklmnopqrstuv\n")).collect();
+    let (out, failures) = set.truncate(&job(), &text, Limits { max_chars: 10_000, max_lines: 4 }, Keep::Tail);
     assert!(failures.is_empty());
-    assert!(
-        !out.contains("sk-abc") && out.contains("[REDACTED]"),
-        "{out}"
-    );
-    assert!(
-        out.contains("lines cut") && out.starts_with("line 0"),
-        "{out}"
-    );
-    let (dropped, _) = set.filter(
-        &job(),
-        "item.completed",
-        &json!({"item": {"type": "reasoning"}}),
-    );
+    assert!(!out.contains("sk-abc") && out.contains("[REDACTED]"), "{out}");
+    assert!(out.contains("lines cut") && out.starts_with("line 0"), "{out}");
+    let (dropped, _) = set.filter(&job(), "item.completed", &json!({"item": {"type": "reasoning"}}));
     assert_eq!(dropped, FilterOutcome::Drop);
-    let (kept, _) = set.filter(
-        &job(),
-        "item.completed",
-        &json!({"item": {"type": "agent_message"}}),
-    );
+    let (kept, _) = set.filter(&job(), "item.completed", &json!({"item": {"type": "agent_message"}}));
     assert!(matches!(kept, FilterOutcome::Show(k, _) if k == "item.completed"));
 }
 
@@ -261,45 +175,27 @@ fn components_are_refused_with_the_reason() {
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let err = format!("{:#}", engine.load(&core).err().unwrap());
-    assert!(
-        err.contains("core.wasm") && err.contains("core WebAssembly module"),
-        "{err}"
-    );
-    let err = format!(
-        "{:#}",
-        engine.load(&wasm("fixture_wrong_version")).err().unwrap()
-    );
+    assert!(err.contains("core.wasm") && err.contains("core WebAssembly module"), "{err}");
+    let err = format!("{:#}", engine.load(&wasm("fixture_wrong_version")).err().unwrap());
     assert!(
         err.contains("fixture_wrong_version.wasm")
             && err.contains("codex-jobhost:policy@0.2.0")
             && err.contains("supports"),
         "{err}"
     );
-    let err = format!(
-        "{:#}",
-        engine.load(&wasm("fixture_no_world")).err().unwrap()
-    );
+    let err = format!("{:#}", engine.load(&wasm("fixture_no_world")).err().unwrap());
     assert!(err.contains("implements none of the worlds"), "{err}");
     let (quiet, _) = engine.load(&wasm("quiet_events")).unwrap();
-    assert_eq!(
-        (quiet.world, quiet.version.as_str()),
-        (World::Filter, "0.1.0")
-    );
+    assert_eq!((quiet.world, quiet.version.as_str()), (World::Filter, "0.1.0"));
 }
 
 #[test]
 fn compiled_components_come_back_from_the_cache() {
     let cache = tempfile::tempdir().unwrap();
     let first = PolicyEngine::new(Some(cache.path().to_path_buf())).unwrap();
-    assert_eq!(
-        first.load(&wasm("head_tail")).unwrap().1,
-        LoadSource::Compiled
-    );
+    assert_eq!(first.load(&wasm("head_tail")).unwrap().1, LoadSource::Compiled);
     let second = PolicyEngine::new(Some(cache.path().to_path_buf())).unwrap();
-    assert_eq!(
-        second.load(&wasm("head_tail")).unwrap().1,
-        LoadSource::Cache
-    );
+    assert_eq!(second.load(&wasm("head_tail")).unwrap().1, LoadSource::Cache);
     // A damaged entry is recompiled, not trusted.
     for entry in std::fs::read_dir(cache.path()).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();

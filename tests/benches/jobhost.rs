@@ -23,49 +23,29 @@ fn report(name: &str, samples: Vec<Duration>) {
     let n = samples.len();
     let min = *samples.iter().min().unwrap();
     let max = *samples.iter().max().unwrap();
-    println!(
-        "{name:<44} median {:>8.3} ms  min {:>8.3}  max {:>8.3}  (n={n})",
-        ms(median(samples)),
-        ms(min),
-        ms(max)
-    );
+    println!("{name:<44} median {:>8.3} ms  min {:>8.3}  max {:>8.3}  (n={n})", ms(median(samples)), ms(min), ms(max));
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmRSS value")?
-        .parse()?)
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
 }
 
 /// One job: `job_start` round trip, start → `job_wait` returned, the time
 /// from the supervisor's record of the agent's exit (`finished_at`) to
 /// `job_wait` returning, and the job id.
-async fn start_and_wait(
-    server: &Server,
-    world: &World,
-) -> Result<(Duration, Duration, Duration, String)> {
+async fn start_and_wait(server: &Server, world: &World) -> Result<(Duration, Duration, Duration, String)> {
     let begun = Instant::now();
     let started = server.ok("job_start", world.start_args("bench")).await?;
     let start_rtt = begun.elapsed();
     let job = started["job_id"].as_str().unwrap().to_owned();
-    let waited = server
-        .ok("job_wait", json!({"job_ids": [job], "timeout_s": 120}))
-        .await?;
+    let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
     let returned = jiff::Timestamp::now();
     let total = begun.elapsed();
     let finished = &waited["finished"][0];
     anyhow::ensure!(finished["status"] == "completed", "{waited}");
-    let finished_at: jiff::Timestamp = finished["finished_at"]
-        .as_str()
-        .context("finished_at")?
-        .parse()?;
+    let finished_at: jiff::Timestamp = finished["finished_at"].as_str().context("finished_at")?.parse()?;
     let notice = returned.duration_since(finished_at).unsigned_abs();
     Ok((start_rtt, total, notice, job))
 }
@@ -116,57 +96,30 @@ async fn main() -> Result<()> {
     let mut plain_native = Vec::new();
     let mut plain = Vec::new();
     for i in 0..40 {
-        let program = if i % 2 == 0 {
-            codex_bin()
-        } else {
-            native.clone()
-        };
+        let program = if i % 2 == 0 { codex_bin() } else { native.clone() };
         let begun = Instant::now();
         let out = tokio::process::Command::new(&program)
-            .args([
-                "exec",
-                "--json",
-                "--skip-git-repo-check",
-                "--sandbox",
-                "read-only",
-                "--cd",
-            ])
+            .args(["exec", "--json", "--skip-git-repo-check", "--sandbox", "read-only", "--cd"])
             .arg(world.work_dir())
             .args(["--", "bench"])
             .env("CODEX_HOME", world.codex_home())
             .stdin(std::process::Stdio::null())
             .output()
             .await?;
-        anyhow::ensure!(
-            out.status.success(),
-            "plain codex exec failed: {}",
-            program.display()
-        );
-        if i % 2 == 0 {
-            plain.push(begun.elapsed())
-        } else {
-            plain_native.push(begun.elapsed())
-        }
+        anyhow::ensure!(out.status.success(), "plain codex exec failed: {}", program.display());
+        if i % 2 == 0 { plain.push(begun.elapsed()) } else { plain_native.push(begun.elapsed()) }
     }
     let native_median = median(plain_native.clone());
     let total_median = median(totals.clone());
     report("plain `codex exec` via the npm launcher", plain);
     report("plain `codex exec`, native binary", plain_native);
     report("job_start -> job_wait returned", totals);
-    println!(
-        "{:<44} {:>8.3} ms",
-        "  minus plain native exec (medians)",
-        ms(total_median) - ms(native_median)
-    );
+    println!("{:<44} {:>8.3} ms", "  minus plain native exec (medians)", ms(total_median) - ms(native_median));
 
     // job_status with a 1 MiB and a 1 GiB output.log.
     for (label, size) in [("1 MiB", 1u64 << 20), ("1 GiB", 1u64 << 30)] {
         let (_, _, _, job) = start_and_wait(&server, &world).await?;
-        let log = world
-            .jobhost_home()
-            .join("jobs")
-            .join(&job)
-            .join("output.log");
+        let log = world.jobhost_home().join("jobs").join(&job).join("output.log");
         let file = std::fs::OpenOptions::new().append(true).open(&log)?;
         // Sparse up to the size, then real lines at the end to show.
         file.set_len(size - 100 * 80 - 1)?;
@@ -179,9 +132,7 @@ async fn main() -> Result<()> {
         let mut samples = Vec::new();
         for _ in 0..100 {
             let begun = Instant::now();
-            let status = server
-                .ok("job_status", json!({"job_id": job, "tail_lines": 100}))
-                .await?;
+            let status = server.ok("job_status", json!({"job_id": job, "tail_lines": 100})).await?;
             samples.push(begun.elapsed());
             anyhow::ensure!(status["output_tail"].as_str().unwrap().lines().count() == 100);
         }
@@ -205,10 +156,7 @@ async fn main() -> Result<()> {
         let mut meta = template.clone();
         meta["id"] = json!(id);
         std::fs::create_dir_all(big_jobs.join(&id))?;
-        std::fs::write(
-            big_jobs.join(&id).join("meta.json"),
-            serde_json::to_vec(&meta)?,
-        )?;
+        std::fs::write(big_jobs.join(&id).join("meta.json"), serde_json::to_vec(&meta)?)?;
     }
     let empty = World::new([])?;
     let mut rss = Vec::new();
@@ -216,20 +164,11 @@ async fn main() -> Result<()> {
         let server = w.serve().await?;
         let begun = Instant::now();
         server.ok("job_list", json!({"limit": 1})).await?;
-        println!(
-            "{:<44} {:>8.3} ms",
-            format!("index {n} jobs (job_list waits for it)"),
-            ms(begun.elapsed())
-        );
+        println!("{:<44} {:>8.3} ms", format!("index {n} jobs (job_list waits for it)"), ms(begun.elapsed()));
         rss.push(rss_kib(server.pid)?);
         server.client.cancel().await?;
     }
-    println!(
-        "{:<44} {:>8} KiB -> {} KiB",
-        format!("server RSS, 0 -> {count} jobs indexed"),
-        rss[0],
-        rss[1]
-    );
+    println!("{:<44} {:>8} KiB -> {} KiB", format!("server RSS, 0 -> {count} jobs indexed"), rss[0], rss[1]);
     println!(
         "{:<44} {:>8.0} bytes",
         "  growth per finished job",

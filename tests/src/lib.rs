@@ -41,15 +41,8 @@ pub struct MockModel {
 impl MockModel {
     /// Starts the server on a free port with this script.
     pub fn start(script: impl IntoIterator<Item = Reply>) -> Result<Self> {
-        let server = Arc::new(
-            tiny_http::Server::http("127.0.0.1:0")
-                .map_err(|e| anyhow::anyhow!("mock model: {e}"))?,
-        );
-        let port = server
-            .server_addr()
-            .to_ip()
-            .context("mock model has no IP address")?
-            .port();
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("mock model: {e}"))?);
+        let port = server.server_addr().to_ip().context("mock model has no IP address")?.port();
         let script = Arc::new(Mutex::new(script.into_iter().collect::<VecDeque<_>>()));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (s, r) = (Arc::clone(&script), Arc::clone(&requests));
@@ -60,11 +53,7 @@ impl MockModel {
                 std::thread::spawn(move || answer(request, &s, &r));
             }
         });
-        Ok(MockModel {
-            port,
-            script,
-            requests,
-        })
+        Ok(MockModel { port, script, requests })
     }
 
     /// `http://127.0.0.1:PORT/v1`.
@@ -83,11 +72,7 @@ impl MockModel {
     }
 }
 
-fn answer(
-    mut request: tiny_http::Request,
-    script: &Mutex<VecDeque<Reply>>,
-    requests: &Mutex<Vec<Value>>,
-) {
+fn answer(mut request: tiny_http::Request, script: &Mutex<VecDeque<Reply>>, requests: &Mutex<Vec<Value>>) {
     if request.method() != &tiny_http::Method::Post || !request.url().ends_with("/responses") {
         let _ = request.respond(tiny_http::Response::empty(404));
         return;
@@ -99,11 +84,7 @@ fn answer(
         r.push(serde_json::from_str(&body).unwrap_or(Value::Null));
         r.len()
     };
-    let mut reply = script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(Reply::Message("done".into()));
+    let mut reply = script.lock().unwrap().pop_front().unwrap_or(Reply::Message("done".into()));
     while let Reply::After(delay, inner) = reply {
         std::thread::sleep(delay);
         reply = *inner;
@@ -118,42 +99,24 @@ fn answer(
             "arguments": json!({"cmd": cmd}).to_string()
         }),
         Reply::ServerError => {
-            let body = json!({"error": {"message": "mock model exploded", "type": "server_error"}})
-                .to_string();
-            let header = "Content-Type: application/json"
-                .parse::<tiny_http::Header>()
-                .unwrap();
-            let _ = request.respond(
-                tiny_http::Response::from_string(body)
-                    .with_status_code(500)
-                    .with_header(header),
-            );
+            let body = json!({"error": {"message": "mock model exploded", "type": "server_error"}}).to_string();
+            let header = "Content-Type: application/json".parse::<tiny_http::Header>().unwrap();
+            let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(500).with_header(header));
             return;
         }
         Reply::After(..) => unreachable!(),
     };
     let id = format!("resp_{n}");
     let events = [
-        (
-            "response.created",
-            json!({"type": "response.created", "response": {"id": id}}),
-        ),
-        (
-            "response.output_item.done",
-            json!({"type": "response.output_item.done", "item": item}),
-        ),
+        ("response.created", json!({"type": "response.created", "response": {"id": id}})),
+        ("response.output_item.done", json!({"type": "response.output_item.done", "item": item})),
         (
             "response.completed",
             json!({"type": "response.completed", "response": {"id": id, "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}}}),
         ),
     ];
-    let sse: String = events
-        .iter()
-        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
-        .collect();
-    let header = "Content-Type: text/event-stream"
-        .parse::<tiny_http::Header>()
-        .unwrap();
+    let sse: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
+    let header = "Content-Type: text/event-stream".parse::<tiny_http::Header>().unwrap();
     let _ = request.respond(tiny_http::Response::from_string(sse).with_header(header));
 }
 
@@ -174,10 +137,7 @@ pub fn host_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
     let bin = dir.join("codex-jobhost");
     assert!(
         bin.is_file(),
@@ -199,9 +159,7 @@ impl World {
     /// A world whose model answers with `script`.
     pub fn new(script: impl IntoIterator<Item = Reply>) -> Result<Self> {
         let model = MockModel::start(script)?;
-        let root = tempfile::Builder::new()
-            .prefix("jobhost-e2e-")
-            .tempdir_in(std::env::temp_dir())?;
+        let root = tempfile::Builder::new().prefix("jobhost-e2e-").tempdir_in(std::env::temp_dir())?;
         let world = World { model, root };
         std::fs::create_dir_all(world.codex_home())?;
         std::fs::create_dir_all(world.work_dir())?;
@@ -266,13 +224,8 @@ impl Server {
     /// Calls `tool` with `args`: `Ok(structuredContent)` or `Err(text)` when
     /// the result has `isError: true`. Protocol errors are `Result` errors.
     pub async fn call(&self, tool: &str, args: Value) -> Result<ToolOutcome> {
-        let Value::Object(args) = args else {
-            bail!("arguments must be an object")
-        };
-        let result = self
-            .client
-            .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
-            .await?;
+        let Value::Object(args) = args else { bail!("arguments must be an object") };
+        let result = self.client.call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args)).await?;
         if result.is_error == Some(true) {
             let text = result
                 .content
@@ -282,10 +235,7 @@ impl Server {
                 .join("\n");
             return Ok(Err(text));
         }
-        result
-            .structured_content
-            .context("no structured content")
-            .map(Ok)
+        result.structured_content.context("no structured content").map(Ok)
     }
 
     /// Calls `tool` and expects success.
@@ -306,12 +256,7 @@ impl Server {
 
     /// `job_wait` on one job until it finishes (at most `timeout_s`); returns its `job_status`.
     pub async fn wait_done(&self, job_id: &str, timeout_s: u64) -> Result<Value> {
-        let waited = self
-            .ok(
-                "job_wait",
-                json!({"job_ids": [job_id], "timeout_s": timeout_s}),
-            )
-            .await?;
+        let waited = self.ok("job_wait", json!({"job_ids": [job_id], "timeout_s": timeout_s})).await?;
         if waited["timed_out"] == true {
             bail!("job {job_id} did not finish in {timeout_s} s: {waited}");
         }
@@ -320,12 +265,7 @@ impl Server {
 
     /// All events of a job.
     pub async fn all_events(&self, job_id: &str) -> Result<Vec<Value>> {
-        let page = self
-            .ok(
-                "job_events",
-                json!({"job_id": job_id, "limit": 1000, "truncate": 0}),
-            )
-            .await?;
+        let page = self.ok("job_events", json!({"job_id": job_id, "limit": 1000, "truncate": 0})).await?;
         Ok(page["events"].as_array().cloned().unwrap_or_default())
     }
 

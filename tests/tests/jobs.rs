@@ -8,22 +8,14 @@ use codex_jobhost_e2e::{Reply, World};
 use serde_json::{Value, json};
 
 fn kinds(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e["type"].as_str().unwrap_or("").to_owned())
-        .collect()
+    events.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
 }
 
 fn statuses(events: &[Value]) -> Vec<(String, u64)> {
     events
         .iter()
         .filter(|e| e["type"] == "job.status")
-        .map(|e| {
-            (
-                e["data"]["status"].as_str().unwrap().to_owned(),
-                e["data"]["turn"].as_u64().unwrap(),
-            )
-        })
+        .map(|e| (e["data"]["status"].as_str().unwrap().to_owned(), e["data"]["turn"].as_u64().unwrap()))
         .collect()
 }
 
@@ -31,9 +23,7 @@ fn statuses(events: &[Value]) -> Vec<(String, u64)> {
 async fn a_job_completes_with_the_agents_message() -> Result<()> {
     let world = World::new([Reply::Message("The answer is 42.".into())])?;
     let server = world.serve().await?;
-    let started = server
-        .ok("job_start", world.start_args("What is the answer?"))
-        .await?;
+    let started = server.ok("job_start", world.start_args("What is the answer?")).await?;
     assert_eq!(started["status"], "queued");
     assert_eq!(started["cursor"], 0);
     let job = started["job_id"].as_str().unwrap().to_owned();
@@ -47,68 +37,29 @@ async fn a_job_completes_with_the_agents_message() -> Result<()> {
 
     let events = server.all_events(&job).await?;
     let k = kinds(&events);
-    assert!(
-        k.contains(&"thread.started".to_owned()) && k.contains(&"turn.completed".to_owned()),
-        "{k:?}"
-    );
-    assert_eq!(
-        statuses(&events),
-        [
-            ("queued".into(), 0),
-            ("running".into(), 0),
-            ("completed".into(), 0)
-        ]
-    );
+    assert!(k.contains(&"thread.started".to_owned()) && k.contains(&"turn.completed".to_owned()), "{k:?}");
+    assert_eq!(statuses(&events), [("queued".into(), 0), ("running".into(), 0), ("completed".into(), 0)]);
     assert!(events.iter().enumerate().all(|(i, e)| e["seq"] == i as u64));
     // The prompt reached the model.
-    assert!(
-        world.model.requests()[0]
-            .to_string()
-            .contains("What is the answer?")
-    );
+    assert!(world.model.requests()[0].to_string().contains("What is the answer?"));
 
     // Paging with a cursor and a type filter.
-    let page = server
-        .ok(
-            "job_events",
-            json!({"job_id": job, "cursor": 1, "limit": 2}),
-        )
-        .await?;
+    let page = server.ok("job_events", json!({"job_id": job, "cursor": 1, "limit": 2})).await?;
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     assert_eq!(page["events"][0]["seq"], 1);
     assert_eq!(page["next_cursor"], 3);
-    let messages = server
-        .ok(
-            "job_events",
-            json!({"job_id": job, "event_types": ["agent_message"]}),
-        )
-        .await?;
+    let messages = server.ok("job_events", json!({"job_id": job, "event_types": ["agent_message"]})).await?;
     assert_eq!(messages["events"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        messages["events"][0]["data"]["item"]["text"],
-        "The answer is 42."
-    );
-    let cut = server
-        .ok(
-            "job_events",
-            json!({"job_id": job, "event_types": ["agent_message"], "truncate": 3}),
-        )
-        .await?;
-    assert_eq!(
-        cut["events"][0]["data"]["item"]["text"],
-        "The…[14 more chars]"
-    );
+    assert_eq!(messages["events"][0]["data"]["item"]["text"], "The answer is 42.");
+    let cut = server.ok("job_events", json!({"job_id": job, "event_types": ["agent_message"], "truncate": 3})).await?;
+    assert_eq!(cut["events"][0]["data"]["item"]["text"], "The…[14 more chars]");
 
-    let list = server
-        .ok("job_list", json!({"status": "completed"}))
-        .await?;
+    let list = server.ok("job_list", json!({"status": "completed"})).await?;
     assert_eq!(list["jobs"][0]["job_id"], job.as_str());
     let feed = server.ok("job_notifications", json!({})).await?;
     assert_eq!(feed["notifications"][0]["job_id"], job.as_str());
     assert_eq!(feed["notifications"][0]["status"], "completed");
-    let after = server
-        .ok("job_notifications", json!({"cursor": feed["next_cursor"]}))
-        .await?;
+    let after = server.ok("job_notifications", json!({"cursor": feed["next_cursor"]})).await?;
     assert!(after["notifications"].as_array().unwrap().is_empty());
     Ok(())
 }
@@ -122,22 +73,12 @@ async fn the_models_command_really_runs() -> Result<()> {
     let server = world.serve().await?;
     let mut args = world.start_args("Write proof.txt");
     args["approval_policy"] = json!("auto-edit");
-    let job = server.ok("job_start", args).await?["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = server.ok("job_start", args).await?["job_id"].as_str().unwrap().to_owned();
     let status = server.wait_done(&job, 120).await?;
     assert_eq!(status["status"], "completed", "{status}");
-    assert_eq!(
-        std::fs::read_to_string(world.work_dir().join("proof.txt"))?.trim(),
-        "made-by-codex"
-    );
-    let commands = server
-        .ok(
-            "job_events",
-            json!({"job_id": job, "event_types": ["command_execution"], "limit": 100}),
-        )
-        .await?;
+    assert_eq!(std::fs::read_to_string(world.work_dir().join("proof.txt"))?.trim(), "made-by-codex");
+    let commands =
+        server.ok("job_events", json!({"job_id": job, "event_types": ["command_execution"], "limit": 100})).await?;
     let done = commands["events"]
         .as_array()
         .unwrap()
@@ -145,19 +86,10 @@ async fn the_models_command_really_runs() -> Result<()> {
         .find(|e| e["type"] == "item.completed")
         .expect("a completed command");
     assert_eq!(done["data"]["item"]["exit_code"], 0);
-    assert!(
-        done["data"]["item"]["aggregated_output"]
-            .as_str()
-            .unwrap()
-            .contains("made-by-codex")
-    );
+    assert!(done["data"]["item"]["aggregated_output"].as_str().unwrap().contains("made-by-codex"));
     // The command's output went back to the model.
     assert_eq!(world.model.requests().len(), 2);
-    assert!(
-        world.model.requests()[1]
-            .to_string()
-            .contains("made-by-codex")
-    );
+    assert!(world.model.requests()[1].to_string().contains("made-by-codex"));
     Ok(())
 }
 
@@ -165,20 +97,12 @@ async fn the_models_command_really_runs() -> Result<()> {
 async fn a_model_error_fails_the_job_with_codexs_message() -> Result<()> {
     let world = World::new([Reply::ServerError])?;
     let server = world.serve().await?;
-    let job = server
-        .ok("job_start", world.start_args("fail please"))
-        .await?["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = server.ok("job_start", world.start_args("fail please")).await?["job_id"].as_str().unwrap().to_owned();
     let status = server.wait_done(&job, 120).await?;
     assert_eq!(status["status"], "failed", "{status}");
     assert_ne!(status["exit_code"], 0);
     let error = status["error"].as_str().unwrap();
-    assert!(
-        !error.is_empty() && !error.contains("supervisor"),
-        "Codex's own message: {error}"
-    );
+    assert!(!error.is_empty() && !error.contains("supervisor"), "Codex's own message: {error}");
     let events = server.all_events(&job).await?;
     assert!(kinds(&events).contains(&"turn.failed".to_owned()));
     let feed = server.ok("job_notifications", json!({})).await?;
@@ -188,23 +112,13 @@ async fn a_model_error_fails_the_job_with_codexs_message() -> Result<()> {
 
 #[tokio::test]
 async fn job_wait_wakes_when_the_job_ends() -> Result<()> {
-    let slow = Reply::After(
-        Duration::from_secs(3),
-        Box::new(Reply::Message("slow answer".into())),
-    );
+    let slow = Reply::After(Duration::from_secs(3), Box::new(Reply::Message("slow answer".into())));
     let world = World::new([slow])?;
     let server = world.serve().await?;
-    let job = server
-        .ok("job_start", world.start_args("take your time"))
-        .await?["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = server.ok("job_start", world.start_args("take your time")).await?["job_id"].as_str().unwrap().to_owned();
 
     // A short wait times out and says what is still pending.
-    let short = server
-        .ok("job_wait", json!({"job_ids": [job], "timeout_s": 1}))
-        .await?;
+    let short = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 1})).await?;
     assert_eq!(short["timed_out"], true);
     assert_eq!(short["pending"][0]["job_id"], job.as_str());
 
@@ -214,41 +128,23 @@ async fn job_wait_wakes_when_the_job_ends() -> Result<()> {
     assert_eq!(any["timed_out"], false, "{any}");
     assert_eq!(any["finished"][0]["job_id"], job.as_str());
     assert_eq!(any["finished"][0]["status"], "completed");
-    assert!(
-        begun.elapsed() < Duration::from_secs(100),
-        "woken by the job's end, not the timeout"
-    );
+    assert!(begun.elapsed() < Duration::from_secs(100), "woken by the job's end, not the timeout");
 
     // Waiting on a finished job returns at once.
-    let again = server
-        .ok("job_wait", json!({"job_ids": [job], "timeout_s": 300}))
-        .await?;
+    let again = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 300})).await?;
     assert_eq!(again["finished"][0]["status"], "completed");
     Ok(())
 }
 
 #[tokio::test]
 async fn job_reply_adds_a_second_turn() -> Result<()> {
-    let world = World::new([
-        Reply::Message("first answer".into()),
-        Reply::Message("second answer".into()),
-    ])?;
+    let world = World::new([Reply::Message("first answer".into()), Reply::Message("second answer".into())])?;
     let server = world.serve().await?;
-    let job = server
-        .ok("job_start", world.start_args("first question"))
-        .await?["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = server.ok("job_start", world.start_args("first question")).await?["job_id"].as_str().unwrap().to_owned();
     let first = server.wait_done(&job, 120).await?;
     assert_eq!(first["last_message"], "first answer");
 
-    let replied = server
-        .ok(
-            "job_reply",
-            json!({"job_id": job, "prompt": "second question"}),
-        )
-        .await?;
+    let replied = server.ok("job_reply", json!({"job_id": job, "prompt": "second question"})).await?;
     assert_eq!(replied["job_id"], job.as_str());
     assert_eq!(replied["turn"], 1);
     let cursor = replied["cursor"].as_u64().unwrap();
@@ -279,27 +175,16 @@ async fn job_reply_adds_a_second_turn() -> Result<()> {
 
 #[tokio::test]
 async fn job_cancel_stops_a_slow_job() -> Result<()> {
-    let world = World::new([Reply::After(
-        Duration::from_secs(600),
-        Box::new(Reply::Message("never".into())),
-    )])?;
+    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
     let server = world.serve().await?;
-    let job = server.ok("job_start", world.start_args("hang")).await?["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = server.ok("job_start", world.start_args("hang")).await?["job_id"].as_str().unwrap().to_owned();
     // Wait until Codex has asked the model, so the job is really in flight.
     let begun = Instant::now();
     while world.model.requests().is_empty() {
-        assert!(
-            begun.elapsed() < Duration::from_secs(60),
-            "Codex never called the model"
-        );
+        assert!(begun.elapsed() < Duration::from_secs(60), "Codex never called the model");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let err = server
-        .err("job_reply", json!({"job_id": job, "prompt": "more"}))
-        .await?;
+    let err = server.err("job_reply", json!({"job_id": job, "prompt": "more"})).await?;
     assert!(err.contains("is running"), "{err}");
 
     let cancelled = server.ok("job_cancel", json!({"job_id": job})).await?;
@@ -315,23 +200,13 @@ async fn job_cancel_stops_a_slow_job() -> Result<()> {
 
 #[tokio::test]
 async fn jobs_outlive_a_killed_server() -> Result<()> {
-    let world = World::new([Reply::After(
-        Duration::from_secs(4),
-        Box::new(Reply::Message("survived".into())),
-    )])?;
+    let world = World::new([Reply::After(Duration::from_secs(4), Box::new(Reply::Message("survived".into())))])?;
     let server = world.serve().await?;
-    let job = server
-        .ok("job_start", world.start_args("outlive the server"))
-        .await?["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job =
+        server.ok("job_start", world.start_args("outlive the server")).await?["job_id"].as_str().unwrap().to_owned();
     let begun = Instant::now();
     while world.model.requests().is_empty() {
-        assert!(
-            begun.elapsed() < Duration::from_secs(60),
-            "Codex never called the model"
-        );
+        assert!(begun.elapsed() < Duration::from_secs(60), "Codex never called the model");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.kill()?;
@@ -348,46 +223,27 @@ async fn jobs_outlive_a_killed_server() -> Result<()> {
 
 #[tokio::test]
 async fn a_dead_supervisor_is_reported_as_failed() -> Result<()> {
-    let world = World::new([Reply::After(
-        Duration::from_secs(600),
-        Box::new(Reply::Message("never".into())),
-    )])?;
+    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
     let server = world.serve().await?;
-    let job = server.ok("job_start", world.start_args("hang")).await?["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let meta_path = world
-        .jobhost_home()
-        .join("jobs")
-        .join(&job)
-        .join("meta.json");
+    let job = server.ok("job_start", world.start_args("hang")).await?["job_id"].as_str().unwrap().to_owned();
+    let meta_path = world.jobhost_home().join("jobs").join(&job).join("meta.json");
     let begun = Instant::now();
     let pid = loop {
         let meta: Value = serde_json::from_slice(&std::fs::read(&meta_path)?)?;
         if meta["status"] == "running" {
             break meta["pid"].as_i64().unwrap() as i32;
         }
-        assert!(
-            begun.elapsed() < Duration::from_secs(60),
-            "never running: {meta}"
-        );
+        assert!(begun.elapsed() < Duration::from_secs(60), "never running: {meta}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     server.kill()?;
     // The supervisor and its Codex die unrecorded.
-    rustix::process::kill_process_group(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )?;
+    rustix::process::kill_process_group(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL)?;
 
     let server = world.serve().await?;
     let status = server.wait_done(&job, 60).await?;
     assert_eq!(status["status"], "failed", "{status}");
-    assert!(
-        status["error"].as_str().unwrap().contains("supervisor"),
-        "{status}"
-    );
+    assert!(status["error"].as_str().unwrap().contains("supervisor"), "{status}");
     Ok(())
 }
 
@@ -396,39 +252,20 @@ async fn bad_input_gets_an_error_that_names_it() -> Result<()> {
     let world = World::new([])?;
     let server = world.serve().await?;
     let long = "x".repeat(10_000);
-    for bad in [
-        "../x",
-        "/etc",
-        "",
-        "a\0b",
-        long.as_str(),
-        "0192f5d2-6a1b-4c3d-8e4f-0123456789ab",
-    ] {
+    for bad in ["../x", "/etc", "", "a\0b", long.as_str(), "0192f5d2-6a1b-4c3d-8e4f-0123456789ab"] {
         for tool in ["job_status", "job_events", "job_cancel"] {
             let err = server.err(tool, json!({"job_id": bad})).await?;
             assert!(err.starts_with("invalid job_id"), "{tool} {bad:.20}: {err}");
             assert!(err.len() < 400, "{tool}: error stays short");
         }
-        let err = server
-            .err("job_reply", json!({"job_id": bad, "prompt": "x"}))
-            .await?;
+        let err = server.err("job_reply", json!({"job_id": bad, "prompt": "x"})).await?;
         assert!(err.starts_with("invalid job_id"), "{err}");
         let err = server.err("job_wait", json!({"job_ids": [bad]})).await?;
         assert!(err.starts_with("invalid job_id"), "{err}");
     }
-    assert!(
-        server
-            .err("job_status", json!({"job_id": "../x"}))
-            .await?
-            .contains("\"../x\"")
-    );
+    assert!(server.err("job_status", json!({"job_id": "../x"})).await?.contains("\"../x\""));
     let unknown = "0192f5d2-6a1b-7c3d-8e4f-0123456789ab";
-    assert!(
-        server
-            .err("job_status", json!({"job_id": unknown}))
-            .await?
-            .starts_with("no job with id")
-    );
+    assert!(server.err("job_status", json!({"job_id": unknown})).await?.starts_with("no job with id"));
 
     let work = world.work_dir();
     let file = work.join("a-file");
@@ -441,79 +278,40 @@ async fn bad_input_gets_an_error_that_names_it() -> Result<()> {
         args
     };
     let cases = [
-        (
-            json!({"cwd": "relative/dir"}),
-            "invalid cwd \"relative/dir\": expected an absolute path",
-        ),
-        (
-            json!({"cwd": "/no/such/dir"}),
-            "invalid cwd \"/no/such/dir\"",
-        ),
+        (json!({"cwd": "relative/dir"}), "invalid cwd \"relative/dir\": expected an absolute path"),
+        (json!({"cwd": "/no/such/dir"}), "invalid cwd \"/no/such/dir\""),
         (json!({"cwd": file}), "not a directory"),
         (json!({"cwd": ""}), "invalid cwd \"\""),
         (json!({"prompt": "  "}), "invalid prompt"),
-        (
-            json!({"approval_policy": "yolo"}),
-            "invalid approval_policy \"yolo\"",
-        ),
+        (json!({"approval_policy": "yolo"}), "invalid approval_policy \"yolo\""),
         (json!({"sandbox": "none"}), "invalid sandbox \"none\""),
-        (
-            json!({"config": ["no-equals"]}),
-            "invalid config entry \"no-equals\"",
-        ),
-        (
-            json!({"approval_policy": "full-auto", "sandbox": "read-only"}),
-            "cannot be combined",
-        ),
+        (json!({"config": ["no-equals"]}), "invalid config entry \"no-equals\""),
+        (json!({"approval_policy": "full-auto", "sandbox": "read-only"}), "cannot be combined"),
     ];
     for (patch, expected) in cases {
         let err = server.err("job_start", start(patch.clone())).await?;
         assert!(err.contains(expected), "{patch}: {err}");
     }
-    assert!(
-        world.model.requests().is_empty(),
-        "no Codex started for refused input"
-    );
-    assert!(
-        std::fs::read_dir(world.jobhost_home().join("jobs"))?
-            .next()
-            .is_none(),
-        "no job created"
-    );
+    assert!(world.model.requests().is_empty(), "no Codex started for refused input");
+    assert!(std::fs::read_dir(world.jobhost_home().join("jobs"))?.next().is_none(), "no job created");
 
-    let job = server.ok("job_start", world.start_args("fine")).await?["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let job = server.ok("job_start", world.start_args("fine")).await?["job_id"].as_str().unwrap().to_owned();
     server.wait_done(&job, 120).await?;
-    let err = server
-        .err("job_events", json!({"job_id": job, "cursor": 1000}))
-        .await?;
+    let err = server.err("job_events", json!({"job_id": job, "cursor": 1000})).await?;
     assert!(err.contains("invalid cursor 1000"), "{err}");
-    let err = server
-        .err("job_events", json!({"job_id": job, "limit": 0}))
-        .await?;
+    let err = server.err("job_events", json!({"job_id": job, "limit": 0})).await?;
     assert!(err.contains("invalid limit 0"), "{err}");
     let err = server.err("job_list", json!({"status": "done"})).await?;
     assert!(err.contains("invalid status \"done\""), "{err}");
-    let err = server
-        .err("job_wait", json!({"job_ids": [job], "timeout_s": 301}))
-        .await?;
+    let err = server.err("job_wait", json!({"job_ids": [job], "timeout_s": 301})).await?;
     assert!(err.contains("invalid timeout_s 301"), "{err}");
-    let err = server
-        .err("job_notifications", json!({"cursor": 3}))
-        .await?;
+    let err = server.err("job_notifications", json!({"cursor": 3})).await?;
     assert!(err.contains("invalid cursor 3"), "{err}");
-    let err = server
-        .err("job_reply", json!({"job_id": job, "prompt": ""}))
-        .await?;
+    let err = server.err("job_reply", json!({"job_id": job, "prompt": ""})).await?;
     assert!(err.contains("invalid prompt"), "{err}");
     // Arguments of the wrong JSON type, or unknown ones, are named too.
     let err = server.err("job_status", json!({"job_id": 5})).await?;
-    assert!(
-        err.contains("invalid type: integer `5`, expected a string"),
-        "{err}"
-    );
+    assert!(err.contains("invalid type: integer `5`, expected a string"), "{err}");
     let err = server.err("job_list", json!({"state": "running"})).await?;
     assert!(err.contains("unknown field `state`"), "{err}");
     // An unknown tool is a protocol error.

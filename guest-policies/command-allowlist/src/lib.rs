@@ -21,16 +21,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             allow: Vec::new(),
-            deny: [
-                "rm -rf /",
-                "rm -rf ~",
-                "git push --force",
-                "git push -f",
-                "mkfs",
-                ":(){ :|:& };:",
-            ]
-            .map(String::from)
-            .to_vec(),
+            deny: ["rm -rf /", "rm -rf ~", "git push --force", "git push -f", "mkfs", ":(){ :|:& };:"]
+                .map(String::from)
+                .to_vec(),
             allow_full_auto: false,
         }
     }
@@ -44,27 +37,15 @@ impl ApprovalPolicy for CommandAllowlist {
 
     fn decide(settings: &Settings, _job: &Job, request: &Request) -> Decision {
         match request {
-            Request::Launch { approval_mode, .. }
-                if approval_mode == "full-auto" && !settings.allow_full_auto =>
-            {
-                Decision::Decline(
-                    "full-auto launches (no sandbox, no approvals) are not allowed here".into(),
-                )
+            Request::Launch { approval_mode, .. } if approval_mode == "full-auto" && !settings.allow_full_auto => {
+                Decision::Decline("full-auto launches (no sandbox, no approvals) are not allowed here".into())
             }
             Request::Launch { .. } => Decision::Accept,
             Request::Command { command, .. } => {
                 let normalized = command.split_whitespace().collect::<Vec<_>>().join(" ");
-                if let Some(bad) = settings
-                    .deny
-                    .iter()
-                    .find(|d| normalized.contains(d.as_str()))
-                {
+                if let Some(bad) = settings.deny.iter().find(|d| normalized.contains(d.as_str())) {
                     Decision::Decline(format!("`{command}` matches the denied pattern `{bad}`"))
-                } else if settings
-                    .allow
-                    .iter()
-                    .any(|a| normalized.starts_with(a.as_str()))
-                {
+                } else if settings.allow.iter().any(|a| normalized.starts_with(a.as_str())) {
                     Decision::Accept
                 } else {
                     Decision::Ask
@@ -82,40 +63,20 @@ mod tests {
     use super::*;
 
     fn command(c: &str) -> Request {
-        Request::Command {
-            command: c.into(),
-            cwd: "/w".into(),
-            reason: None,
-        }
+        Request::Command { command: c.into(), cwd: "/w".into(), reason: None }
     }
 
     fn launch(mode: &str) -> Request {
-        Request::Launch {
-            approval_mode: mode.into(),
-            sandbox: None,
-            model: None,
-        }
+        Request::Launch { approval_mode: mode.into(), sandbox: None, model: None }
     }
 
     #[test]
     fn allowed_prefixes_pass_and_dangerous_patterns_are_declined() {
-        let s = Settings {
-            allow: vec!["ls".into(), "cargo test".into()],
-            ..Settings::default()
-        };
+        let s = Settings { allow: vec!["ls".into(), "cargo test".into()], ..Settings::default() };
         let job = Job::default();
-        assert_eq!(
-            CommandAllowlist::decide(&s, &job, &command("ls -la")),
-            Decision::Accept
-        );
-        assert_eq!(
-            CommandAllowlist::decide(&s, &job, &command("cargo  test --all")),
-            Decision::Accept
-        );
-        assert_eq!(
-            CommandAllowlist::decide(&s, &job, &command("make")),
-            Decision::Ask
-        );
+        assert_eq!(CommandAllowlist::decide(&s, &job, &command("ls -la")), Decision::Accept);
+        assert_eq!(CommandAllowlist::decide(&s, &job, &command("cargo  test --all")), Decision::Accept);
+        assert_eq!(CommandAllowlist::decide(&s, &job, &command("make")), Decision::Ask);
         assert!(
             matches!(CommandAllowlist::decide(&s, &job, &command("ls; rm -rf /")), Decision::Decline(r) if r.contains("rm -rf /"))
         );
@@ -132,17 +93,8 @@ mod tests {
             CommandAllowlist::decide(&Settings::default(), &job, &launch("full-auto")),
             Decision::Decline(_)
         ));
-        assert_eq!(
-            CommandAllowlist::decide(&Settings::default(), &job, &launch("suggest")),
-            Decision::Accept
-        );
-        let s = Settings {
-            allow_full_auto: true,
-            ..Settings::default()
-        };
-        assert_eq!(
-            CommandAllowlist::decide(&s, &job, &launch("full-auto")),
-            Decision::Accept
-        );
+        assert_eq!(CommandAllowlist::decide(&Settings::default(), &job, &launch("suggest")), Decision::Accept);
+        let s = Settings { allow_full_auto: true, ..Settings::default() };
+        assert_eq!(CommandAllowlist::decide(&s, &job, &launch("full-auto")), Decision::Accept);
     }
 }

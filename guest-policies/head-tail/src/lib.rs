@@ -54,10 +54,7 @@ fn keep_chars(text: &str, max: usize, share: f64) -> String {
     let tail = max - head;
     let head_str: String = text.chars().take(head).collect();
     let tail_str: String = text.chars().skip(count - tail).collect();
-    format!(
-        "{head_str}[… {} chars cut …]{tail_str}",
-        count - head - tail
-    )
+    format!("{head_str}[… {} chars cut …]{tail_str}", count - head - tail)
 }
 
 export_output_truncation!(HeadTail);
@@ -67,48 +64,24 @@ mod tests {
     use super::*;
 
     fn limits(max_chars: u32, max_lines: u32) -> Limits {
-        Limits {
-            max_chars,
-            max_lines,
-        }
+        Limits { max_chars, max_lines }
     }
 
     #[test]
     fn short_text_is_untouched() {
-        assert_eq!(
-            HeadTail::truncate(
-                &Settings::default(),
-                &Job::default(),
-                "a\nb\n",
-                limits(100, 10)
-            ),
-            "a\nb\n"
-        );
+        assert_eq!(HeadTail::truncate(&Settings::default(), &Job::default(), "a\nb\n", limits(100, 10)), "a\nb\n");
     }
 
     #[test]
     fn keeps_head_and_tail_lines() {
         let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
-        let out = HeadTail::truncate(
-            &Settings { head_share: 0.5 },
-            &Job::default(),
-            &text,
-            limits(10_000, 4),
-        );
-        assert_eq!(
-            out,
-            "line 0\nline 1\n[… 96 lines cut …]\nline 98\nline 99\n"
-        );
+        let out = HeadTail::truncate(&Settings { head_share: 0.5 }, &Job::default(), &text, limits(10_000, 4));
+        assert_eq!(out, "line 0\nline 1\n[… 96 lines cut …]\nline 98\nline 99\n");
     }
 
     #[test]
     fn cuts_chars_on_boundaries() {
-        let out = HeadTail::truncate(
-            &Settings { head_share: 0.5 },
-            &Job::default(),
-            "ééééééééé€€",
-            limits(4, 100),
-        );
+        let out = HeadTail::truncate(&Settings { head_share: 0.5 }, &Job::default(), "ééééééééé€€", limits(4, 100));
         assert_eq!(out, "éé[… 7 chars cut …]€€");
     }
 }

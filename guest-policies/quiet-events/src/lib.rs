@@ -18,11 +18,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            drop_reasoning: true,
-            drop_deltas: true,
-            drop_types: Vec::new(),
-        }
+        Settings { drop_reasoning: true, drop_deltas: true, drop_types: Vec::new() }
     }
 }
 
@@ -54,43 +50,23 @@ mod tests {
     use serde_json::json;
 
     fn event(kind: &str, payload: serde_json::Value) -> Event {
-        Event {
-            kind: kind.into(),
-            payload,
-        }
+        Event { kind: kind.into(), payload }
     }
 
     #[test]
     fn drops_deltas_and_reasoning() {
         let s = Settings::default();
         let job = Job::default();
+        assert_eq!(QuietEvents::filter(&s, &job, &event("item.updated", json!({}))), Action::Drop);
         assert_eq!(
-            QuietEvents::filter(&s, &job, &event("item.updated", json!({}))),
+            QuietEvents::filter(&s, &job, &event("item.completed", json!({"item": {"type": "reasoning"}}))),
             Action::Drop
         );
         assert_eq!(
-            QuietEvents::filter(
-                &s,
-                &job,
-                &event("item.completed", json!({"item": {"type": "reasoning"}}))
-            ),
-            Action::Drop
-        );
-        assert_eq!(
-            QuietEvents::filter(
-                &s,
-                &job,
-                &event("item.completed", json!({"item": {"type": "agent_message"}}))
-            ),
+            QuietEvents::filter(&s, &job, &event("item.completed", json!({"item": {"type": "agent_message"}}))),
             Action::Keep
         );
-        let custom = Settings {
-            drop_types: vec!["turn.started".into()],
-            ..Settings::default()
-        };
-        assert_eq!(
-            QuietEvents::filter(&custom, &job, &event("turn.started", json!({}))),
-            Action::Drop
-        );
+        let custom = Settings { drop_types: vec!["turn.started".into()], ..Settings::default() };
+        assert_eq!(QuietEvents::filter(&custom, &job, &event("turn.started", json!({}))), Action::Drop);
     }
 }

@@ -245,20 +245,12 @@ pub fn log(level: Level, message: &str) {
         use bindings::approval::codex_jobhost::policy::host as h;
         return h::log(host_level!(h, level), message);
     }
-    #[cfg(all(
-        target_arch = "wasm32",
-        feature = "truncation",
-        not(feature = "approval")
-    ))]
+    #[cfg(all(target_arch = "wasm32", feature = "truncation", not(feature = "approval")))]
     {
         use bindings::truncation::codex_jobhost::policy::host as h;
         return h::log(host_level!(h, level), message);
     }
-    #[cfg(all(
-        target_arch = "wasm32",
-        feature = "filter",
-        not(any(feature = "approval", feature = "truncation"))
-    ))]
+    #[cfg(all(target_arch = "wasm32", feature = "filter", not(any(feature = "approval", feature = "truncation"))))]
     {
         use bindings::filter::codex_jobhost::policy::host as h;
         return h::log(host_level!(h, level), message);
@@ -291,8 +283,7 @@ use host_level;
 pub fn __parse_settings<T: DeserializeOwned + Default>(json: &str) -> T {
     match json.trim() {
         "" | "{}" => T::default(),
-        json => serde_json::from_str(json)
-            .unwrap_or_else(|e| panic!("invalid policy settings {json}: {e}")),
+        json => serde_json::from_str(json).unwrap_or_else(|e| panic!("invalid policy settings {json}: {e}")),
     }
 }
 
@@ -308,22 +299,12 @@ pub mod __approval {
         super::bindings::approval::codex_jobhost::policy::host::config()
     }
 
-    pub fn decide<P: ApprovalPolicy>(
-        settings: &P::Settings,
-        job: JobInfo,
-        request: wit::Request,
-    ) -> wit::Decision {
+    pub fn decide<P: ApprovalPolicy>(settings: &P::Settings, job: JobInfo, request: wit::Request) -> wit::Decision {
         let request = match request {
-            wit::Request::Launch(l) => Request::Launch {
-                approval_mode: l.approval_mode,
-                sandbox: l.sandbox,
-                model: l.model,
-            },
-            wit::Request::Command(c) => Request::Command {
-                command: c.command,
-                cwd: c.cwd,
-                reason: c.reason,
-            },
+            wit::Request::Launch(l) => {
+                Request::Launch { approval_mode: l.approval_mode, sandbox: l.sandbox, model: l.model }
+            }
+            wit::Request::Command(c) => Request::Command { command: c.command, cwd: c.cwd, reason: c.reason },
             wit::Request::FileChange(f) => Request::FileChange {
                 paths: f.paths,
                 kind: match f.kind {
@@ -333,10 +314,7 @@ pub mod __approval {
                 },
                 reason: f.reason,
             },
-            wit::Request::Permissions(p) => Request::Permissions {
-                permissions: p.permissions,
-                reason: p.reason,
-            },
+            wit::Request::Permissions(p) => Request::Permissions { permissions: p.permissions, reason: p.reason },
         };
         match P::decide(settings, &job.into(), &request) {
             Decision::Accept => wit::Decision::Accept,
@@ -349,13 +327,7 @@ pub mod __approval {
 
     impl From<JobInfo> for Job {
         fn from(j: JobInfo) -> Self {
-            Job {
-                job_id: j.job_id,
-                backend: j.backend,
-                cwd: j.cwd,
-                project_root: j.project_root,
-                prompt: j.prompt,
-            }
+            Job { job_id: j.job_id, backend: j.backend, cwd: j.cwd, project_root: j.project_root, prompt: j.prompt }
         }
     }
 }
@@ -385,15 +357,7 @@ pub mod __truncation {
             project_root: job.project_root,
             prompt: job.prompt,
         };
-        P::truncate(
-            settings,
-            &job,
-            &text,
-            Limits {
-                max_chars: limits.max_chars,
-                max_lines: limits.max_lines,
-            },
-        )
+        P::truncate(settings, &job, &text, Limits { max_chars: limits.max_chars, max_lines: limits.max_lines })
     }
 }
 
@@ -409,11 +373,7 @@ pub mod __filter {
         super::bindings::filter::codex_jobhost::policy::host::config()
     }
 
-    pub fn filter<P: EventFilter>(
-        settings: &P::Settings,
-        job: JobInfo,
-        event: wit::Event,
-    ) -> wit::Action {
+    pub fn filter<P: EventFilter>(settings: &P::Settings, job: JobInfo, event: wit::Event) -> wit::Action {
         let job = Job {
             job_id: job.job_id,
             backend: job.backend,
@@ -421,22 +381,11 @@ pub mod __filter {
             project_root: job.project_root,
             prompt: job.prompt,
         };
-        let payload = serde_json::from_str(&event.payload)
-            .unwrap_or(serde_json::Value::String(event.payload));
-        match P::filter(
-            settings,
-            &job,
-            &Event {
-                kind: event.kind,
-                payload,
-            },
-        ) {
+        let payload = serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::String(event.payload));
+        match P::filter(settings, &job, &Event { kind: event.kind, payload }) {
             Action::Keep => wit::Action::Keep,
             Action::Drop => wit::Action::Drop,
-            Action::Replace(e) => wit::Action::Replace(wit::Event {
-                kind: e.kind,
-                payload: e.payload.to_string(),
-            }),
+            Action::Replace(e) => wit::Action::Replace(wit::Event { kind: e.kind, payload: e.payload.to_string() }),
         }
     }
 }
@@ -452,7 +401,8 @@ macro_rules! export_approval_policy {
                 job: $crate::bindings::approval::codex_jobhost::policy::types::JobInfo,
                 request: $crate::bindings::approval::exports::codex_jobhost::policy::approval::Request,
             ) -> $crate::bindings::approval::exports::codex_jobhost::policy::approval::Decision {
-                static SETTINGS: ::std::sync::OnceLock<<$policy as $crate::ApprovalPolicy>::Settings> = ::std::sync::OnceLock::new();
+                static SETTINGS: ::std::sync::OnceLock<<$policy as $crate::ApprovalPolicy>::Settings> =
+                    ::std::sync::OnceLock::new();
                 let settings = SETTINGS.get_or_init(|| $crate::__parse_settings(&$crate::__approval::config()));
                 $crate::__approval::decide::<$policy>(settings, job, request)
             }
@@ -469,13 +419,16 @@ macro_rules! export_output_truncation {
     ($policy:ty) => {
         #[doc(hidden)]
         pub struct __CodexJobhostTruncation;
-        impl $crate::bindings::truncation::exports::codex_jobhost::policy::truncation::Guest for __CodexJobhostTruncation {
+        impl $crate::bindings::truncation::exports::codex_jobhost::policy::truncation::Guest
+            for __CodexJobhostTruncation
+        {
             fn truncate(
                 job: $crate::bindings::truncation::codex_jobhost::policy::types::JobInfo,
                 text: String,
                 limits: $crate::bindings::truncation::exports::codex_jobhost::policy::truncation::Limits,
             ) -> String {
-                static SETTINGS: ::std::sync::OnceLock<<$policy as $crate::OutputTruncation>::Settings> = ::std::sync::OnceLock::new();
+                static SETTINGS: ::std::sync::OnceLock<<$policy as $crate::OutputTruncation>::Settings> =
+                    ::std::sync::OnceLock::new();
                 let settings = SETTINGS.get_or_init(|| $crate::__parse_settings(&$crate::__truncation::config()));
                 $crate::__truncation::truncate::<$policy>(settings, job, text, limits)
             }
@@ -492,17 +445,14 @@ macro_rules! export_event_filter {
     ($policy:ty) => {
         #[doc(hidden)]
         pub struct __CodexJobhostFilter;
-        impl $crate::bindings::filter::exports::codex_jobhost::policy::filter::Guest
-            for __CodexJobhostFilter
-        {
+        impl $crate::bindings::filter::exports::codex_jobhost::policy::filter::Guest for __CodexJobhostFilter {
             fn filter(
                 job: $crate::bindings::filter::codex_jobhost::policy::types::JobInfo,
                 event: $crate::bindings::filter::exports::codex_jobhost::policy::filter::Event,
             ) -> $crate::bindings::filter::exports::codex_jobhost::policy::filter::Action {
                 static SETTINGS: ::std::sync::OnceLock<<$policy as $crate::EventFilter>::Settings> =
                     ::std::sync::OnceLock::new();
-                let settings =
-                    SETTINGS.get_or_init(|| $crate::__parse_settings(&$crate::__filter::config()));
+                let settings = SETTINGS.get_or_init(|| $crate::__parse_settings(&$crate::__filter::config()));
                 $crate::__filter::filter::<$policy>(settings, job, event)
             }
         }
@@ -526,10 +476,7 @@ mod tests {
     fn settings_parse_or_default() {
         assert_eq!(__parse_settings::<S>("{}"), S::default());
         assert_eq!(__parse_settings::<S>(""), S::default());
-        assert_eq!(
-            __parse_settings::<S>(r#"{"allow":["ls"]}"#).allow,
-            vec!["ls"]
-        );
+        assert_eq!(__parse_settings::<S>(r#"{"allow":["ls"]}"#).allow, vec!["ls"]);
     }
 
     #[test]
@@ -541,19 +488,8 @@ mod tests {
     #[test]
     fn requests_have_a_json_form() {
         let r: Request =
-            serde_json::from_str(r#"{"command": {"command": "ls", "cwd": "/w", "reason": null}}"#)
-                .unwrap();
-        assert_eq!(
-            r,
-            Request::Command {
-                command: "ls".into(),
-                cwd: "/w".into(),
-                reason: None
-            }
-        );
-        assert_eq!(
-            serde_json::to_value(Decision::Decline("no".into())).unwrap(),
-            serde_json::json!({"decline": "no"})
-        );
+            serde_json::from_str(r#"{"command": {"command": "ls", "cwd": "/w", "reason": null}}"#).unwrap();
+        assert_eq!(r, Request::Command { command: "ls".into(), cwd: "/w".into(), reason: None });
+        assert_eq!(serde_json::to_value(Decision::Decline("no".into())).unwrap(), serde_json::json!({"decline": "no"}));
     }
 }

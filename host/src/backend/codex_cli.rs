@@ -73,34 +73,19 @@ impl CodexCli {
             None => (located.clone(), Vec::new()),
         };
         let run = |args: &'static [&'static str]| run_for_output(&program, &env, args);
-        let (version, exec_help, resume_help) = tokio::join!(
-            run(&["--version"]),
-            run(&["exec", "--help"]),
-            run(&["exec", "resume", "--help"])
-        );
-        let version =
-            parse_version(&version?).with_context(|| format!("{} --version", program.display()))?;
+        let (version, exec_help, resume_help) =
+            tokio::join!(run(&["--version"]), run(&["exec", "--help"]), run(&["exec", "resume", "--help"]));
+        let version = parse_version(&version?).with_context(|| format!("{} --version", program.display()))?;
         let capabilities = Capabilities::from_help(&exec_help?, resume_help.as_deref().ok());
-        Ok(CodexCli {
-            located,
-            program,
-            env,
-            version,
-            capabilities,
-        })
+        Ok(CodexCli { located, program, env, version, capabilities })
     }
 }
 
 impl Capabilities {
     /// Reads the flags out of `codex exec --help` and, when it exists, `codex exec resume --help`.
     pub fn from_help(exec_help: &str, resume_help: Option<&str>) -> Self {
-        let has = |help: &str, flag: &str| {
-            help.split(|c: char| c.is_whitespace() || c == ',')
-                .any(|word| word == flag)
-        };
-        let resume = resume_help
-            .filter(|_| exec_help.contains("resume"))
-            .unwrap_or("");
+        let has = |help: &str, flag: &str| help.split(|c: char| c.is_whitespace() || c == ',').any(|word| word == flag);
+        let resume = resume_help.filter(|_| exec_help.contains("resume")).unwrap_or("");
         Capabilities {
             full_auto: has(exec_help, "--full-auto"),
             profile: has(exec_help, "--profile"),
@@ -160,30 +145,16 @@ fn native_behind_launcher(located: &Path) -> Option<(PathBuf, Vec<(String, Strin
     let (platform, triple) = platform_and_triple()?;
     let platform_package = format!("codex-{platform}");
     let vendors = [
-        package_root
-            .join("node_modules/@openai")
-            .join(&platform_package)
-            .join("vendor"),
-        package_root
-            .parent()?
-            .join(&platform_package)
-            .join("vendor"), // hoisted: node_modules/@openai/
+        package_root.join("node_modules/@openai").join(&platform_package).join("vendor"),
+        package_root.parent()?.join(&platform_package).join("vendor"), // hoisted: node_modules/@openai/
         package_root.join("vendor"),
     ];
     let native = vendors
         .iter()
-        .flat_map(|v| {
-            [
-                v.join(triple).join("bin/codex"),
-                v.join(triple).join("codex/codex"),
-            ]
-        })
+        .flat_map(|v| [v.join(triple).join("bin/codex"), v.join(triple).join("codex/codex")])
         .find(|p| p.is_file())?;
     let env = vec![
-        (
-            "CODEX_MANAGED_PACKAGE_ROOT".to_owned(),
-            package_root.display().to_string(),
-        ),
+        ("CODEX_MANAGED_PACKAGE_ROOT".to_owned(), package_root.display().to_string()),
         ("CODEX_MANAGED_BY_NPM".to_owned(), "1".to_owned()),
     ];
     Some((native, env))
@@ -210,18 +181,14 @@ mod tests {
     use super::*;
 
     const EXEC_0169: &str = "  -s, --sandbox <SANDBOX_MODE>\n      --dangerously-bypass-approvals-and-sandbox\n      --skip-git-repo-check\n  -p, --profile <CONFIG_PROFILE_V2>\nCommands:\n  resume  Resume a previous session";
-    const RESUME_0169: &str = "  -m, --model <MODEL>\n      --dangerously-bypass-approvals-and-sandbox\n      --skip-git-repo-check\n";
+    const RESUME_0169: &str =
+        "  -m, --model <MODEL>\n      --dangerously-bypass-approvals-and-sandbox\n      --skip-git-repo-check\n";
 
     #[test]
     fn flags_come_from_help_text() {
         let caps = Capabilities::from_help(EXEC_0169, Some(RESUME_0169));
         assert!(!caps.full_auto && caps.profile && caps.bypass_sandbox && caps.skip_git_repo_check);
-        assert!(
-            caps.resume
-                && caps.resume_model
-                && caps.resume_skip_git_repo_check
-                && !caps.resume_full_auto
-        );
+        assert!(caps.resume && caps.resume_model && caps.resume_skip_git_repo_check && !caps.resume_full_auto);
         let old = Capabilities::from_help("      --full-auto\n  -p, --profile <P>\n", None);
         assert!(old.full_auto && !old.resume);
         // A flag named inside another word does not count.
@@ -243,13 +210,8 @@ mod tests {
         std::fs::write(pkg.join("bin/codex.js"), "#!/usr/bin/env node\n").unwrap();
         let link = root.path().join("codex");
         std::os::unix::fs::symlink(pkg.join("bin/codex.js"), &link).unwrap();
-        assert!(
-            native_behind_launcher(&link).is_none(),
-            "no platform package yet"
-        );
-        let native = root.path().join(format!(
-            "node_modules/@openai/codex-{platform}/vendor/{triple}/bin/codex"
-        ));
+        assert!(native_behind_launcher(&link).is_none(), "no platform package yet");
+        let native = root.path().join(format!("node_modules/@openai/codex-{platform}/vendor/{triple}/bin/codex"));
         std::fs::create_dir_all(native.parent().unwrap()).unwrap();
         std::fs::write(&native, "").unwrap();
         let (found, env) = native_behind_launcher(&link).unwrap();

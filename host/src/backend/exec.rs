@@ -58,9 +58,7 @@ pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput
         )))
     };
     if options.approval_policy == "full-auto" && !caps.bypass_sandbox {
-        return unsupported(
-            "approval_policy \"full-auto\" (--dangerously-bypass-approvals-and-sandbox)",
-        );
+        return unsupported("approval_policy \"full-auto\" (--dangerously-bypass-approvals-and-sandbox)");
     }
     if options.profile.is_some() && !caps.profile {
         return unsupported("profile (--profile)");
@@ -80,10 +78,7 @@ pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput
         }
     }
     for (name, value) in [("model", &options.model), ("profile", &options.profile)] {
-        if value
-            .as_deref()
-            .is_some_and(|v| v.is_empty() || v.starts_with('-'))
-        {
+        if value.as_deref().is_some_and(|v| v.is_empty() || v.starts_with('-')) {
             return Err(InvalidInput::new(format!(
                 "invalid {name} {:?}: expected a name",
                 value.as_deref().unwrap_or("")
@@ -91,9 +86,7 @@ pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput
         }
     }
     if options.idle_timeout_s == Some(0) {
-        return Err(InvalidInput::new(
-            "invalid idle_timeout_s 0: expected a number of seconds above 0, or none",
-        ));
+        return Err(InvalidInput::new("invalid idle_timeout_s 0: expected a number of seconds above 0, or none"));
     }
     Ok(())
 }
@@ -104,11 +97,7 @@ pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput
 ///
 /// Errors: a later turn without a thread id, or an option the installed
 /// `exec resume` lacks.
-pub fn command_args(
-    meta: &JobMeta,
-    prompt: &str,
-    cli: &CodexCli,
-) -> Result<Vec<OsString>, InvalidInput> {
+pub fn command_args(meta: &JobMeta, prompt: &str, cli: &CodexCli) -> Result<Vec<OsString>, InvalidInput> {
     let caps = &cli.capabilities;
     let o = &meta.options;
     let mut args = os_args(["exec"]);
@@ -139,18 +128,11 @@ pub fn command_args(
         args.push("--dangerously-bypass-approvals-and-sandbox".into());
     } else if let Some(sandbox) = sandbox {
         if resume {
-            args.extend(os_args([
-                "-c".to_string(),
-                format!("sandbox_mode=\"{sandbox}\""),
-            ]));
+            args.extend(os_args(["-c".to_string(), format!("sandbox_mode=\"{sandbox}\"")]));
         } else {
             args.extend(os_args(["--sandbox", sandbox]));
         }
-        let full_auto = if resume {
-            caps.resume_full_auto
-        } else {
-            caps.full_auto
-        };
+        let full_auto = if resume { caps.resume_full_auto } else { caps.full_auto };
         if o.approval_policy == "auto-edit" && full_auto {
             args.push("--full-auto".into());
         }
@@ -164,10 +146,7 @@ pub fn command_args(
     }
     if let Some(profile) = &o.profile {
         if resume {
-            args.extend(os_args([
-                "-c".to_string(),
-                format!("profile=\"{profile}\""),
-            ]));
+            args.extend(os_args(["-c".to_string(), format!("profile=\"{profile}\"")]));
         } else {
             args.extend(os_args(["--profile", profile]));
         }
@@ -175,11 +154,7 @@ pub fn command_args(
     for entry in &o.config {
         args.extend(os_args(["-c", entry]));
     }
-    let skip_check = if resume {
-        caps.resume_skip_git_repo_check
-    } else {
-        caps.skip_git_repo_check
-    };
+    let skip_check = if resume { caps.resume_skip_git_repo_check } else { caps.skip_git_repo_check };
     if o.skip_git_repo_check && skip_check {
         args.push("--skip-git-repo-check".into());
     }
@@ -201,15 +176,9 @@ pub fn parse_stdout_line(line: &str) -> (String, Value) {
     match serde_json::from_str::<Value>(line) {
         Ok(value) => match value.get("type").and_then(Value::as_str) {
             Some(kind) => (kind.to_owned(), value),
-            None => (
-                OUTPUT_EVENT.to_owned(),
-                serde_json::json!({"stream": "stdout", "line": line}),
-            ),
+            None => (OUTPUT_EVENT.to_owned(), serde_json::json!({"stream": "stdout", "line": line})),
         },
-        Err(_) => (
-            OUTPUT_EVENT.to_owned(),
-            serde_json::json!({"stream": "stdout", "line": line}),
-        ),
+        Err(_) => (OUTPUT_EVENT.to_owned(), serde_json::json!({"stream": "stdout", "line": line})),
     }
 }
 
@@ -251,9 +220,7 @@ impl TurnTracker {
                 self.thread_id = text("/thread_id");
                 return Noted::MetaChanged;
             }
-            "item.completed"
-                if event.pointer("/item/type").and_then(Value::as_str) == Some("agent_message") =>
-            {
+            "item.completed" if event.pointer("/item/type").and_then(Value::as_str) == Some("agent_message") => {
                 self.last_message = text("/item/text");
                 return Noted::MetaChanged;
             }
@@ -262,9 +229,7 @@ impl TurnTracker {
                 self.last_error = None;
                 self.usage = event.get("usage").cloned();
             }
-            "turn.failed" => {
-                self.failure = text("/error/message").or_else(|| Some(event.to_string()))
-            }
+            "turn.failed" => self.failure = text("/error/message").or_else(|| Some(event.to_string())),
             "error" => self.last_error = text("/message").or_else(|| Some(event.to_string())),
             _ => {}
         }
@@ -276,10 +241,7 @@ impl TurnTracker {
     /// Never reports a failure as a success.
     pub fn outcome(&self, exit_code: i32, cancelled: bool) -> (JobStatus, Option<String>) {
         if cancelled {
-            return (
-                JobStatus::Cancelled,
-                Some("cancelled by job_cancel".to_owned()),
-            );
+            return (JobStatus::Cancelled, Some("cancelled by job_cancel".to_owned()));
         }
         let reason = self.failure.clone().or_else(|| self.last_error.clone());
         if exit_code == 0 {
@@ -289,11 +251,7 @@ impl TurnTracker {
             };
         }
         let reason = reason
-            .or_else(|| {
-                self.last_stderr
-                    .as_ref()
-                    .map(|l| format!("codex exited with status {exit_code}: {l}"))
-            })
+            .or_else(|| self.last_stderr.as_ref().map(|l| format!("codex exited with status {exit_code}: {l}")))
             .unwrap_or_else(|| format!("codex exited with status {exit_code}"));
         (JobStatus::Failed, Some(reason))
     }
@@ -319,10 +277,7 @@ mod tests {
     #[test]
     fn a_turn_that_ran_a_command_completes_with_the_agent_message() {
         let (t, kinds) = run(include_str!("fixtures/exec_command.jsonl"));
-        assert_eq!(
-            t.thread_id.as_deref(),
-            Some("01a1ffb3-d6d1-71e0-84fc-45a5854b6323")
-        );
+        assert_eq!(t.thread_id.as_deref(), Some("01a1ffb3-d6d1-71e0-84fc-45a5854b6323"));
         assert_eq!(t.last_message.as_deref(), Some("All done."));
         assert!(t.completed);
         assert_eq!(t.usage.as_ref().unwrap()["output_tokens"], 10);
@@ -346,31 +301,16 @@ mod tests {
     #[test]
     fn recovered_errors_do_not_fail_and_silent_crashes_do() {
         let mut t = TurnTracker::default();
-        t.observe(
-            "error",
-            &serde_json::json!({"type": "error", "message": "Reconnecting... 1/5"}),
-        );
-        t.observe(
-            "turn.completed",
-            &serde_json::json!({"type": "turn.completed", "usage": {}}),
-        );
+        t.observe("error", &serde_json::json!({"type": "error", "message": "Reconnecting... 1/5"}));
+        t.observe("turn.completed", &serde_json::json!({"type": "turn.completed", "usage": {}}));
         assert_eq!(t.outcome(0, false).0, JobStatus::Completed);
-        let mut crash = TurnTracker {
-            last_stderr: Some("panic: boom".into()),
-            ..Default::default()
-        };
+        let mut crash = TurnTracker { last_stderr: Some("panic: boom".into()), ..Default::default() };
         assert_eq!(
             crash.outcome(101, false),
-            (
-                JobStatus::Failed,
-                Some("codex exited with status 101: panic: boom".into())
-            )
+            (JobStatus::Failed, Some("codex exited with status 101: panic: boom".into()))
         );
         crash.last_stderr = None;
-        assert_eq!(
-            crash.outcome(137, false).1.unwrap(),
-            "codex exited with status 137"
-        );
+        assert_eq!(crash.outcome(137, false).1.unwrap(), "codex exited with status 137");
         assert_eq!(crash.outcome(143, true).0, JobStatus::Cancelled);
     }
 
@@ -378,10 +318,7 @@ mod tests {
     fn non_json_lines_are_raw_output() {
         assert_eq!(parse_stdout_line("hello").0, OUTPUT_EVENT);
         assert_eq!(parse_stdout_line("[1,2]").1["line"], "[1,2]");
-        assert_eq!(
-            parse_stdout_line(r#"{"type":"turn.started"}"#).0,
-            "turn.started"
-        );
+        assert_eq!(parse_stdout_line(r#"{"type":"turn.started"}"#).0, "turn.started");
     }
 
     fn cli(caps: Capabilities) -> CodexCli {
@@ -427,56 +364,23 @@ mod tests {
             Some("--model --skip-git-repo-check"),
         );
         let c = cli(caps_0169.clone());
-        let opts = |p: &str| JobOptions {
-            approval_policy: p.into(),
-            ..Default::default()
-        };
+        let opts = |p: &str| JobOptions { approval_policy: p.into(), ..Default::default() };
         assert_eq!(
             strings(command_args(&meta(opts("suggest")), "resume", &c).unwrap()),
-            [
-                "exec",
-                "--json",
-                "--sandbox",
-                "read-only",
-                "--cd",
-                "/w",
-                "--",
-                "resume"
-            ]
+            ["exec", "--json", "--sandbox", "read-only", "--cd", "/w", "--", "resume"]
         );
-        assert!(
-            strings(command_args(&meta(opts("auto-edit")), "x", &c).unwrap())
-                .contains(&"workspace-write".into())
-        );
-        assert!(
-            !strings(command_args(&meta(opts("auto-edit")), "x", &c).unwrap())
-                .contains(&"--full-auto".into())
-        );
-        let old = cli(Capabilities {
-            full_auto: true,
-            ..caps_0169
-        });
-        assert!(
-            strings(command_args(&meta(opts("auto-edit")), "x", &old).unwrap())
-                .contains(&"--full-auto".into())
-        );
+        assert!(strings(command_args(&meta(opts("auto-edit")), "x", &c).unwrap()).contains(&"workspace-write".into()));
+        assert!(!strings(command_args(&meta(opts("auto-edit")), "x", &c).unwrap()).contains(&"--full-auto".into()));
+        let old = cli(Capabilities { full_auto: true, ..caps_0169 });
+        assert!(strings(command_args(&meta(opts("auto-edit")), "x", &old).unwrap()).contains(&"--full-auto".into()));
         assert!(
             strings(command_args(&meta(opts("full-auto")), "x", &c).unwrap())
                 .contains(&"--dangerously-bypass-approvals-and-sandbox".into())
         );
 
-        let mut m = meta(JobOptions {
-            model: Some("m1".into()),
-            skip_git_repo_check: true,
-            ..opts("suggest")
-        });
+        let mut m = meta(JobOptions { model: Some("m1".into()), skip_git_repo_check: true, ..opts("suggest") });
         m.turn = 1;
-        assert!(
-            command_args(&m, "again", &c)
-                .unwrap_err()
-                .to_string()
-                .contains("no Codex thread id")
-        );
+        assert!(command_args(&m, "again", &c).unwrap_err().to_string().contains("no Codex thread id"));
         m.thread_id = Some("t-1".into());
         assert_eq!(
             strings(command_args(&m, "again", &c).unwrap()),
@@ -498,67 +402,21 @@ mod tests {
 
     #[test]
     fn options_are_checked_before_anything_runs() {
-        let c = cli(Capabilities::from_help(
-            "--sandbox --skip-git-repo-check",
-            None,
-        ));
-        let opts = |p: &str| JobOptions {
-            approval_policy: p.into(),
-            ..Default::default()
-        };
+        let c = cli(Capabilities::from_help("--sandbox --skip-git-repo-check", None));
+        let opts = |p: &str| JobOptions { approval_policy: p.into(), ..Default::default() };
         assert!(validate(&opts("suggest"), &c).is_ok());
         let err = validate(&opts("yolo"), &c).unwrap_err().to_string();
-        assert!(
-            err.contains("\"yolo\"") && err.contains("auto-edit"),
-            "{err}"
-        );
+        assert!(err.contains("\"yolo\"") && err.contains("auto-edit"), "{err}");
         let err = validate(&opts("full-auto"), &c).unwrap_err().to_string();
-        assert!(
-            err.contains("not supported") && err.contains("0.169.0"),
-            "{err}"
-        );
-        let err = validate(
-            &JobOptions {
-                sandbox: Some("none".into()),
-                ..opts("suggest")
-            },
-            &c,
-        )
-        .unwrap_err()
-        .to_string();
+        assert!(err.contains("not supported") && err.contains("0.169.0"), "{err}");
+        let err =
+            validate(&JobOptions { sandbox: Some("none".into()), ..opts("suggest") }, &c).unwrap_err().to_string();
         assert!(err.contains("invalid sandbox \"none\""), "{err}");
-        let err = validate(
-            &JobOptions {
-                profile: Some("p".into()),
-                ..opts("suggest")
-            },
-            &c,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = validate(&JobOptions { profile: Some("p".into()), ..opts("suggest") }, &c).unwrap_err().to_string();
         assert!(err.contains("profile"), "{err}");
-        let err = validate(
-            &JobOptions {
-                config: vec!["novalue".into()],
-                ..opts("suggest")
-            },
-            &c,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("\"novalue\"") && err.contains("key=value"),
-            "{err}"
-        );
-        assert!(
-            validate(
-                &JobOptions {
-                    idle_timeout_s: Some(0),
-                    ..opts("suggest")
-                },
-                &c
-            )
-            .is_err()
-        );
+        let err =
+            validate(&JobOptions { config: vec!["novalue".into()], ..opts("suggest") }, &c).unwrap_err().to_string();
+        assert!(err.contains("\"novalue\"") && err.contains("key=value"), "{err}");
+        assert!(validate(&JobOptions { idle_timeout_s: Some(0), ..opts("suggest") }, &c).is_err());
     }
 }

@@ -40,31 +40,20 @@ impl Event {
     /// names either the event's `type` or, for `item.*` events, the item's
     /// type (`agent_message`, `command_execution`, `reasoning`, …).
     pub fn matches_type(&self, wanted: &str) -> bool {
-        self.kind == wanted
-            || self.data.pointer("/item/type").and_then(Value::as_str) == Some(wanted)
+        self.kind == wanted || self.data.pointer("/item/type").and_then(Value::as_str) == Some(wanted)
     }
 }
 
-/// Cuts every string in `value` to at most `max_chars` characters, in place,
-/// appending `…[N more chars]` to each one cut. `max_chars == 0` leaves it whole.
-pub fn truncate_strings(value: &mut Value, max_chars: usize) {
-    if max_chars == 0 {
-        return;
-    }
+/// Event type of a policy component's failure, recorded by the host:
+/// `data` is `{"component", "path", "world", "error", "fallback"}`.
+pub const POLICY_ERROR_EVENT: &str = "policy_error";
+
+/// Calls `f` on every string in `value`, in place (object keys excepted).
+pub fn for_each_string(value: &mut Value, f: &mut impl FnMut(&mut String)) {
     match value {
-        Value::String(s) => {
-            if let Some((cut, _)) = s.char_indices().nth(max_chars) {
-                let rest = s[cut..].chars().count();
-                s.truncate(cut);
-                s.push_str(&format!("…[{rest} more chars]"));
-            }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| truncate_strings(v, max_chars)),
-        Value::Object(map) => map
-            .values_mut()
-            .for_each(|v| truncate_strings(v, max_chars)),
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| for_each_string(v, f)),
+        Value::Object(map) => map.values_mut().for_each(|v| for_each_string(v, f)),
         _ => {}
     }
 }
@@ -75,16 +64,10 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn strings_are_cut_on_char_boundaries() {
-        let mut v = json!({"a": "héllo wörld", "b": ["xyz", 5], "c": {"d": "ab"}});
-        truncate_strings(&mut v, 2);
-        assert_eq!(
-            v,
-            json!({"a": "hé…[9 more chars]", "b": ["xy…[1 more chars]", 5], "c": {"d": "ab"}})
-        );
-        let mut w = json!("unchanged");
-        truncate_strings(&mut w, 0);
-        assert_eq!(w, json!("unchanged"));
+    fn every_string_is_visited() {
+        let mut v = json!({"a": "x", "b": ["y", 5], "c": {"d": "z"}});
+        for_each_string(&mut v, &mut |s| s.push('!'));
+        assert_eq!(v, json!({"a": "x!", "b": ["y!", 5], "c": {"d": "z!"}}));
     }
 
     #[test]

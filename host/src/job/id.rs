@@ -37,11 +37,7 @@ impl JobId {
         };
         // Only the canonical hyphenated form: no braces, URNs or upper case,
         // so that one job has exactly one spelling and one directory.
-        if text.len() != 36
-            || text
-                .bytes()
-                .any(|b| !(b.is_ascii_hexdigit() || b == b'-') || b.is_ascii_uppercase())
-        {
+        if text.len() != 36 || text.bytes().any(|b| !(b.is_ascii_hexdigit() || b == b'-') || b.is_ascii_uppercase()) {
             return Err(refuse());
         }
         let uuid = Uuid::try_parse(text).map_err(|_| refuse())?;
@@ -53,11 +49,7 @@ impl JobId {
 
     /// Milliseconds since the Unix epoch at which the id was made.
     pub fn created_unix_ms(&self) -> u64 {
-        let (secs, nanos) = self
-            .0
-            .get_timestamp()
-            .map(|t| t.to_unix())
-            .unwrap_or((0, 0));
+        let (secs, nanos) = self.0.get_timestamp().map(|t| t.to_unix()).unwrap_or((0, 0));
         secs * 1000 + u64::from(nanos) / 1_000_000
     }
 }
@@ -103,10 +95,7 @@ pub(crate) fn quote_short(text: &str) -> String {
         serde_json::to_string(text).unwrap_or_default()
     } else {
         let head: String = text.chars().take(MAX).collect();
-        format!(
-            "{}… ({count} characters)",
-            serde_json::to_string(&head).unwrap_or_default()
-        )
+        format!("{}… ({count} characters)", serde_json::to_string(&head).unwrap_or_default())
     }
 }
 
@@ -135,19 +124,15 @@ mod tests {
             "..",
             "abc\0def",
             long.as_str(),
-            "0192F5D2-6A1B-7C3D-8E4F-0123456789AB", // upper case
+            "0192F5D2-6A1B-7C3D-8E4F-0123456789AB",   // upper case
             "{0192f5d2-6a1b-7c3d-8e4f-0123456789ab}", // braces
-            "0192f5d26a1b7c3d8e4f0123456789ab",     // simple form
-            "0192f5d2-6a1b-4c3d-8e4f-0123456789ab", // v4
+            "0192f5d26a1b7c3d8e4f0123456789ab",       // simple form
+            "0192f5d2-6a1b-4c3d-8e4f-0123456789ab",   // v4
             "0192f5d2-6a1b-7c3d-8e4f-0123456789a/",
         ] {
             let err = JobId::parse(bad).unwrap_err().to_string();
             assert!(err.contains("invalid job_id"), "{bad:?}: {err}");
-            assert!(
-                err.len() < 300,
-                "error for a long id stays short: {}",
-                err.len()
-            );
+            assert!(err.len() < 300, "error for a long id stays short: {}", err.len());
         }
         assert!(JobId::parse("0192f5d2-6a1b-7c3d-8e4f-0123456789ab").is_ok());
     }

@@ -52,10 +52,7 @@ impl ProcessWatch {
         let Ok(raw) = std::fs::read(format!("/proc/{}/cmdline", self.pid)) else {
             return false;
         };
-        let args: Vec<String> = raw
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let args: Vec<String> = raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         parts.iter().all(|p| args.iter().any(|a| a.contains(p)))
     }
 }
@@ -78,29 +75,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_pidfd_wakes_when_the_process_exits() {
-        let mut child = tokio::process::Command::new("sleep")
-            .arg("0.5")
-            .spawn()
-            .unwrap();
+        let mut child = tokio::process::Command::new("sleep").arg("0.5").spawn().unwrap();
         let watch = ProcessWatch::open(child.id().unwrap()).unwrap().unwrap();
         // /proc may show the pre-exec command line for a moment.
         let begun = std::time::Instant::now();
         while !watch.command_line_contains(&["sleep", "0.5"]) {
-            assert!(
-                begun.elapsed() < Duration::from_millis(400),
-                "never showed sleep 0.5"
-            );
+            assert!(begun.elapsed() < Duration::from_millis(400), "never showed sleep 0.5");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(!watch.command_line_contains(&["supervise"]));
-        tokio::time::timeout(Duration::from_secs(5), watch.exited())
-            .await
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.exited()).await.unwrap();
         let pid = child.id().unwrap();
         child.wait().await.unwrap();
-        assert!(
-            ProcessWatch::open(pid).unwrap().is_none(),
-            "a reaped process is gone"
-        );
+        assert!(ProcessWatch::open(pid).unwrap().is_none(), "a reaped process is gone");
     }
 }

@@ -66,20 +66,14 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry {
-            jobs: Mutex::default(),
-            changes: watch::Sender::new(0),
-        }
+        Registry { jobs: Mutex::default(), changes: watch::Sender::new(0) }
     }
 }
 
 impl Registry {
     /// Records a job's current state and wakes every waiter.
     pub fn update(&self, meta: &JobMeta) {
-        self.jobs
-            .lock()
-            .unwrap()
-            .insert(meta.id, JobSummary::of(meta));
+        self.jobs.lock().unwrap().insert(meta.id, JobSummary::of(meta));
         self.changes.send_modify(|v| *v += 1);
     }
 
@@ -93,12 +87,7 @@ impl Registry {
         let jobs = self.jobs.lock().unwrap();
         let mut ids: Vec<&JobId> = jobs.keys().collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids.into_iter()
-            .map(|id| &jobs[id])
-            .filter(|j| keep(j))
-            .take(limit)
-            .cloned()
-            .collect()
+        ids.into_iter().map(|id| &jobs[id]).filter(|j| keep(j)).take(limit).cloned().collect()
     }
 
     /// A receiver that sees every later change: `changed().await` wakes on the next update.

@@ -54,10 +54,7 @@ impl JobStatus {
     /// `completed`, `failed` and `cancelled`: nothing runs and nothing changes
     /// until a reply starts a new turn.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
-        )
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
     }
 
     /// The snake_case name used on the wire.
@@ -74,17 +71,14 @@ impl JobStatus {
 
     /// Parses a caller's status filter. Errors name the value and list the valid names.
     pub fn parse(text: &str) -> Result<Self, InvalidInput> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                let names: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
-                InvalidInput::new(format!(
-                    "invalid status {}: expected one of {}",
-                    crate::job::id::quote_short(text),
-                    names.join(", ")
-                ))
-            })
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
+            let names: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            InvalidInput::new(format!(
+                "invalid status {}: expected one of {}",
+                crate::job::id::quote_short(text),
+                names.join(", ")
+            ))
+        })
     }
 
     /// Whether `self → next` is allowed. Staying put is not a transition.
@@ -122,10 +116,7 @@ mod tests {
         assert!(Queued.can_move_to(Cancelled, Turn::Same));
         for terminal in [Completed, Failed, Cancelled] {
             for next in JobStatus::ALL {
-                assert!(
-                    !terminal.can_move_to(next, Turn::Same),
-                    "{terminal} -> {next}"
-                );
+                assert!(!terminal.can_move_to(next, Turn::Same), "{terminal} -> {next}");
             }
         }
         assert!(!Running.can_move_to(Queued, Turn::Same));
@@ -148,9 +139,6 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         let err = JobStatus::parse("done").unwrap_err().to_string();
-        assert!(
-            err.contains("\"done\"") && err.contains("input_required"),
-            "{err}"
-        );
+        assert!(err.contains("\"done\"") && err.contains("input_required"), "{err}");
     }
 }

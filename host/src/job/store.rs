@@ -54,14 +54,8 @@ impl JobStore {
             .with_context(|| format!("cannot create the job home {}", home.display()))?;
         let home_dir = Dir::open_ambient_dir(home, ambient_authority())
             .with_context(|| format!("cannot open the job home {}", home.display()))?;
-        let jobs = home_dir
-            .open_dir("jobs")
-            .with_context(|| format!("cannot open {}/jobs", home.display()))?;
-        Ok(JobStore {
-            root: home.to_path_buf(),
-            home: home_dir,
-            jobs,
-        })
+        let jobs = home_dir.open_dir("jobs").with_context(|| format!("cannot open {}/jobs", home.display()))?;
+        Ok(JobStore { root: home.to_path_buf(), home: home_dir, jobs })
     }
 
     /// The home directory this store lives in.
@@ -72,9 +66,7 @@ impl JobStore {
     /// Creates the directory of a new job and writes its first `meta.json`.
     pub fn create(&self, meta: &JobMeta) -> Result<JobDir> {
         let name = meta.id.to_string();
-        self.jobs
-            .create_dir(&name)
-            .with_context(|| format!("cannot create job directory {name}"))?;
+        self.jobs.create_dir(&name).with_context(|| format!("cannot create job directory {name}"))?;
         let job = self.open_existing(meta.id)?;
         job.write_meta(meta)?;
         Ok(job)
@@ -86,41 +78,25 @@ impl JobStore {
     pub fn job(&self, id: JobId) -> Result<JobDir> {
         match self.jobs.open_dir(id.to_string()) {
             Ok(_) => self.open_existing(id),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(invalid(format!(
-                "no job with id {id} in {}",
-                self.root.join("jobs").display()
-            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(invalid(format!("no job with id {id} in {}", self.root.join("jobs").display())))
+            }
             Err(e) => Err(e).with_context(|| format!("cannot open job {id}")),
         }
     }
 
     fn open_existing(&self, id: JobId) -> Result<JobDir> {
-        let dir = self
-            .jobs
-            .open_dir(id.to_string())
-            .with_context(|| format!("cannot open job {id}"))?;
-        Ok(JobDir {
-            id,
-            dir,
-            path: self.root.join("jobs").join(id.to_string()),
-        })
+        let dir = self.jobs.open_dir(id.to_string()).with_context(|| format!("cannot open job {id}"))?;
+        Ok(JobDir { id, dir, path: self.root.join("jobs").join(id.to_string()) })
     }
 
     /// The ids of all jobs on disk, newest first. Entries that are not job
     /// directories are ignored.
     pub fn job_ids(&self) -> Result<Vec<JobId>> {
         let mut ids = Vec::new();
-        for entry in self
-            .jobs
-            .entries()
-            .context("cannot list the jobs directory")?
-        {
+        for entry in self.jobs.entries().context("cannot list the jobs directory")? {
             let entry = entry?;
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| JobId::parse(n).ok())
-            {
+            if let Some(id) = entry.file_name().to_str().and_then(|n| JobId::parse(n).ok()) {
                 ids.push(id);
             }
         }
@@ -133,9 +109,7 @@ impl JobStore {
     pub fn append_notification(&self, note: &Notification) -> Result<()> {
         let mut line = serde_json::to_vec(note)?;
         line.push(b'\n');
-        let mut feed = self
-            .home
-            .open_with(FEED, OpenOptions::new().append(true).create(true))?;
+        let mut feed = self.home.open_with(FEED, OpenOptions::new().append(true).create(true))?;
         feed.write_all(&line)?;
         feed.sync_data()?;
         Ok(())
@@ -146,11 +120,7 @@ impl JobStore {
     ///
     /// Errors: [`crate::InvalidInput`] when the cursor is past the end of the feed
     /// or not at the start of a line (i.e. not a cursor this feed returned).
-    pub fn read_notifications(
-        &self,
-        cursor: u64,
-        limit: usize,
-    ) -> Result<(Vec<Notification>, u64)> {
+    pub fn read_notifications(&self, cursor: u64, limit: usize) -> Result<(Vec<Notification>, u64)> {
         let mut file = match self.home.open(FEED) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -239,10 +209,7 @@ impl JobDir {
 
     /// Reads `meta.json`.
     pub fn read_meta(&self) -> Result<JobMeta> {
-        let bytes = self
-            .dir
-            .read(META)
-            .with_context(|| format!("cannot read {}/{META}", self.path.display()))?;
+        let bytes = self.dir.read(META).with_context(|| format!("cannot read {}/{META}", self.path.display()))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{}/{META} is not valid job metadata", self.path.display()))
     }
@@ -255,16 +222,13 @@ impl JobDir {
         serde_json::to_writer_pretty(tmp.as_file_mut(), meta)?;
         tmp.as_file_mut().write_all(b"\n")?;
         tmp.as_file().sync_all()?;
-        tmp.replace(META)
-            .with_context(|| format!("cannot replace {}/{META}", self.path.display()))?;
+        tmp.replace(META).with_context(|| format!("cannot replace {}/{META}", self.path.display()))?;
         Ok(())
     }
 
     /// Opens `output.log` for appending the agent's raw output.
     pub fn output_log(&self) -> Result<File> {
-        Ok(self
-            .dir
-            .open_with(OUTPUT, OpenOptions::new().append(true).create(true))?)
+        Ok(self.dir.open_with(OUTPUT, OpenOptions::new().append(true).create(true))?)
     }
 
     /// Up to `max` bytes of `output.log` from byte `offset`, and the offset after them.
@@ -283,23 +247,16 @@ impl JobDir {
 
     /// Opens `supervisor.log` for appending: the supervisor's own stderr.
     pub fn supervisor_log(&self) -> Result<std::fs::File> {
-        Ok(self
-            .dir
-            .open_with(SUPERVISOR_LOG, OpenOptions::new().append(true).create(true))?
-            .into_std())
+        Ok(self.dir.open_with(SUPERVISOR_LOG, OpenOptions::new().append(true).create(true))?.into_std())
     }
 
-    /// Opens the event log for appending. Only one writer may exist at a time:
-    /// the job's supervisor while it lives, else the host.
+    /// Opens the event log for appending. Writers (the job's supervisor, and
+    /// the host recording a policy failure or a lost supervisor) take turns
+    /// through an exclusive `flock` on `events.idx`.
     pub fn event_writer(&self) -> Result<EventWriter> {
-        let events = self.dir.open_with(
-            EVENTS,
-            OpenOptions::new().read(true).append(true).create(true),
-        )?;
-        let mut index = self.dir.open_with(
-            EVENTS_INDEX,
-            OpenOptions::new().read(true).write(true).create(true),
-        )?;
+        let events = self.dir.open_with(EVENTS, OpenOptions::new().read(true).append(true).create(true))?;
+        let index = self.dir.open_with(EVENTS_INDEX, OpenOptions::new().read(true).write(true).create(true))?;
+        let lock = IndexLock::take(&index)?;
         // A writer that died mid-way leaves a partial index entry or a line
         // with no index entry; cut both so the next event follows the last whole one.
         let entries = index.metadata()?.len() / INDEX_ENTRY;
@@ -307,9 +264,9 @@ impl JobDir {
         let end = match entries {
             0 => 0,
             n => {
-                index.seek(SeekFrom::Start((n - 1) * INDEX_ENTRY))?;
+                (&index).seek(SeekFrom::Start((n - 1) * INDEX_ENTRY))?;
                 let mut offset = [0u8; 8];
-                index.read_exact(&mut offset)?;
+                (&index).read_exact(&mut offset)?;
                 let last = u64::from_le_bytes(offset);
                 let mut reader = BufReader::new(&events);
                 reader.seek(SeekFrom::Start(last))?;
@@ -320,12 +277,8 @@ impl JobDir {
         if events.metadata()?.len() != end {
             events.set_len(end)?;
         }
-        Ok(EventWriter {
-            events,
-            index,
-            next_seq: entries,
-            end,
-        })
+        drop(lock);
+        Ok(EventWriter { events, index })
     }
 
     /// How many events the job has: the next event's `seq`.
@@ -337,8 +290,9 @@ impl JobDir {
         }
     }
 
-    /// Events from `cursor` (a `seq`) on: at most `limit` that pass `keep`,
-    /// looking at no more than `scan_max` events. Returns them and the cursor to
+    /// Events from `cursor` (a `seq`) on: at most `limit` for which `pick`
+    /// returns one (the event itself or a replacement), looking at no more than
+    /// `scan_max` events. Returns them and the cursor to
     /// pass next. Seeks through `events.idx`; cost does not grow with the log.
     ///
     /// Errors: [`crate::InvalidInput`] when `cursor` is past the job's last event.
@@ -347,7 +301,7 @@ impl JobDir {
         cursor: u64,
         limit: usize,
         scan_max: u64,
-        mut keep: impl FnMut(&Event) -> bool,
+        mut pick: impl FnMut(Event) -> Option<Event>,
     ) -> Result<(Vec<Event>, u64)> {
         let count = self.event_count()?;
         if cursor > count {
@@ -374,16 +328,10 @@ impl JobDir {
             if reader.read_line(&mut line)? == 0 {
                 break;
             }
-            let event: Event = serde_json::from_str(&line).with_context(|| {
-                format!(
-                    "{}/{EVENTS}: event {next} is not valid JSON",
-                    self.path.display()
-                )
-            })?;
+            let event: Event = serde_json::from_str(&line)
+                .with_context(|| format!("{}/{EVENTS}: event {next} is not valid JSON", self.path.display()))?;
             next += 1;
-            if keep(&event) {
-                out.push(event);
-            }
+            out.extend(pick(event));
         }
         Ok((out, next))
     }
@@ -420,10 +368,7 @@ impl JobDir {
         }
         // A window that starts mid-line drops the partial first line.
         if cut == 0 && start > 0 {
-            cut = body
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(body.len(), |i| i + 1);
+            cut = body.iter().position(|b| *b == b'\n').map_or(body.len(), |i| i + 1);
         }
         let omitted = start > 0 || cut > 0;
         Ok((String::from_utf8_lossy(&buf[cut..]).into_owned(), omitted))
@@ -435,28 +380,37 @@ impl JobDir {
 pub struct EventWriter {
     events: File,
     index: File,
-    next_seq: u64,
-    end: u64,
+}
+
+/// An exclusive `flock` on a job's `events.idx`, released on drop.
+struct IndexLock<'a>(&'a File);
+
+impl<'a> IndexLock<'a> {
+    fn take(index: &'a File) -> Result<Self> {
+        rustix::fs::flock(index, rustix::fs::FlockOperation::LockExclusive).context("cannot lock events.idx")?;
+        Ok(IndexLock(index))
+    }
+}
+
+impl Drop for IndexLock<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(self.0, rustix::fs::FlockOperation::Unlock);
+    }
 }
 
 impl EventWriter {
-    /// Appends one event and returns it. The line is written and flushed before
-    /// its index entry, so a reader that sees the entry sees the whole line.
+    /// Appends one event and returns it. Under the lock, the line is written
+    /// before its index entry, so a reader that sees the entry sees the whole line.
     pub fn append(&mut self, kind: &str, data: Value) -> Result<Event> {
-        let event = Event {
-            seq: self.next_seq,
-            ts: Timestamp::now(),
-            kind: kind.to_owned(),
-            data,
-        };
+        let _lock = IndexLock::take(&self.index)?;
+        let seq = self.index.metadata()?.len() / INDEX_ENTRY;
+        let end = self.events.metadata()?.len();
+        let event = Event { seq, ts: Timestamp::now(), kind: kind.to_owned(), data };
         let mut line = serde_json::to_vec(&event)?;
         line.push(b'\n');
-        self.events.write_all(&line)?;
-        self.index
-            .seek(SeekFrom::Start(self.next_seq * INDEX_ENTRY))?;
-        self.index.write_all(&self.end.to_le_bytes())?;
-        self.end += line.len() as u64;
-        self.next_seq += 1;
+        (&self.events).write_all(&line)?;
+        (&self.index).seek(SeekFrom::Start(seq * INDEX_ENTRY))?;
+        (&self.index).write_all(&end.to_le_bytes())?;
         Ok(event)
     }
 
@@ -490,10 +444,7 @@ mod tests {
             prompt: "p".into(),
             cwd: "/tmp".into(),
             backend: "exec".into(),
-            options: JobOptions {
-                approval_policy: "suggest".into(),
-                ..Default::default()
-            },
+            options: JobOptions { approval_policy: "suggest".into(), ..Default::default() },
             codex_bin: "/bin/codex".into(),
             thread_id: None,
             turn: 0,
@@ -521,10 +472,7 @@ mod tests {
         m.prompt = "short".into();
         job.write_meta(&m).unwrap();
         assert_eq!(job.read_meta().unwrap(), m);
-        let names: Vec<_> = std::fs::read_dir(job.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(job.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("meta.json")]);
         assert_eq!(store.job_ids().unwrap(), vec![id]);
     }
@@ -545,43 +493,26 @@ mod tests {
         let job = store.create(&meta(JobId::new())).unwrap();
         let mut w = job.event_writer().unwrap();
         for i in 0..10 {
-            w.append(if i % 2 == 0 { "even" } else { "odd" }, json!({"i": i}))
-                .unwrap();
+            w.append(if i % 2 == 0 { "even" } else { "odd" }, json!({"i": i})).unwrap();
         }
         drop(w);
-        let (page, next) = job.read_events(3, 4, u64::MAX, |_| true).unwrap();
-        assert_eq!(
-            page.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![3, 4, 5, 6]
-        );
+        let (page, next) = job.read_events(3, 4, u64::MAX, Some).unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
         assert_eq!(next, 7);
-        let (odd, next) = job
-            .read_events(0, 100, u64::MAX, |e| e.kind == "odd")
-            .unwrap();
+        let (odd, next) = job.read_events(0, 100, u64::MAX, |e| Some(e).filter(|e| e.kind == "odd")).unwrap();
         assert_eq!(odd.len(), 5);
         assert_eq!(next, 10);
-        let (none, next) = job.read_events(10, 5, u64::MAX, |_| true).unwrap();
+        let (none, next) = job.read_events(10, 5, u64::MAX, Some).unwrap();
         assert!(none.is_empty() && next == 10);
-        let err = job
-            .read_events(11, 5, u64::MAX, |_| true)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("invalid cursor 11") && err.contains("10 events"),
-            "{err}"
-        );
+        let err = job.read_events(11, 5, u64::MAX, Some).unwrap_err().to_string();
+        assert!(err.contains("invalid cursor 11") && err.contains("10 events"), "{err}");
         // Scanning stops at scan_max even when nothing matched.
-        let (none, next) = job.read_events(0, 5, 3, |_| false).unwrap();
+        let (none, next) = job.read_events(0, 5, 3, |_| None).unwrap();
         assert!(none.is_empty() && next == 3);
 
         // A writer that died mid-way: half an index entry and half a line.
         let dir = job.path();
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.join("events.idx"))
-            .unwrap()
-            .write_all(&[1, 2, 3])
-            .unwrap();
+        std::fs::OpenOptions::new().append(true).open(dir.join("events.idx")).unwrap().write_all(&[1, 2, 3]).unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("events.jsonl"))
@@ -591,11 +522,8 @@ mod tests {
         assert_eq!(job.event_count().unwrap(), 10);
         let mut w = job.event_writer().unwrap();
         assert_eq!(w.append("after", json!({})).unwrap().seq, 10);
-        let (page, _) = job.read_events(9, 5, u64::MAX, |_| true).unwrap();
-        assert_eq!(
-            page.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-            vec!["odd", "after"]
-        );
+        let (page, _) = job.read_events(9, 5, u64::MAX, Some).unwrap();
+        assert_eq!(page.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), vec!["odd", "after"]);
     }
 
     #[test]
@@ -608,14 +536,8 @@ mod tests {
         for i in 0..1000 {
             writeln!(log, "line {i}").unwrap();
         }
-        assert_eq!(
-            job.tail_output(2, 1 << 20).unwrap(),
-            ("line 998\nline 999\n".to_string(), true)
-        );
-        assert_eq!(
-            job.tail_output(5000, 1 << 20).unwrap().0.lines().count(),
-            1000
-        );
+        assert_eq!(job.tail_output(2, 1 << 20).unwrap(), ("line 998\nline 999\n".to_string(), true));
+        assert_eq!(job.tail_output(5000, 1 << 20).unwrap().0.lines().count(), 1000);
         assert!(!job.tail_output(5000, 1 << 20).unwrap().1);
         // The byte window wins over the line count, and drops the partial line.
         let (text, omitted) = job.tail_output(1000, 20).unwrap();
@@ -643,13 +565,7 @@ mod tests {
         let (rest, c2) = store.read_notifications(c1, 10).unwrap();
         assert_eq!(rest.iter().map(|n| n.turn).collect::<Vec<_>>(), vec![1]);
         assert_eq!(store.read_notifications(c2, 10).unwrap(), (vec![], c2));
-        assert!(
-            store
-                .read_notifications(c1 + 1, 10)
-                .unwrap_err()
-                .to_string()
-                .contains("invalid cursor")
-        );
+        assert!(store.read_notifications(c1 + 1, 10).unwrap_err().to_string().contains("invalid cursor"));
         assert!(store.read_notifications(c2 + 100, 10).is_err());
     }
 }

@@ -40,17 +40,8 @@ impl TurnCommand {
     /// The supervisor's own arguments (after the host binary):
     /// `--home H supervise --job ID -- PROGRAM ARGS…`.
     pub fn to_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--home".into(),
-            self.home.clone().into(),
-            "supervise".into(),
-        ];
-        args.extend([
-            "--job".into(),
-            self.job.to_string().into(),
-            "--".into(),
-            self.program.clone().into(),
-        ]);
+        let mut args: Vec<OsString> = vec!["--home".into(), self.home.clone().into(), "supervise".into()];
+        args.extend(["--job".into(), self.job.to_string().into(), "--".into(), self.program.clone().into()]);
         args.extend(self.args.iter().cloned());
         args
     }
@@ -59,12 +50,7 @@ impl TurnCommand {
 /// Starts a supervisor for the job's current turn (it moves itself into a new session),
 /// its stderr (the supervisor's own log) in `supervisor.log`. Returns its pid,
 /// which is also its process group id.
-pub fn spawn(
-    host_exe: &Path,
-    job: &JobDir,
-    turn: &TurnCommand,
-    env: &[(String, String)],
-) -> Result<u32> {
+pub fn spawn(host_exe: &Path, job: &JobDir, turn: &TurnCommand, env: &[(String, String)]) -> Result<u32> {
     let log = job.supervisor_log()?;
     let mut cmd = tokio::process::Command::new(host_exe);
     cmd.args(turn.to_args())
@@ -74,9 +60,7 @@ pub fn spawn(
         .stderr(log);
     // No pre_exec hook, so the standard library can use posix_spawn (about
     // half the cost of fork and exec); the supervisor calls setsid itself.
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start the supervisor {}", host_exe.display()))?;
+    let child = cmd.spawn().with_context(|| format!("cannot start the supervisor {}", host_exe.display()))?;
     // Dropping the handle leaves the process running; tokio reaps it when it exits.
     child.id().context("the supervisor exited at once")
 }
@@ -97,17 +81,12 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
 
     let mut cmd = tokio::process::Command::new(&turn.program);
-    cmd.args(&turn.args)
-        .current_dir(&meta.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(&turn.args).current_dir(&meta.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: prctl is async-signal-safe. Codex dies with its supervisor
     // rather than running on unrecorded.
     unsafe {
         cmd.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-                .map_err(Into::into)
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).map_err(Into::into)
         });
     }
     meta.pid = Some(std::process::id());
@@ -119,15 +98,7 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
         Ok(child) => child,
         Err(e) => {
             let error = format!("cannot start {}: {e}", turn.program.display());
-            return finish(
-                &store,
-                &job,
-                &mut meta,
-                &mut events,
-                JobStatus::Failed,
-                None,
-                Some(error),
-            );
+            return finish(&store, &job, &mut meta, &mut events, JobStatus::Failed, None, Some(error));
         }
     };
     meta.status = JobStatus::Running;
@@ -182,10 +153,8 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
         }
     }
     let status = child.wait().await?;
-    let exit_code = status
-        .code()
-        .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s))
-        .unwrap_or(-1);
+    let exit_code =
+        status.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s)).unwrap_or(-1);
     let (status, error) = tracker.outcome(exit_code, cancelled);
     let (status, error) = match idle_error {
         Some(e) if !cancelled => (JobStatus::Failed, Some(e)),
@@ -194,15 +163,7 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
     meta.thread_id = tracker.thread_id.or(meta.thread_id.take());
     meta.last_message = tracker.last_message.or(meta.last_message.take());
     meta.usage = tracker.usage.or(meta.usage.take());
-    finish(
-        &store,
-        &job,
-        &mut meta,
-        &mut events,
-        status,
-        Some(exit_code),
-        error,
-    )
+    finish(&store, &job, &mut meta, &mut events, status, Some(exit_code), error)
 }
 
 /// Records a terminal status: the status event (fsynced), `meta.json`, then
@@ -240,19 +201,13 @@ pub fn finish(
 }
 
 fn forward_term(child: &tokio::process::Child) {
-    if let Some(pid) = child
-        .id()
-        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-    {
+    if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }
 
 /// Reads one line, without its line end, into `buf`; returns the bytes read (0 at the end).
-async fn read_line<R: AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<usize> {
+async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     buf.clear();
     let n = reader.read_until(b'\n', buf).await?;
     if buf.last() == Some(&b'\n') {
@@ -262,9 +217,7 @@ async fn read_line<R: AsyncRead + Unpin>(
 }
 
 fn text(line: &[u8]) -> String {
-    String::from_utf8_lossy(line)
-        .trim_end_matches('\r')
-        .to_owned()
+    String::from_utf8_lossy(line).trim_end_matches('\r').to_owned()
 }
 
 async fn append_output(output: &mut tokio::fs::File, line: &[u8]) -> Result<()> {

@@ -11,17 +11,15 @@ use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{
-    Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig,
-};
+use rmcp::model::{Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig};
 use rmcp::{Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::JobHost;
 use crate::host::{
-    CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest, NotificationPage, StartRequest,
-    Started, StatusReport, WaitOutcome,
+    CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest, NotificationPage, StartRequest, Started,
+    StatusReport, WaitOutcome,
 };
 
 /// How often `job_wait` reports progress to a caller that gave a progress token.
@@ -94,44 +92,29 @@ pub struct JobServer {
 impl JobServer {
     /// A server over `host`.
     pub fn new(host: Arc<JobHost>) -> Self {
-        JobServer {
-            host,
-            tool_router: Self::tool_router(),
-        }
+        JobServer { host, tool_router: Self::tool_router() }
     }
 
     /// Start a Codex job in the background.
-    #[tool(
-        description = "Start a Codex job (`codex exec`) in the background and return its job_id at once. \
+    #[tool(description = "Start a Codex job (`codex exec`) in the background and return its job_id at once. \
         approval_policy: suggest (default, read-only sandbox), auto-edit (workspace-write), full-auto (no sandbox). \
-        Follow it with job_wait, job_status or job_events."
-    )]
+        Follow it with job_wait, job_status or job_events.")]
     async fn job_start(&self, Parameters(req): Parameters<StartRequest>) -> ToolResult<Started> {
         done(self.host.start(req).await)
     }
 
     /// A job's status, result and output tail.
-    #[tool(
-        description = "Status of a job: status, exit code, timestamps, prompt, cwd, Codex thread id, \
-        the agent's last message (the result once completed) and the last lines of its output."
-    )]
-    async fn job_status(
-        &self,
-        Parameters(args): Parameters<StatusArgs>,
-    ) -> ToolResult<StatusReport> {
+    #[tool(description = "Status of a job: status, exit code, timestamps, prompt, cwd, Codex thread id, \
+        the agent's last message (the result once completed) and the last lines of its output.")]
+    async fn job_status(&self, Parameters(args): Parameters<StatusArgs>) -> ToolResult<StatusReport> {
         done(self.host.status(&args.job_id, args.tail_lines))
     }
 
     /// Events after a cursor.
-    #[tool(
-        description = "A job's events after a cursor (default 0), oldest first, with the next cursor. \
+    #[tool(description = "A job's events after a cursor (default 0), oldest first, with the next cursor. \
         event_types filters by event type (item.completed, job.status, …) or item type (agent_message, command_execution, …); \
-        truncate cuts long strings (default 1024 chars, 0 = off)."
-    )]
-    async fn job_events(
-        &self,
-        Parameters(req): Parameters<EventsRequest>,
-    ) -> ToolResult<EventsPage> {
+        truncate cuts long strings (default 1024 chars, 0 = off).")]
+    async fn job_events(&self, Parameters(req): Parameters<EventsRequest>) -> ToolResult<EventsPage> {
         done(self.host.events(&req))
     }
 
@@ -148,26 +131,19 @@ impl JobServer {
     #[tool(
         description = "Cancel a running job: SIGTERM to its processes, SIGKILL after 5 s. Returns once it has ended."
     )]
-    async fn job_cancel(
-        &self,
-        Parameters(args): Parameters<CancelArgs>,
-    ) -> ToolResult<CancelOutcome> {
+    async fn job_cancel(&self, Parameters(args): Parameters<CancelArgs>) -> ToolResult<CancelOutcome> {
         done(self.host.cancel(&args.job_id).await)
     }
 
     /// List jobs.
-    #[tool(
-        description = "List jobs, newest first; filter by status and by cwd (that directory or below)."
-    )]
+    #[tool(description = "List jobs, newest first; filter by status and by cwd (that directory or below).")]
     async fn job_list(&self, Parameters(req): Parameters<ListRequest>) -> ToolResult<JobList> {
         done(self.host.list(&req).await)
     }
 
     /// Block until a job finishes.
-    #[tool(
-        description = "Wait until one of job_ids (none: any running job) has finished, or timeout_s passes \
-        (default 30, max 300). Sends progress notifications every second when the request has a progress token."
-    )]
+    #[tool(description = "Wait until one of job_ids (none: any running job) has finished, or timeout_s passes \
+        (default 30, max 300). Sends progress notifications every second when the request has a progress token.")]
     async fn job_wait(
         &self,
         Parameters(args): Parameters<WaitArgs>,
@@ -198,14 +174,9 @@ impl JobServer {
     }
 
     /// Read the global feed of finished turns.
-    #[tool(
-        description = "Non-blocking read of the feed of finished job turns (completed, failed, cancelled) \
-        after a cursor (default 0); returns them and next_cursor."
-    )]
-    async fn job_notifications(
-        &self,
-        Parameters(args): Parameters<NotificationsArgs>,
-    ) -> ToolResult<NotificationPage> {
+    #[tool(description = "Non-blocking read of the feed of finished job turns (completed, failed, cancelled) \
+        after a cursor (default 0); returns them and next_cursor.")]
+    async fn job_notifications(&self, Parameters(args): Parameters<NotificationsArgs>) -> ToolResult<NotificationPage> {
         done(self.host.notifications(args.cursor, args.limit))
     }
 }

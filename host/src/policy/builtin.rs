@@ -13,10 +13,7 @@ pub enum Keep {
 }
 
 /// Default limits for `job_status` output: the last 100 lines, at most 8,000 characters.
-pub const OUTPUT_LIMITS: Limits = Limits {
-    max_chars: 8_000,
-    max_lines: 100,
-};
+pub const OUTPUT_LIMITS: Limits = Limits { max_chars: 8_000, max_lines: 100 };
 
 /// Cuts `text` to `limits`, keeping the `keep` end, with a marker saying how
 /// much was cut: `[… 123 chars cut …]` at the cut. Cuts on character boundaries.
@@ -44,14 +41,8 @@ pub fn truncate(text: &str, limits: Limits, keep: Keep) -> String {
     }
     let cut = count - max_chars;
     match keep {
-        Keep::Tail => format!(
-            "[… {cut} chars cut …]{}",
-            text.chars().skip(cut).collect::<String>()
-        ),
-        Keep::Head => format!(
-            "{}…[{cut} more chars]",
-            text.chars().take(max_chars).collect::<String>()
-        ),
+        Keep::Tail => format!("[… {cut} chars cut …]{}", text.chars().skip(cut).collect::<String>()),
+        Keep::Head => format!("{}…[{cut} more chars]", text.chars().take(max_chars).collect::<String>()),
     }
 }
 
@@ -61,26 +52,11 @@ mod tests {
 
     #[test]
     fn keeps_the_chosen_end() {
-        let l = |c, n| Limits {
-            max_chars: c,
-            max_lines: n,
-        };
-        assert_eq!(
-            truncate("a\nb\nc\n", l(100, 2), Keep::Tail),
-            "[… 1 lines cut …]\nb\nc\n"
-        );
-        assert_eq!(
-            truncate("a\nb\nc\n", l(100, 2), Keep::Head),
-            "a\nb\n[… 1 lines cut …]"
-        );
-        assert_eq!(
-            truncate("héllo wörld", l(2, 10), Keep::Head),
-            "hé…[9 more chars]"
-        );
-        assert_eq!(
-            truncate("héllo wörld", l(3, 10), Keep::Tail),
-            "[… 8 chars cut …]rld"
-        );
+        let l = |c, n| Limits { max_chars: c, max_lines: n };
+        assert_eq!(truncate("a\nb\nc\n", l(100, 2), Keep::Tail), "[… 1 lines cut …]\nb\nc\n");
+        assert_eq!(truncate("a\nb\nc\n", l(100, 2), Keep::Head), "a\nb\n[… 1 lines cut …]");
+        assert_eq!(truncate("héllo wörld", l(2, 10), Keep::Head), "hé…[9 more chars]");
+        assert_eq!(truncate("héllo wörld", l(3, 10), Keep::Tail), "[… 8 chars cut …]rld");
         assert_eq!(truncate("short", OUTPUT_LIMITS, Keep::Tail), "short");
     }
 }

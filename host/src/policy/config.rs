@@ -69,17 +69,13 @@ struct Entry {
 type Stamp = Option<(SystemTime, u64)>;
 
 fn stamp(path: &Path) -> Stamp {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
 }
 
 /// The nearest ancestor of `cwd` (itself included) that holds
 /// `.codex/jobhost.toml` or `.git`.
 pub fn project_root(cwd: &Path) -> Option<PathBuf> {
-    cwd.ancestors()
-        .find(|dir| dir.join(PROJECT_FILE).is_file() || dir.join(".git").exists())
-        .map(Path::to_path_buf)
+    cwd.ancestors().find(|dir| dir.join(PROJECT_FILE).is_file() || dir.join(".git").exists()).map(Path::to_path_buf)
 }
 
 struct CachedSet {
@@ -125,20 +121,15 @@ impl Policies {
     /// policy never silently means no policy.
     pub fn for_cwd(&self, cwd: &Path) -> Result<Arc<PolicySet>> {
         let root = project_root(cwd);
-        let files: Vec<PathBuf> = std::iter::once(self.home.join(USER_FILE))
-            .chain(root.as_ref().map(|r| r.join(PROJECT_FILE)))
-            .collect();
+        let files: Vec<PathBuf> =
+            std::iter::once(self.home.join(USER_FILE)).chain(root.as_ref().map(|r| r.join(PROJECT_FILE))).collect();
         if let Some(cached) = self.sets.lock().unwrap().get(&root) {
             if cached.stamps.iter().all(|(path, s)| stamp(path) == *s) {
                 return Ok(Arc::clone(&cached.set));
             }
         }
-        let mut stamps: Vec<(PathBuf, Stamp)> =
-            files.iter().map(|f| (f.clone(), stamp(f))).collect();
-        let mut set = PolicySet {
-            project_root: root.clone(),
-            ..PolicySet::default()
-        };
+        let mut stamps: Vec<(PathBuf, Stamp)> = files.iter().map(|f| (f.clone(), stamp(f))).collect();
+        let mut set = PolicySet { project_root: root.clone(), ..PolicySet::default() };
         let mut limits = GuestLimits::default();
         for (i, file) in files.iter().enumerate() {
             let Some(parsed) = read_file(file)? else {
@@ -147,10 +138,7 @@ impl Policies {
             set.sources.push(file.clone());
             if let Some(l) = &parsed.limits {
                 if i > 0 {
-                    bail!(
-                        "{}: [limits] belongs in the user's {USER_FILE}, not in a project file",
-                        file.display()
-                    );
+                    bail!("{}: [limits] belongs in the user's {USER_FILE}, not in a project file", file.display());
                 }
                 limits = limits_from(l, file)?;
             }
@@ -162,9 +150,7 @@ impl Policies {
             ] {
                 for entry in entries {
                     let path = base.join(&entry.path);
-                    let component = self
-                        .component(&path)
-                        .with_context(|| format!("in {}", file.display()))?;
+                    let component = self.component(&path).with_context(|| format!("in {}", file.display()))?;
                     if component.world != world {
                         bail!(
                             "{}: {} is listed under [[{}]] but implements the {} world",
@@ -191,13 +177,7 @@ impl Policies {
             }
         }
         let set = Arc::new(set);
-        self.sets.lock().unwrap().insert(
-            root,
-            CachedSet {
-                stamps,
-                set: Arc::clone(&set),
-            },
-        );
+        self.sets.lock().unwrap().insert(root, CachedSet { stamps, set: Arc::clone(&set) });
         Ok(set)
     }
 
@@ -215,10 +195,7 @@ impl Policies {
         let (component, source) = self.engine()?.load(path)?;
         tracing::info!(path = %path.display(), world = component.world.world_name(), from = ?source, "loaded policy component");
         let component = Arc::new(component);
-        self.components
-            .lock()
-            .unwrap()
-            .insert(path.to_path_buf(), (now, Arc::clone(&component)));
+        self.components.lock().unwrap().insert(path.to_path_buf(), (now, Arc::clone(&component)));
         Ok(component)
     }
 
@@ -237,8 +214,7 @@ fn read_file(path: &Path) -> Result<Option<PolicyFile>> {
             return Err(e).with_context(|| format!("cannot read policy file {}", path.display()));
         }
     };
-    let parsed = toml::from_str(&text)
-        .with_context(|| format!("policy file {} is not valid", path.display()))?;
+    let parsed = toml::from_str(&text).with_context(|| format!("policy file {} is not valid", path.display()))?;
     Ok(Some(parsed))
 }
 
@@ -246,19 +222,13 @@ fn limits_from(table: &LimitsTable, file: &Path) -> Result<GuestLimits> {
     let mut limits = GuestLimits::default();
     if let Some(ms) = table.deadline_ms {
         if !(1..=60_000).contains(&ms) {
-            bail!(
-                "{}: invalid limits.deadline_ms {ms}: expected 1 to 60000",
-                file.display()
-            );
+            bail!("{}: invalid limits.deadline_ms {ms}: expected 1 to 60000", file.display());
         }
         limits.deadline = Duration::from_millis(ms);
     }
     if let Some(mib) = table.memory_mib {
         if !(1..=4096).contains(&mib) {
-            bail!(
-                "{}: invalid limits.memory_mib {mib}: expected 1 to 4096",
-                file.display()
-            );
+            bail!("{}: invalid limits.memory_mib {mib}: expected 1 to 4096", file.display());
         }
         limits.memory = (mib as usize) << 20;
     }
@@ -295,39 +265,18 @@ mod tests {
     fn bad_files_are_named() {
         let tmp = tempfile::tempdir().unwrap();
         let policies = Policies::new(tmp.path());
-        std::fs::write(
-            tmp.path().join(USER_FILE),
-            "[[approval]]\npath = \"missing.wasm\"\n",
-        )
-        .unwrap();
-        let err = format!("{:#}", policies.for_cwd(tmp.path()).unwrap_err());
-        assert!(
-            err.contains("missing.wasm does not exist") && err.contains("config.toml"),
-            "{err}"
-        );
-        std::fs::write(
-            tmp.path().join(USER_FILE),
-            "[[approvals]]\npath = \"x.wasm\"\n",
-        )
-        .unwrap();
-        let err = format!("{:#}", policies.for_cwd(tmp.path()).unwrap_err());
-        assert!(
-            err.contains("not valid") && err.contains("approvals"),
-            "{err}"
-        );
+        std::fs::write(tmp.path().join(USER_FILE), "[[approval]]\npath = \"missing.wasm\"\n").unwrap();
+        let err = format!("{:#}", policies.for_cwd(tmp.path()).err().unwrap());
+        assert!(err.contains("missing.wasm does not exist") && err.contains("config.toml"), "{err}");
+        std::fs::write(tmp.path().join(USER_FILE), "[[approvals]]\npath = \"x.wasm\"\n").unwrap();
+        let err = format!("{:#}", policies.for_cwd(tmp.path()).err().unwrap());
+        assert!(err.contains("not valid") && err.contains("approvals"), "{err}");
         std::fs::write(tmp.path().join(USER_FILE), "[limits]\ndeadline_ms = 0\n").unwrap();
-        let err = format!("{:#}", policies.for_cwd(tmp.path()).unwrap_err());
+        let err = format!("{:#}", policies.for_cwd(tmp.path()).err().unwrap());
         assert!(err.contains("invalid limits.deadline_ms 0"), "{err}");
         std::fs::write(tmp.path().join("not.wasm"), "hello").unwrap();
-        std::fs::write(
-            tmp.path().join(USER_FILE),
-            "[[filter]]\npath = \"not.wasm\"\n",
-        )
-        .unwrap();
-        let err = format!("{:#}", policies.for_cwd(tmp.path()).unwrap_err());
-        assert!(
-            err.contains("not.wasm") && err.contains("not a WebAssembly file"),
-            "{err}"
-        );
+        std::fs::write(tmp.path().join(USER_FILE), "[[filter]]\npath = \"not.wasm\"\n").unwrap();
+        let err = format!("{:#}", policies.for_cwd(tmp.path()).err().unwrap());
+        assert!(err.contains("not.wasm") && err.contains("not a WebAssembly file"), "{err}");
     }
 }

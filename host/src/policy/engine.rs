@@ -41,27 +41,19 @@ impl PolicyEngine {
     /// `cache_dir` (created if needed) when given.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
         let engine = shared_engine()?.clone();
-        let linker =
-            |add: fn(&mut Linker<State>) -> wasmtime::Result<()>| -> Result<Linker<State>> {
-                let mut linker = Linker::new(&engine);
-                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-                add(&mut linker)?;
-                Ok(linker)
-            };
-        let linkers = [
-            linker(bindings::add_approval)?,
-            linker(bindings::add_truncation)?,
-            linker(bindings::add_filter)?,
-        ];
+        let linker = |add: fn(&mut Linker<State>) -> wasmtime::Result<()>| -> Result<Linker<State>> {
+            let mut linker = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+            add(&mut linker)?;
+            Ok(linker)
+        };
+        let linkers =
+            [linker(bindings::add_approval)?, linker(bindings::add_truncation)?, linker(bindings::add_filter)?];
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the component cache {}", dir.display()))?;
         }
-        Ok(PolicyEngine {
-            engine,
-            linkers: Arc::new(linkers),
-            cache_dir,
-        })
+        Ok(PolicyEngine { engine, linkers: Arc::new(linkers), cache_dir })
     }
 
     /// Loads a component file: compiled code from the cache (keyed by the
@@ -74,36 +66,22 @@ impl PolicyEngine {
     /// support, no world of `codex-jobhost:policy`, or imports the host does not offer.
     pub fn load(&self, path: &Path) -> Result<(LoadedComponent, LoadSource)> {
         let shown = path.display();
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read policy component {shown}"))?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read policy component {shown}"))?;
         check_header(&bytes).with_context(|| format!("policy component {shown} is refused"))?;
-        let (component, source) = self
-            .compile_cached(&bytes)
-            .with_context(|| format!("policy component {shown} does not compile"))?;
-        let (world, version) = self
-            .identify(&component)
-            .with_context(|| format!("policy component {shown} is refused"))?;
+        let (component, source) =
+            self.compile_cached(&bytes).with_context(|| format!("policy component {shown} does not compile"))?;
+        let (world, version) =
+            self.identify(&component).with_context(|| format!("policy component {shown} is refused"))?;
         let linker = &self.linkers[world as usize];
         let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
             format!("policy component {shown} needs imports the host does not offer (it may only import `{PACKAGE}/host` and WASI 0.2)")
         })?;
-        Ok((
-            LoadedComponent {
-                path: path.to_path_buf(),
-                world,
-                version,
-                pre,
-            },
-            source,
-        ))
+        Ok((LoadedComponent { path: path.to_path_buf(), world, version, pre }, source))
     }
 
     fn compile_cached(&self, bytes: &[u8]) -> Result<(Component, LoadSource)> {
         let Some(dir) = &self.cache_dir else {
-            return Ok((
-                Component::from_binary(&self.engine, bytes)?,
-                LoadSource::Compiled,
-            ));
+            return Ok((Component::from_binary(&self.engine, bytes)?, LoadSource::Compiled));
         };
         let entry = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
         if entry.is_file() {
@@ -111,10 +89,7 @@ impl PolicyEngine {
             // the header and engine compatibility and refuses what does not match.
             match unsafe { Component::deserialize_file(&self.engine, &entry) } {
                 Ok(component) => return Ok((component, LoadSource::Cache)),
-                Err(e) => tracing::warn!(
-                    "recompiling {}: the cache entry does not load: {e:#}",
-                    entry.display()
-                ),
+                Err(e) => tracing::warn!("recompiling {}: the cache entry does not load: {e:#}", entry.display()),
             }
         }
         let component = Component::from_binary(&self.engine, bytes)?;
@@ -130,25 +105,15 @@ impl PolicyEngine {
 
     fn cache_key(&self, bytes: &[u8]) -> String {
         let mut hasher = Sha256Hasher(Sha256::new());
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
         hasher.0.update(bytes);
-        hasher
-            .0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The world a component implements and the WIT version it was built against.
     fn identify(&self, component: &Component) -> Result<(World, String)> {
         let ty = component.component_type();
-        let exports: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let mut found = Vec::new();
         for name in &exports {
             let Some(rest) = name.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) else {
@@ -166,11 +131,7 @@ impl PolicyEngine {
         match found.as_slice() {
             [] => bail!(
                 "it implements none of the worlds approval-policy, output-truncation, event-filter of {PACKAGE} (its exports: {})",
-                if exports.is_empty() {
-                    "none".to_owned()
-                } else {
-                    exports.join(", ")
-                }
+                if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
             ),
             [(world, version)] => {
                 if !version_supported(version) {
@@ -180,9 +141,7 @@ impl PolicyEngine {
                 }
                 Ok((*world, version.clone()))
             }
-            _ => bail!(
-                "it exports more than one policy interface; a component implements exactly one world"
-            ),
+            _ => bail!("it exports more than one policy interface; a component implements exactly one world"),
         }
     }
 
@@ -250,14 +209,12 @@ fn shared_engine() -> Result<&'static Engine> {
     });
     if started {
         let ticking = engine.clone();
-        std::thread::Builder::new()
-            .name("policy-epoch".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
-                }
-            })?;
+        std::thread::Builder::new().name("policy-epoch".into()).spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                ticking.increment_epoch();
+            }
+        })?;
     }
     Ok(engine)
 }
@@ -277,18 +234,8 @@ mod tests {
 
     #[test]
     fn headers() {
-        assert!(
-            check_header(b"hello")
-                .unwrap_err()
-                .to_string()
-                .contains("not a WebAssembly file")
-        );
-        assert!(
-            check_header(b"\0asm\x01\0\0\0")
-                .unwrap_err()
-                .to_string()
-                .contains("core WebAssembly module")
-        );
+        assert!(check_header(b"hello").unwrap_err().to_string().contains("not a WebAssembly file"));
+        assert!(check_header(b"\0asm\x01\0\0\0").unwrap_err().to_string().contains("core WebAssembly module"));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

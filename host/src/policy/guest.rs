@@ -8,9 +8,7 @@ use std::time::Duration;
 use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
-};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{approval, filter, truncation};
 use super::engine::EPOCH_TICK;
@@ -30,10 +28,7 @@ pub struct GuestLimits {
 
 impl Default for GuestLimits {
     fn default() -> Self {
-        GuestLimits {
-            deadline: Duration::from_millis(100),
-            memory: 16 << 20,
-        }
+        GuestLimits { deadline: Duration::from_millis(100), memory: 16 << 20 }
     }
 }
 
@@ -66,10 +61,7 @@ pub struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -119,12 +111,7 @@ pub struct Guest {
 
 impl Guest {
     /// An entry running `component` with `config` (JSON) under `limits`.
-    pub fn new(
-        name: &str,
-        component: Arc<LoadedComponent>,
-        config: String,
-        limits: GuestLimits,
-    ) -> Self {
+    pub fn new(name: &str, component: Arc<LoadedComponent>, config: String, limits: GuestLimits) -> Self {
         Guest {
             name: name.into(),
             component,
@@ -140,11 +127,8 @@ impl Guest {
     pub fn decide(&self, job: &JobContext, request: &Request) -> Result<Decision, String> {
         self.call(|store, exports| match exports {
             Exports::Approval(a) => {
-                let d = a.codex_jobhost_policy_approval().call_decide(
-                    store,
-                    &job.to_wit_approval(),
-                    &request.to_wit(),
-                )?;
+                let d =
+                    a.codex_jobhost_policy_approval().call_decide(store, &job.to_wit_approval(), &request.to_wit())?;
                 Ok(Decision::from_wit(d))
             }
             _ => Err(wasmtime::Error::msg("not an approval-policy component")),
@@ -159,45 +143,23 @@ impl Guest {
                     max_chars: limits.max_chars,
                     max_lines: limits.max_lines,
                 };
-                t.codex_jobhost_policy_truncation().call_truncate(
-                    store,
-                    &job.to_wit_truncation(),
-                    text,
-                    wit_limits,
-                )
+                t.codex_jobhost_policy_truncation().call_truncate(store, &job.to_wit_truncation(), text, wit_limits)
             }
             _ => Err(wasmtime::Error::msg("not an output-truncation component")),
         })
     }
 
     /// `filter(job, event)`; `payload` is the event's JSON.
-    pub fn filter(
-        &self,
-        job: &JobContext,
-        kind: &str,
-        payload: &str,
-    ) -> Result<FilterAction, String> {
+    pub fn filter(&self, job: &JobContext, kind: &str, payload: &str) -> Result<FilterAction, String> {
         self.call(|store, exports| match exports {
             Exports::Filter(f) => {
                 use filter::exports::codex_jobhost::policy::filter as wit;
-                let event = wit::Event {
-                    kind: kind.to_owned(),
-                    payload: payload.to_owned(),
-                };
-                Ok(
-                    match f.codex_jobhost_policy_filter().call_filter(
-                        store,
-                        &job.to_wit_filter(),
-                        &event,
-                    )? {
-                        wit::Action::Keep => FilterAction::Keep,
-                        wit::Action::Drop => FilterAction::Drop,
-                        wit::Action::Replace(e) => FilterAction::Replace {
-                            kind: e.kind,
-                            payload: e.payload,
-                        },
-                    },
-                )
+                let event = wit::Event { kind: kind.to_owned(), payload: payload.to_owned() };
+                Ok(match f.codex_jobhost_policy_filter().call_filter(store, &job.to_wit_filter(), &event)? {
+                    wit::Action::Keep => FilterAction::Keep,
+                    wit::Action::Drop => FilterAction::Drop,
+                    wit::Action::Replace(e) => FilterAction::Replace { kind: e.kind, payload: e.payload },
+                })
             }
             _ => Err(wasmtime::Error::msg("not an event-filter component")),
         })
@@ -209,23 +171,13 @@ impl Guest {
     }
 
     /// Runs `f` on the warm instance, or a fresh one; a failed instance is dropped.
-    fn call<R>(
-        &self,
-        f: impl FnOnce(&mut Store<State>, &Exports) -> wasmtime::Result<R>,
-    ) -> Result<R, String> {
+    fn call<R>(&self, f: impl FnOnce(&mut Store<State>, &Exports) -> wasmtime::Result<R>) -> Result<R, String> {
         let taken = self.warm.lock().unwrap().take();
         let mut warm = match taken {
             Some(w) => w,
-            None => self
-                .instantiate()
-                .map_err(|e| format!("cannot instantiate: {e:#}"))?,
+            None => self.instantiate().map_err(|e| format!("cannot instantiate: {e:#}"))?,
         };
-        let ticks = self
-            .limits
-            .deadline
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1) as u64;
+        let ticks = self.limits.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64;
         // One tick more: the deadline counts from the next tick, which may be close.
         warm.store.set_epoch_deadline(ticks + 1);
         let result = f(&mut warm.store, &warm.exports);
@@ -243,15 +195,9 @@ impl Guest {
         let memory_full = store.data().limits.refused;
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => {
-                format!(
-                    "ran past its deadline of {} ms",
-                    self.limits.deadline.as_millis()
-                )
+                format!("ran past its deadline of {} ms", self.limits.deadline.as_millis())
             }
-            _ if memory_full => format!(
-                "exceeded its memory cap of {} MiB ({e:#})",
-                self.limits.memory >> 20
-            ),
+            _ if memory_full => format!("exceeded its memory cap of {} MiB ({e:#})", self.limits.memory >> 20),
             Some(trap) => format!("trapped: {trap} ({e:#})"),
             None => format!("failed: {e:#}"),
         }
@@ -267,12 +213,8 @@ impl Guest {
             .wall_clock(Frozen)
             .monotonic_clock(Frozen)
             .build();
-        let limits = CappedMemory {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory)
-                .build(),
-            refused: false,
-        };
+        let limits =
+            CappedMemory { inner: StoreLimitsBuilder::new().memory_size(self.limits.memory).build(), refused: false };
         let state = State {
             wasi,
             table: ResourceTable::new(),
@@ -289,12 +231,8 @@ impl Guest {
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = self.component.pre.instantiate(&mut store)?;
         let exports = match self.component.world {
-            World::Approval => {
-                Exports::Approval(approval::ApprovalPolicy::new(&mut store, &instance)?)
-            }
-            World::Truncation => {
-                Exports::Truncation(truncation::OutputTruncation::new(&mut store, &instance)?)
-            }
+            World::Approval => Exports::Approval(approval::ApprovalPolicy::new(&mut store, &instance)?),
+            World::Truncation => Exports::Truncation(truncation::OutputTruncation::new(&mut store, &instance)?),
             World::Filter => Exports::Filter(filter::EventFilter::new(&mut store, &instance)?),
         };
         Ok(Warm { store, exports })
@@ -309,23 +247,13 @@ struct CappedMemory {
 }
 
 impl ResourceLimiter for CappedMemory {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         self.refused |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         self.inner.table_growing(current, desired, maximum)
     }
 
@@ -345,10 +273,9 @@ impl ResourceLimiter for CappedMemory {
 /// Sends what the guest printed since the last call to the log, a line each.
 fn drain_output(store: &mut Store<State>) {
     let state = store.data_mut();
-    for (pipe, seen, stream) in [
-        (&state.stdout, &mut state.logged.0, "stdout"),
-        (&state.stderr, &mut state.logged.1, "stderr"),
-    ] {
+    for (pipe, seen, stream) in
+        [(&state.stdout, &mut state.logged.0, "stdout"), (&state.stderr, &mut state.logged.1, "stderr")]
+    {
         let bytes = pipe.contents();
         if bytes.len() > *seen {
             for line in String::from_utf8_lossy(&bytes[*seen..]).lines() {

@@ -149,34 +149,16 @@ pub enum Request {
 }
 
 impl Request {
-    pub(crate) fn to_wit(
-        &self,
-    ) -> bindings::approval::exports::codex_jobhost::policy::approval::Request {
+    pub(crate) fn to_wit(&self) -> bindings::approval::exports::codex_jobhost::policy::approval::Request {
         use bindings::approval::exports::codex_jobhost::policy::approval as wit;
         match self.clone() {
-            Request::Launch {
-                approval_mode,
-                sandbox,
-                model,
-            } => wit::Request::Launch(wit::LaunchRequest {
-                approval_mode,
-                sandbox,
-                model,
-            }),
-            Request::Command {
-                command,
-                cwd,
-                reason,
-            } => wit::Request::Command(wit::CommandRequest {
-                command,
-                cwd,
-                reason,
-            }),
-            Request::FileChange {
-                paths,
-                kind,
-                reason,
-            } => wit::Request::FileChange(wit::FileChangeRequest {
+            Request::Launch { approval_mode, sandbox, model } => {
+                wit::Request::Launch(wit::LaunchRequest { approval_mode, sandbox, model })
+            }
+            Request::Command { command, cwd, reason } => {
+                wit::Request::Command(wit::CommandRequest { command, cwd, reason })
+            }
+            Request::FileChange { paths, kind, reason } => wit::Request::FileChange(wit::FileChangeRequest {
                 paths,
                 kind: match kind {
                     ChangeKind::Add => wit::ChangeKind::Add,
@@ -185,13 +167,9 @@ impl Request {
                 },
                 reason,
             }),
-            Request::Permissions {
-                permissions,
-                reason,
-            } => wit::Request::Permissions(wit::PermissionsRequest {
-                permissions,
-                reason,
-            }),
+            Request::Permissions { permissions, reason } => {
+                wit::Request::Permissions(wit::PermissionsRequest { permissions, reason })
+            }
         }
     }
 }
@@ -224,9 +202,7 @@ impl Decision {
         }
     }
 
-    pub(crate) fn from_wit(
-        d: bindings::approval::exports::codex_jobhost::policy::approval::Decision,
-    ) -> Self {
+    pub(crate) fn from_wit(d: bindings::approval::exports::codex_jobhost::policy::approval::Decision) -> Self {
         use bindings::approval::exports::codex_jobhost::policy::approval::Decision as W;
         match d {
             W::Accept => Decision::Accept,

@@ -77,30 +77,19 @@ impl PolicySet {
                 Request::Launch { .. } => Decision::Accept,
                 _ => Decision::Ask,
             };
-            return Verdict {
-                decision,
-                decided_by: None,
-                failures: Vec::new(),
-            };
+            return Verdict { decision, decided_by: None, failures: Vec::new() };
         }
-        let mut verdict = Verdict {
-            decision: Decision::Accept,
-            decided_by: None,
-            failures: Vec::new(),
-        };
+        let mut verdict = Verdict { decision: Decision::Accept, decided_by: None, failures: Vec::new() };
         for guest in &self.approval {
             let decision = match guest.decide(job, request) {
                 Ok(d) => d,
                 Err(error) => {
                     let reason = format!("policy {} failed: {error}", guest.name);
-                    verdict
-                        .failures
-                        .push(failure(guest, error, "declined (fail closed)"));
+                    verdict.failures.push(failure(guest, error, "declined (fail closed)"));
                     Decision::Decline(reason)
                 }
             };
-            if verdict.decided_by.is_none() || decision.strictness() > verdict.decision.strictness()
-            {
+            if verdict.decided_by.is_none() || decision.strictness() > verdict.decision.strictness() {
                 verdict.decision = decision;
                 verdict.decided_by = Some(guest.name.to_string());
             }
@@ -111,13 +100,7 @@ impl PolicySet {
     /// Runs the truncation chain over `text`; each component gets the previous
     /// one's result. With none configured, or in place of one that fails, the
     /// built-in truncation keeping `keep`.
-    pub fn truncate(
-        &self,
-        job: &JobContext,
-        text: &str,
-        limits: Limits,
-        keep: Keep,
-    ) -> (String, Vec<PolicyFailure>) {
+    pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits, keep: Keep) -> (String, Vec<PolicyFailure>) {
         if self.truncation.is_empty() {
             return (builtin::truncate(text, limits, keep), Vec::new());
         }
@@ -138,29 +121,23 @@ impl PolicySet {
     /// Runs every filter over one event: any drop wins; a replacement is what
     /// the next filter sees; a filter that fails (or replaces with a payload
     /// that is not JSON) keeps the event as it was.
-    pub fn filter(
-        &self,
-        job: &JobContext,
-        kind: &str,
-        payload: &Value,
-    ) -> (FilterOutcome, Vec<PolicyFailure>) {
+    pub fn filter(&self, job: &JobContext, kind: &str, payload: &Value) -> (FilterOutcome, Vec<PolicyFailure>) {
         let mut failures = Vec::new();
         let (mut kind, mut payload) = (kind.to_owned(), payload.clone());
         for guest in &self.filter {
             match guest.filter(job, &kind, &payload.to_string()) {
                 Ok(FilterAction::Keep) => {}
                 Ok(FilterAction::Drop) => return (FilterOutcome::Drop, failures),
-                Ok(FilterAction::Replace {
-                    kind: new_kind,
-                    payload: new_payload,
-                }) => match serde_json::from_str(&new_payload) {
-                    Ok(value) => (kind, payload) = (new_kind, value),
-                    Err(e) => failures.push(failure(
-                        guest,
-                        format!("replaced the event with a payload that is not JSON: {e}"),
-                        "kept the event",
-                    )),
-                },
+                Ok(FilterAction::Replace { kind: new_kind, payload: new_payload }) => {
+                    match serde_json::from_str(&new_payload) {
+                        Ok(value) => (kind, payload) = (new_kind, value),
+                        Err(e) => failures.push(failure(
+                            guest,
+                            format!("replaced the event with a payload that is not JSON: {e}"),
+                            "kept the event",
+                        )),
+                    }
+                }
                 Err(error) => failures.push(failure(guest, error, "kept the event")),
             }
         }
