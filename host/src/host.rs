@@ -15,7 +15,7 @@ use tokio::sync::{OnceCell, watch};
 use crate::backend::{CodexCli, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
-use crate::job::event::{POLICY_ERROR_EVENT, for_each_string};
+use crate::job::event::{POLICY_ERROR_EVENT, STATUS_EVENT, for_each_string};
 use crate::job::id::quote_short;
 use crate::job::process::{ProcessWatch, signal_group};
 use crate::job::supervisor::{self, TurnCommand};
@@ -266,6 +266,11 @@ impl JobHost {
     /// The configuration in force.
     pub fn config(&self) -> &HostConfig {
         &self.config
+    }
+
+    /// The policies: per-project sets and loaded components.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The Codex CLI, located and probed on first use.
@@ -752,8 +757,43 @@ impl JobHost {
         if !(1..=1000).contains(&limit) {
             return Err(invalid(format!("invalid limit {limit}: expected 1 to 1000")));
         }
-        let (notifications, next_cursor) = self.store.read_notifications(cursor.unwrap_or(0), limit)?;
+        let (notes, next_cursor) = self.store.read_notifications(cursor.unwrap_or(0), limit)?;
+        let mut notifications = Vec::with_capacity(notes.len());
+        for note in notes {
+            if let Some(note) = self.filter_notification(note)? {
+                notifications.push(note);
+            }
+        }
         Ok(NotificationPage { notifications, next_cursor })
+    }
+
+    /// Passes a notification through its job's event filters as a `job.status`
+    /// event. A replacement that is not a notification keeps the original.
+    fn filter_notification(&self, note: Notification) -> Result<Option<Notification>> {
+        let Ok(job) = JobId::parse(&note.job_id).map_err(anyhow::Error::from).and_then(|id| self.store.job(id)) else {
+            return Ok(Some(note)); // its job was deleted; nothing to filter by
+        };
+        let (set, ctx) = self.policy_for(&job.read_meta()?)?;
+        if !set.has_filters() {
+            return Ok(Some(note));
+        }
+        let (outcome, mut failures) = set.filter(&ctx, STATUS_EVENT, &serde_json::to_value(&note)?);
+        let shown = match outcome {
+            FilterOutcome::Drop => None,
+            FilterOutcome::Show(_, payload) => match serde_json::from_value::<Notification>(payload) {
+                Ok(replaced) => Some(replaced),
+                Err(e) => {
+                    if let Some(last) =
+                        set.last_filter_failure(format!("replaced a notification with something that is not one: {e}"))
+                    {
+                        failures.push(last);
+                    }
+                    Some(note)
+                }
+            },
+        };
+        self.record_policy_failures(&job, failures);
+        Ok(shown)
     }
 
     /// Reads `output.log` from byte `offset`: at most `max` bytes and the offset after them

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use codex_jobhost::host::ListRequest;
 use codex_jobhost::job::JobId;
 use codex_jobhost::job::supervisor::{self, TurnCommand};
+use codex_jobhost::policy::JobContext;
 use codex_jobhost::{HostConfig, InvalidInput, JobHost, mcp};
 
 /// Run the OpenAI Codex CLI as durable background jobs, over MCP.
@@ -37,6 +38,11 @@ enum Command {
     },
     /// Check the set-up: Codex found, its version and features, home writable.
     Doctor,
+    /// Check, try and inspect policy components.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Run one turn of a job (started by the server; not for direct use).
     #[command(hide = true)]
     Supervise {
@@ -45,6 +51,29 @@ enum Command {
         /// The agent command.
         #[arg(last = true, required = true)]
         command: Vec<OsString>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Which world and WIT version a component implements, or why it is refused.
+    Check { file: PathBuf },
+    /// Run one decision, truncation or filter and print the result as JSON.
+    Test {
+        file: PathBuf,
+        /// The input, JSON: an approval request ({"command": {"command": "ls", "cwd": "/w"}}),
+        /// {"text": "...", "limits": {...}} for a truncation, {"kind": "...", "payload": {...}} for a filter.
+        #[arg(long)]
+        request: String,
+        /// The component's settings, JSON (as the `config` table in jobhost.toml would give them).
+        #[arg(long, default_value = "{}")]
+        config: String,
+    },
+    /// The effective, layered policy set for a project.
+    Show {
+        /// A directory in the project [default: the current directory].
+        #[arg(long)]
+        cwd: Option<PathBuf>,
     },
 }
 
@@ -108,6 +137,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => mcp::serve_stdio(host).await,
         Command::Doctor => doctor(&host).await,
+        Command::Policy { command } => policy(&host, command),
         Command::Jobs { command } => jobs(&host, command).await,
         Command::Supervise { .. } => unreachable!(),
     }
@@ -151,6 +181,38 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
             host.index_jobs().await?;
             let outcome = host.cancel(&id).await?;
             println!("{} {}", outcome.job_id, outcome.status);
+        }
+    }
+    Ok(())
+}
+
+fn policy(host: &JobHost, command: PolicyCommand) -> Result<()> {
+    let json = |what: &str, text: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(text)
+            .map_err(|e| InvalidInput::new(format!("invalid {what} {text:?}: not JSON: {e}")).into())
+    };
+    match command {
+        PolicyCommand::Check { file } => {
+            let (c, _) = host.policies().load_file(&file)?;
+            println!("{}: {} world of codex-jobhost:policy@{}", file.display(), c.world.world_name(), c.version);
+        }
+        PolicyCommand::Test { file, request, config } => {
+            let (input, config) = (json("--request", &request)?, json("--config", &config)?);
+            let (component, _) = host.policies().load_file(&file)?;
+            let cwd = std::env::current_dir()?;
+            let job = JobContext {
+                job_id: JobId::new().to_string(),
+                backend: "exec".into(),
+                project_root: codex_jobhost::policy::project_root(&cwd).map(|p| p.display().to_string()),
+                cwd: cwd.display().to_string(),
+                prompt: "policy test".into(),
+            };
+            let out = codex_jobhost::policy::trial::call_once(component, &config.to_string(), &job, &input)?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        PolicyCommand::Show { cwd } => {
+            let cwd = std::path::absolute(cwd.unwrap_or(std::env::current_dir()?))?;
+            println!("{}", serde_json::to_string_pretty(&host.policies().for_cwd(&cwd)?.describe())?);
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod guest;
 pub mod set;
+pub mod trial;
 
 use serde::{Deserialize, Serialize};
 

@@ -144,6 +144,12 @@ impl PolicySet {
         (FilterOutcome::Show(kind, payload), failures)
     }
 
+    /// A failure of the last filter in the chain (for an outcome the host
+    /// cannot use), or `None` when there are no filters.
+    pub fn last_filter_failure(&self, error: String) -> Option<PolicyFailure> {
+        self.filter.last().map(|g| failure(g, error, "kept the original"))
+    }
+
     /// The set as JSON, for `codex-jobhost policy show`.
     pub fn describe(&self) -> Value {
         let list = |guests: &[Guest]| -> Vec<Value> {
