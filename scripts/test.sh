@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then builds and runs every test.
 #
+# - the Rust target wasm32-wasip2, and the guest policies in guest-policies/
+#   built for it (the host's tests load them) and tested natively;
 # - the Codex CLI, pinned, from the npm registry, into a cache folder outside
 #   the checkout (reused when already there), passed to the tests as CODEX_BIN;
 # - then `cargo test` for the whole workspace (unit tests and end-to-end tests).
@@ -22,6 +24,11 @@ if [ ! -f "$codex_js" ] || ! grep -q "\"version\": \"$CODEX_VERSION\"" "$codex_d
 fi
 export CODEX_BIN="$codex_js"
 echo "==> $("$CODEX_BIN" --version) at $CODEX_BIN"
+
+echo "==> guest policies (wasm32-wasip2)"
+rustup target add wasm32-wasip2
+cargo build --locked --release --target wasm32-wasip2 --manifest-path guest-policies/Cargo.toml
+cargo test --locked --manifest-path guest-policies/Cargo.toml
 
 echo "==> cargo build"
 cargo build --workspace --locked --all-targets

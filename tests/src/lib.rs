@@ -280,3 +280,28 @@ impl Server {
 fn rustix_pid(pid: u32) -> Result<rustix::process::Pid> {
     rustix::process::Pid::from_raw(pid as i32).context("bad pid")
 }
+
+/// A built policy component: `$GUEST_POLICIES_DIR/<name>.wasm`, by default
+/// `guest-policies/target/wasm32-wasip2/release` (built by `scripts/test.sh`).
+pub fn guest_wasm(name: &str) -> PathBuf {
+    let dir = std::env::var_os("GUEST_POLICIES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-policies/target/wasm32-wasip2/release"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guests (cargo build --release --target wasm32-wasip2 --manifest-path guest-policies/Cargo.toml)",
+        path.display()
+    );
+    path
+}
+
+impl World {
+    /// Writes the project policy file `<work dir>/.codex/jobhost.toml`.
+    pub fn project_policy(&self, toml: &str) -> Result<()> {
+        let dir = self.work_dir().join(".codex");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("jobhost.toml"), toml)?;
+        Ok(())
+    }
+}

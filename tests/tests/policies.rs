@@ -1,0 +1,93 @@
+//! Policy components through the MCP client: what a project's `.codex/jobhost.toml`
+//! does to `job_start`, `job_status` and `job_events`.
+
+use anyhow::Result;
+use codex_jobhost_e2e::{Reply, World, guest_wasm};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_declined_launch_starts_nothing() -> Result<()> {
+    let world = World::new([])?;
+    world.project_policy(&format!("[[approval]]\npath = {:?}\n", guest_wasm("command_allowlist")))?;
+    let server = world.serve().await?;
+    let mut args = world.start_args("go wild");
+    args["approval_policy"] = json!("full-auto");
+    let err = server.err("job_start", args).await?;
+    assert!(err.contains("refused by policy command_allowlist") && err.contains("full-auto"), "{err}");
+    assert!(world.model.requests().is_empty(), "no Codex started");
+    let jobs = world.jobhost_home().join("jobs");
+    assert!(!jobs.exists() || std::fs::read_dir(&jobs)?.next().is_none(), "no job created");
+    // The same project allows a sandboxed launch.
+    let job = server.ok("job_start", world.start_args("behave")).await?["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn truncation_and_filter_policies_shape_what_callers_see() -> Result<()> {
+    let secret = "sk-proj-abcdefghijklmnopqrstuvwx";
+    let world = World::new([
+        Reply::Command(format!("echo token={secret}")),
+        Reply::Message(format!("The token is {secret}.")),
+    ])?;
+    world.project_policy(&format!(
+        "[[truncation]]\npath = {:?}\n\n[[filter]]\npath = {:?}\nconfig = {{ drop_types = [\"turn.started\"] }}\n",
+        guest_wasm("redact_secrets"),
+        guest_wasm("quiet_events"),
+    ))?;
+    let server = world.serve().await?;
+    let mut args = world.start_args("print the token");
+    args["approval_policy"] = json!("auto-edit");
+    let job = server.ok("job_start", args).await?["job_id"].as_str().unwrap().to_owned();
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    let tail = status["output_tail"].as_str().unwrap();
+    assert!(tail.contains("[REDACTED]") && !tail.contains(secret), "{tail}");
+
+    let events = server.all_events(&job).await?;
+    let shown = serde_json::to_string(&events)?;
+    assert!(shown.contains("[REDACTED]") && !shown.contains(secret), "{shown}");
+    assert!(!events.iter().any(|e| e["type"] == "turn.started"), "filtered out");
+    assert!(events.iter().any(|e| e["type"] == "turn.completed"));
+    assert!(!events.iter().any(|e| e["type"] == "policy_error"));
+
+    // Nothing is lost: the log on disk has it all.
+    let raw = std::fs::read_to_string(world.jobhost_home().join("jobs").join(&job).join("events.jsonl"))?;
+    assert!(raw.contains(secret) && raw.contains("\"turn.started\""));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replaced_policy_applies_to_the_next_start() -> Result<()> {
+    let world = World::new([])?;
+    let policy = world.work_dir().join(".codex/policy.wasm");
+    world.project_policy("[[approval]]\npath = \"policy.wasm\"\n")?;
+    std::fs::copy(guest_wasm("fixture_accept_all"), &policy)?;
+    let server = world.serve().await?;
+    let mut args = world.start_args("anything goes");
+    args["approval_policy"] = json!("full-auto");
+    let job = server.ok("job_start", args.clone()).await?["job_id"].as_str().unwrap().to_owned();
+    server.wait_done(&job, 120).await?;
+
+    std::fs::copy(guest_wasm("command_allowlist"), &policy)?;
+    let err = server.err("job_start", args).await?;
+    assert!(err.contains("refused by policy policy"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_broken_policy_never_means_no_policy() -> Result<()> {
+    let world = World::new([])?;
+    let server = world.serve().await?;
+    world.project_policy("[[approval]]\npath = \"missing.wasm\"\n")?;
+    let err = server.err("job_start", world.start_args("x")).await?;
+    assert!(err.contains("missing.wasm does not exist") && err.contains("jobhost.toml"), "{err}");
+    world.project_policy(&format!("[[filter]]\npath = {:?}\n", guest_wasm("fixture_trap")))?;
+    let err = server.err("job_start", world.start_args("x")).await?;
+    assert!(err.contains("listed under [[filter]] but implements the approval-policy world"), "{err}");
+    world.project_policy(&format!("[[approval]]\npath = {:?}\n", guest_wasm("fixture_infinite_loop")))?;
+    let err = server.err("job_start", world.start_args("x")).await?;
+    assert!(err.contains("deadline"), "an endless policy declines: {err}");
+    assert!(world.model.requests().is_empty());
+    Ok(())
+}
