@@ -1,0 +1,122 @@
+//! Policy benchmarks (numbers for the issue note). Needs the guests built:
+//! `cargo build --release --target wasm32-wasip2 --manifest-path guest-policies/Cargo.toml`,
+//! then `cargo bench -p codex-jobhost --bench policy`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codex_jobhost::host::EventsRequest;
+use codex_jobhost::job::{JobId, JobMeta, JobOptions, JobStatus, JobStore};
+use codex_jobhost::policy::{Decision, Guest, GuestLimits, JobContext, LoadSource, PolicyEngine, Request};
+use codex_jobhost::{HostConfig, JobHost};
+use serde_json::json;
+
+fn wasm(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../guest-policies/target/wasm32-wasip2/release/{name}.wasm"))
+}
+
+/// Median of `runs` timings of `f`, each over `batch` calls, per call.
+fn per_call(runs: usize, batch: u32, mut f: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let begun = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            begun.elapsed() / batch
+        })
+        .collect();
+    samples.sort();
+    samples[runs / 2]
+}
+
+fn show(name: &str, d: Duration) {
+    println!("{name:<58} {:>12.3} µs", d.as_secs_f64() * 1e6);
+}
+
+fn main() {
+    let job = JobContext { job_id: JobId::new().to_string(), backend: "exec".into(), cwd: "/w".into(), project_root: None, prompt: "p".into() };
+    let request = Request::Command { command: "cargo test --all".into(), cwd: "/w".into(), reason: None };
+    let engine = PolicyEngine::new(None).unwrap();
+    let (component, _) = engine.load(&wasm("command_allowlist")).unwrap();
+    let component = Arc::new(component);
+    let config = json!({"allow": ["cargo test"]}).to_string();
+
+    let warm = Guest::new("allowlist", Arc::clone(&component), config.clone(), GuestLimits::default());
+    assert_eq!(warm.decide(&job, &request).unwrap(), Decision::Accept);
+    show("decide, warm instance", per_call(21, 10_000, || {
+        warm.decide(&job, &request).unwrap();
+    }));
+    show("fresh instance from InstancePre + one decide", per_call(21, 200, || {
+        let fresh = Guest::new("allowlist", Arc::clone(&component), config.clone(), GuestLimits::default());
+        fresh.decide(&job, &request).unwrap();
+    }));
+
+    let cache = tempfile::tempdir().unwrap();
+    let cached = PolicyEngine::new(Some(cache.path().to_path_buf())).unwrap();
+    let compile = per_call(5, 1, || {
+        let no_cache = PolicyEngine::new(None).unwrap();
+        no_cache.load(&wasm("command_allowlist")).unwrap();
+    });
+    cached.load(&wasm("command_allowlist")).unwrap();
+    let load = per_call(21, 10, || {
+        assert_eq!(cached.load(&wasm("command_allowlist")).unwrap().1, LoadSource::Cache);
+    });
+    show("load a component, compiling it", compile);
+    show("load a component from the on-disk cache", load);
+
+    // job_events of 1,000 events, with no policy and with a filter and a truncation.
+    let home = tempfile::tempdir().unwrap();
+    let plain = tempfile::tempdir().unwrap();
+    let governed = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(governed.path().join(".codex")).unwrap();
+    std::fs::write(
+        governed.path().join(".codex/jobhost.toml"),
+        format!("[[truncation]]\npath = {:?}\n[[filter]]\npath = {:?}\n", wasm("redact_secrets"), wasm("quiet_events")),
+    )
+    .unwrap();
+    let store = JobStore::open(home.path()).unwrap();
+    let mut jobs = Vec::new();
+    for cwd in [plain.path(), governed.path()] {
+        let meta = JobMeta {
+            id: JobId::new(),
+            status: JobStatus::Completed,
+            prompt: "bench".into(),
+            cwd: cwd.to_path_buf(),
+            backend: "exec".into(),
+            options: JobOptions { approval_policy: "suggest".into(), ..Default::default() },
+            codex_bin: "/bin/true".into(),
+            thread_id: None,
+            turn: 0,
+            pid: None,
+            created_at: jiff::Timestamp::now(),
+            started_at: None,
+            finished_at: None,
+            exit_code: Some(0),
+            error: None,
+            last_message: None,
+            usage: None,
+        };
+        let dir = store.create(&meta).unwrap();
+        let mut events = dir.event_writer().unwrap();
+        for i in 0..1000 {
+            let item = json!({"id": format!("item_{i}"), "type": "command_execution", "command": "cargo test", "aggregated_output": format!("test {i} ... ok\n").repeat(20), "exit_code": 0});
+            events.append("item.completed", json!({"type": "item.completed", "item": item})).unwrap();
+        }
+        jobs.push(meta.id.to_string());
+    }
+    let host = JobHost::open(HostConfig::new(Some(home.path().to_path_buf()), None).unwrap()).unwrap();
+    let read = |job: &str| {
+        let page = host
+            .events(&EventsRequest { job_id: job.to_owned(), cursor: Some(0), limit: Some(1000), event_types: None, truncate: None })
+            .unwrap();
+        assert_eq!(page.events.len(), 1000);
+    };
+    read(&jobs[1]); // load and compile the policies once
+    let none = per_call(11, 1, || read(&jobs[0]));
+    let with = per_call(11, 1, || read(&jobs[1]));
+    show("job_events, 1,000 events, no policy", none);
+    show("job_events, 1,000 events, redact-secrets + quiet-events", with);
+    println!("{:<58} {:>12.3} ms", "  added by the policies", (with.as_secs_f64() - none.as_secs_f64()) * 1e3);
+}
