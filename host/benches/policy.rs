@@ -36,7 +36,13 @@ fn show(name: &str, d: Duration) {
 }
 
 fn main() {
-    let job = JobContext { job_id: JobId::new().to_string(), backend: "exec".into(), cwd: "/w".into(), project_root: None, prompt: "p".into() };
+    let job = JobContext {
+        job_id: JobId::new().to_string(),
+        backend: "exec".into(),
+        cwd: "/w".into(),
+        project_root: None,
+        prompt: "p".into(),
+    };
     let request = Request::Command { command: "cargo test --all".into(), cwd: "/w".into(), reason: None };
     let engine = PolicyEngine::new(None).unwrap();
     let (component, _) = engine.load(&wasm("command_allowlist")).unwrap();
@@ -45,13 +51,19 @@ fn main() {
 
     let warm = Guest::new("allowlist", Arc::clone(&component), config.clone(), GuestLimits::default());
     assert_eq!(warm.decide(&job, &request).unwrap(), Decision::Accept);
-    show("decide, warm instance", per_call(21, 10_000, || {
-        warm.decide(&job, &request).unwrap();
-    }));
-    show("fresh instance from InstancePre + one decide", per_call(21, 200, || {
-        let fresh = Guest::new("allowlist", Arc::clone(&component), config.clone(), GuestLimits::default());
-        fresh.decide(&job, &request).unwrap();
-    }));
+    show(
+        "decide, warm instance",
+        per_call(21, 10_000, || {
+            warm.decide(&job, &request).unwrap();
+        }),
+    );
+    show(
+        "fresh instance from InstancePre + one decide",
+        per_call(21, 200, || {
+            let fresh = Guest::new("allowlist", Arc::clone(&component), config.clone(), GuestLimits::default());
+            fresh.decide(&job, &request).unwrap();
+        }),
+    );
 
     let cache = tempfile::tempdir().unwrap();
     let cached = PolicyEngine::new(Some(cache.path().to_path_buf())).unwrap();
@@ -69,16 +81,22 @@ fn main() {
     // job_events of 1,000 events, with no policy and with a filter and a truncation.
     let home = tempfile::tempdir().unwrap();
     let plain = tempfile::tempdir().unwrap();
-    let governed = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(governed.path().join(".codex")).unwrap();
-    std::fs::write(
-        governed.path().join(".codex/jobhost.toml"),
-        format!("[[truncation]]\npath = {:?}\n[[filter]]\npath = {:?}\n", wasm("redact_secrets"), wasm("quiet_events")),
-    )
-    .unwrap();
+    let project = |toml: String| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".codex")).unwrap();
+        std::fs::write(dir.path().join(".codex/jobhost.toml"), toml).unwrap();
+        dir
+    };
+    let governed = project(format!(
+        "[[truncation]]\npath = {:?}\n[[filter]]\npath = {:?}\n",
+        wasm("redact_secrets"),
+        wasm("quiet_events")
+    ));
+    let filtered = project(format!("[[filter]]\npath = {:?}\n", wasm("quiet_events")));
+    let truncated = project(format!("[[truncation]]\npath = {:?}\n", wasm("redact_secrets")));
     let store = JobStore::open(home.path()).unwrap();
     let mut jobs = Vec::new();
-    for cwd in [plain.path(), governed.path()] {
+    for cwd in [plain.path(), governed.path(), filtered.path(), truncated.path()] {
         let meta = JobMeta {
             id: JobId::new(),
             status: JobStatus::Completed,
@@ -109,14 +127,22 @@ fn main() {
     let host = JobHost::open(HostConfig::new(Some(home.path().to_path_buf()), None).unwrap()).unwrap();
     let read = |job: &str| {
         let page = host
-            .events(&EventsRequest { job_id: job.to_owned(), cursor: Some(0), limit: Some(1000), event_types: None, truncate: None })
+            .events(&EventsRequest {
+                job_id: job.to_owned(),
+                cursor: Some(0),
+                limit: Some(1000),
+                event_types: None,
+                truncate: None,
+            })
             .unwrap();
         assert_eq!(page.events.len(), 1000);
     };
-    read(&jobs[1]); // load and compile the policies once
-    let none = per_call(11, 1, || read(&jobs[0]));
-    let with = per_call(11, 1, || read(&jobs[1]));
+    jobs.iter().for_each(|j| read(j)); // load and compile the policies once
+    let none = per_call(31, 1, || read(&jobs[0]));
+    let with = per_call(31, 1, || read(&jobs[1]));
     show("job_events, 1,000 events, no policy", none);
+    show("job_events, 1,000 events, quiet-events only", per_call(31, 1, || read(&jobs[2])));
+    show("job_events, 1,000 events, redact-secrets only", per_call(31, 1, || read(&jobs[3])));
     show("job_events, 1,000 events, redact-secrets + quiet-events", with);
     println!("{:<58} {:>12.3} ms", "  added by the policies", (with.as_secs_f64() - none.as_secs_f64()) * 1e3);
 }

@@ -632,6 +632,9 @@ impl JobHost {
             max_lines: u32::MAX,
         };
         let mut failures = Vec::new();
+        // Truncation is a function of the text and the limits; the same strings
+        // (types, commands) recur in almost every event, so each is cut once a call.
+        let mut cut_once: HashMap<String, String> = HashMap::new();
         let (events, next_cursor) = job.read_events(req.cursor.unwrap_or(0), limit, EVENTS_SCAN_MAX, |mut e| {
             if !types.is_empty() && !types.iter().any(|t| e.matches_type(t)) {
                 return None;
@@ -645,9 +648,15 @@ impl JobHost {
                 }
             }
             for_each_string(&mut e.data, &mut |text| {
-                let (cut, failed) = set.truncate(&ctx, text, limits, Keep::Head);
-                failures.extend(failed);
-                *text = cut;
+                if !set.has_truncations() {
+                    *text = builtin::truncate(text, limits, Keep::Head);
+                } else if let Some(cut) = cut_once.get(text.as_str()) {
+                    text.clone_from(cut);
+                } else {
+                    let (cut, failed) = set.truncate(&ctx, text, limits, Keep::Head);
+                    failures.extend(failed);
+                    cut_once.insert(std::mem::replace(text, cut.clone()), cut);
+                }
             });
             Some(e)
         })?;

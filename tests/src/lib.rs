@@ -284,9 +284,9 @@ fn rustix_pid(pid: u32) -> Result<rustix::process::Pid> {
 /// A built policy component: `$GUEST_POLICIES_DIR/<name>.wasm`, by default
 /// `guest-policies/target/wasm32-wasip2/release` (built by `scripts/test.sh`).
 pub fn guest_wasm(name: &str) -> PathBuf {
-    let dir = std::env::var_os("GUEST_POLICIES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-policies/target/wasm32-wasip2/release"));
+    let dir = std::env::var_os("GUEST_POLICIES_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-policies/target/wasm32-wasip2/release")
+    });
     let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),

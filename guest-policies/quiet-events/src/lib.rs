@@ -22,6 +22,18 @@ impl Default for Settings {
     }
 }
 
+/// The part of a payload this filter reads: `item.type`.
+#[derive(Deserialize)]
+struct Probe {
+    item: Option<ProbeItem>,
+}
+
+#[derive(Deserialize)]
+struct ProbeItem {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
 /// The policy.
 pub struct QuietEvents;
 
@@ -29,11 +41,15 @@ impl EventFilter for QuietEvents {
     type Settings = Settings;
 
     fn filter(settings: &Settings, _job: &Job, event: &Event) -> Action {
-        let item_type = event.payload.pointer("/item/type").and_then(|t| t.as_str());
         let delta = event.kind == "item.updated" || event.kind.contains("delta");
+        let reasoning = || {
+            event.kind.starts_with("item.")
+                && event.payload.contains("reasoning")
+                && event.payload_as::<Probe>().and_then(|p| p.item).and_then(|i| i.kind).as_deref() == Some("reasoning")
+        };
         if (settings.drop_deltas && delta)
-            || (settings.drop_reasoning && item_type == Some("reasoning"))
             || settings.drop_types.iter().any(|t| *t == event.kind)
+            || (settings.drop_reasoning && reasoning())
         {
             Action::Drop
         } else {
@@ -50,7 +66,7 @@ mod tests {
     use serde_json::json;
 
     fn event(kind: &str, payload: serde_json::Value) -> Event {
-        Event { kind: kind.into(), payload }
+        Event::new(kind, &payload)
     }
 
     #[test]

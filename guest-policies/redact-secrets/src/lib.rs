@@ -43,6 +43,10 @@ impl OutputTruncation for RedactSecrets {
 /// least the prefix's minimum of key characters.
 pub fn redact(text: &str, settings: &Settings) -> String {
     let extra: Vec<(&str, usize)> = settings.extra_prefixes.iter().map(|p| (p.as_str(), 8)).collect();
+    // Most text holds no prefix at all: one pass per prefix finds that out.
+    if !PREFIXES.iter().chain(extra.iter()).any(|(p, _)| text.contains(p)) {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     'scan: while !rest.is_empty() {
@@ -67,6 +71,11 @@ pub fn redact(text: &str, settings: &Settings) -> String {
 
 /// Keeps the last `max_lines` lines and `max_chars` characters.
 fn cut_to_tail(text: &str, limits: Limits) -> String {
+    if text.len() <= limits.max_chars as usize
+        && text.bytes().filter(|b| *b == b'\n').count() < limits.max_lines as usize
+    {
+        return text.to_owned();
+    }
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let max_lines = limits.max_lines as usize;
     let text = if lines.len() > max_lines { lines[lines.len() - max_lines..].concat() } else { text.to_owned() };

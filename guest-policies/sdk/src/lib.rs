@@ -177,13 +177,32 @@ pub struct Limits {
     pub max_lines: u32,
 }
 
-/// One event (WIT `event`), its payload parsed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One event (WIT `event`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The event type, e.g. `item.completed`.
     pub kind: String,
-    /// The payload.
-    pub payload: serde_json::Value,
+    /// The payload, JSON text as the host sent it. Read it with
+    /// [`Event::payload_as`] into a struct with just the fields you need
+    /// (much cheaper than a whole `serde_json::Value`), or [`Event::payload_value`].
+    pub payload: String,
+}
+
+impl Event {
+    /// An event from a type and a JSON value.
+    pub fn new(kind: &str, payload: &serde_json::Value) -> Self {
+        Event { kind: kind.to_owned(), payload: payload.to_string() }
+    }
+
+    /// The payload deserialized into `T`; `None` when it does not fit.
+    pub fn payload_as<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.payload).ok()
+    }
+
+    /// The whole payload as a JSON value (`Null` when it is not JSON).
+    pub fn payload_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload).unwrap_or_default()
+    }
 }
 
 /// What to do with an event (WIT `action`).
@@ -381,11 +400,10 @@ pub mod __filter {
             project_root: job.project_root,
             prompt: job.prompt,
         };
-        let payload = serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::String(event.payload));
-        match P::filter(settings, &job, &Event { kind: event.kind, payload }) {
+        match P::filter(settings, &job, &Event { kind: event.kind, payload: event.payload }) {
             Action::Keep => wit::Action::Keep,
             Action::Drop => wit::Action::Drop,
-            Action::Replace(e) => wit::Action::Replace(wit::Event { kind: e.kind, payload: e.payload.to_string() }),
+            Action::Replace(e) => wit::Action::Replace(wit::Event { kind: e.kind, payload: e.payload }),
         }
     }
 }

@@ -20,6 +20,9 @@ pub const OUTPUT_LIMITS: Limits = Limits { max_chars: 8_000, max_lines: 100 };
 pub fn truncate(text: &str, limits: Limits, keep: Keep) -> String {
     let max_lines = limits.max_lines as usize;
     let max_chars = limits.max_chars as usize;
+    if text.len() <= max_chars && text.len() < max_lines {
+        return text.to_owned(); // fewer bytes than either limit: nothing to cut
+    }
     let mut text = std::borrow::Cow::Borrowed(text);
     let line_count = text.split_inclusive('\n').count();
     if line_count > max_lines {

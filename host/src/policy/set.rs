@@ -62,6 +62,11 @@ impl PolicySet {
         self.approval.is_empty() && self.truncation.is_empty() && self.filter.is_empty()
     }
 
+    /// Whether any truncation component is configured.
+    pub fn has_truncations(&self) -> bool {
+        !self.truncation.is_empty()
+    }
+
     /// Whether any event filter is configured.
     pub fn has_filters(&self) -> bool {
         !self.filter.is_empty()
