@@ -190,6 +190,11 @@ impl World {
 
     /// Starts `codex-jobhost serve` and connects rmcp's client to it.
     pub async fn serve(&self) -> Result<Server> {
+        self.serve_with(()).await
+    }
+
+    /// As [`World::serve`], with a client handler of the test's (e.g. one that counts progress notifications).
+    pub async fn serve_with<H: rmcp::ClientHandler>(&self, handler: H) -> Result<Server<H>> {
         let cmd = tokio::process::Command::new(host_bin()).configure(|c| {
             c.arg("serve")
                 .env("CODEX_HOME", self.codex_home())
@@ -199,7 +204,7 @@ impl World {
         });
         let transport = TokioChildProcess::new(cmd)?;
         let pid = transport.id().context("server pid")?;
-        let client = ().serve(transport).await?;
+        let client = handler.serve(transport).await?;
         Ok(Server { client, pid })
     }
 
@@ -210,9 +215,9 @@ impl World {
 }
 
 /// A running server and the client connected to it.
-pub struct Server {
+pub struct Server<H: rmcp::ClientHandler = ()> {
     /// rmcp's client.
-    pub client: RunningService<RoleClient, ()>,
+    pub client: RunningService<RoleClient, H>,
     /// The server's pid.
     pub pid: u32,
 }
@@ -220,7 +225,7 @@ pub struct Server {
 /// What a tool call returned: its structured result, or the text of a tool error.
 pub type ToolOutcome = std::result::Result<Value, String>;
 
-impl Server {
+impl<H: rmcp::ClientHandler> Server<H> {
     /// Calls `tool` with `args`: `Ok(structuredContent)` or `Err(text)` when
     /// the result has `isError: true`. Protocol errors are `Result` errors.
     pub async fn call(&self, tool: &str, args: Value) -> Result<ToolOutcome> {

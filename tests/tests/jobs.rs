@@ -1,10 +1,15 @@
 //! Jobs end to end: the built server over stdio, rmcp's client, the real Codex
 //! CLI (`CODEX_BIN`) and a mock model.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use codex_jobhost_e2e::{Reply, World};
+use rmcp::model::{CallToolRequestParams, ClientRequest, ProgressNotificationParam, ServerResult};
+use rmcp::service::{NotificationContext, PeerRequestOptions};
+use rmcp::{ClientHandler, RoleClient};
 use serde_json::{Value, json};
 
 fn kinds(events: &[Value]) -> Vec<String> {
@@ -133,6 +138,37 @@ async fn job_wait_wakes_when_the_job_ends() -> Result<()> {
     // Waiting on a finished job returns at once.
     let again = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 300})).await?;
     assert_eq!(again["finished"][0]["status"], "completed");
+    Ok(())
+}
+
+/// Counts `notifications/progress` from the server.
+#[derive(Clone, Default)]
+struct ProgressCounter(Arc<AtomicUsize>);
+
+impl ClientHandler for ProgressCounter {
+    async fn on_progress(&self, _params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn job_wait_reports_progress_to_a_caller_with_a_progress_token() -> Result<()> {
+    let world = World::new([Reply::After(Duration::from_secs(3), Box::new(Reply::Message("done".into())))])?;
+    let counter = ProgressCounter::default();
+    let server = world.serve_with(counter.clone()).await?;
+    let job = server.ok("job_start", world.start_args("slow")).await?["job_id"].as_str().unwrap().to_owned();
+    let mut args = serde_json::Map::new();
+    args.insert("job_ids".into(), json!([job]));
+    args.insert("timeout_s".into(), json!(60));
+    let request = ClientRequest::CallToolRequest(rmcp::model::Request::new(
+        CallToolRequestParams::new("job_wait").with_arguments(args),
+    ));
+    // A request timeout that progress resets: the wait outlives it only if progress arrives.
+    let options = PeerRequestOptions::with_timeout(Duration::from_millis(1500)).reset_timeout_on_progress();
+    let response = server.client.send_request_with_option(request, options).await?.await_response().await?;
+    let ServerResult::CallToolResult(result) = response else { anyhow::bail!("unexpected response {response:?}") };
+    assert_eq!(result.structured_content.unwrap()["finished"][0]["status"], "completed");
+    assert!(counter.0.load(Ordering::SeqCst) >= 1, "progress notifications while waiting");
     Ok(())
 }
 
