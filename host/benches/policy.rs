@@ -98,23 +98,16 @@ fn main() {
     let mut jobs = Vec::new();
     for cwd in [plain.path(), governed.path(), filtered.path(), truncated.path()] {
         let meta = JobMeta {
-            id: JobId::new(),
             status: JobStatus::Completed,
-            prompt: "bench".into(),
-            cwd: cwd.to_path_buf(),
-            backend: "exec".into(),
-            options: JobOptions { approval_policy: "suggest".into(), ..Default::default() },
-            codex_bin: "/bin/true".into(),
-            thread_id: None,
-            turn: 0,
-            pid: None,
-            created_at: jiff::Timestamp::now(),
-            started_at: None,
-            finished_at: None,
             exit_code: Some(0),
-            error: None,
-            last_message: None,
-            usage: None,
+            ..JobMeta::queued(
+                JobId::new(),
+                "bench",
+                cwd.to_path_buf(),
+                "exec",
+                JobOptions { approval_policy: "suggest".into(), ..Default::default() },
+                "/bin/true".into(),
+            )
         };
         let dir = store.create(&meta).unwrap();
         let mut events = dir.event_writer().unwrap();

@@ -345,25 +345,7 @@ impl JobHost {
         exec::validate(&options, cli)?;
         let id = JobId::new();
         self.judge_launch(id, &cwd, &req.prompt, &options)?;
-        let meta = JobMeta {
-            id,
-            status: JobStatus::Queued,
-            prompt: req.prompt.clone(),
-            cwd,
-            backend: exec::BACKEND.to_owned(),
-            options,
-            codex_bin: cli.located.clone(),
-            thread_id: None,
-            turn: 0,
-            pid: None,
-            created_at: Timestamp::now(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            error: None,
-            last_message: None,
-            usage: None,
-        };
+        let meta = JobMeta::queued(id, &req.prompt, cwd, exec::BACKEND, options, cli.located.clone());
         let args = exec::command_args(&meta, &req.prompt, cli)?;
         let job = self.store.create(&meta)?;
         self.launch_turn(job, meta, &req.prompt, args, cli)

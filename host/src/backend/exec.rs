@@ -332,25 +332,7 @@ mod tests {
     }
 
     fn meta(options: JobOptions) -> JobMeta {
-        JobMeta {
-            id: JobId::new(),
-            status: JobStatus::Queued,
-            prompt: "p".into(),
-            cwd: "/w".into(),
-            backend: BACKEND.into(),
-            options,
-            codex_bin: "/c".into(),
-            thread_id: None,
-            turn: 0,
-            pid: None,
-            created_at: jiff::Timestamp::now(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            error: None,
-            last_message: None,
-            usage: None,
-        }
+        JobMeta::queued(JobId::new(), "p", "/w".into(), BACKEND, options, "/c".into())
     }
 
     fn strings(args: Vec<OsString>) -> Vec<String> {

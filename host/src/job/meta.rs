@@ -84,3 +84,35 @@ pub struct JobMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Value>,
 }
+
+impl JobMeta {
+    /// A new job's metadata: `queued`, turn 0, created now, nothing run yet.
+    pub fn queued(
+        id: JobId,
+        prompt: &str,
+        cwd: PathBuf,
+        backend: &str,
+        options: JobOptions,
+        codex_bin: PathBuf,
+    ) -> Self {
+        JobMeta {
+            id,
+            status: JobStatus::Queued,
+            prompt: prompt.to_owned(),
+            cwd,
+            backend: backend.to_owned(),
+            options,
+            codex_bin,
+            thread_id: None,
+            turn: 0,
+            pid: None,
+            created_at: Timestamp::now(),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            error: None,
+            last_message: None,
+            usage: None,
+        }
+    }
+}

@@ -438,25 +438,14 @@ mod tests {
     use serde_json::json;
 
     fn meta(id: JobId) -> JobMeta {
-        JobMeta {
+        JobMeta::queued(
             id,
-            status: JobStatus::Queued,
-            prompt: "p".into(),
-            cwd: "/tmp".into(),
-            backend: "exec".into(),
-            options: JobOptions { approval_policy: "suggest".into(), ..Default::default() },
-            codex_bin: "/bin/codex".into(),
-            thread_id: None,
-            turn: 0,
-            pid: None,
-            created_at: Timestamp::now(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            error: None,
-            last_message: None,
-            usage: None,
-        }
+            "p",
+            "/tmp".into(),
+            "exec",
+            JobOptions { approval_policy: "suggest".into(), ..Default::default() },
+            "/bin/codex".into(),
+        )
     }
 
     #[test]
