@@ -324,8 +324,9 @@ impl JobHost {
     /// supervisor, and returns without waiting for Codex.
     ///
     /// Errors: [`InvalidInput`] for an empty prompt, a `cwd` that is not an
-    /// absolute path to an existing directory, or an option the installed Codex
-    /// does not support; nothing is started then.
+    /// absolute path to an existing directory, an option the installed Codex
+    /// does not support, or a launch the project's approval policies refuse
+    /// (or cannot be loaded to judge); nothing is started then.
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> Result<Started> {
         if req.prompt.trim().is_empty() {
             return Err(invalid("invalid prompt: expected a non-empty instruction for Codex"));
