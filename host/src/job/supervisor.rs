@@ -1,7 +1,7 @@
 //! The supervisor: `codex-jobhost supervise`, one detached process per turn.
 //!
-//! The host starts it in a new session (so it is its own process group and
-//! outlives the host, SIGKILL included). It starts Codex, writes Codex's raw
+//! The host starts it, and it moves itself into a new session (so it is its
+//! own process group and outlives the host, SIGKILL included). It starts Codex, writes Codex's raw
 //! output to `output.log` and its events to `events.jsonl`, keeps `meta.json`
 //! current, and records the exit status when Codex exits. A SIGTERM to the
 //! group (`job_cancel`) reaches Codex and the supervisor alike; the supervisor
