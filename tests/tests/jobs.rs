@@ -153,7 +153,7 @@ impl ClientHandler for ProgressCounter {
 
 #[tokio::test]
 async fn job_wait_reports_progress_to_a_caller_with_a_progress_token() -> Result<()> {
-    let world = World::new([Reply::After(Duration::from_secs(3), Box::new(Reply::Message("done".into())))])?;
+    let world = World::new([Reply::After(Duration::from_secs(5), Box::new(Reply::Message("done".into())))])?;
     let counter = ProgressCounter::default();
     let server = world.serve_with(counter.clone()).await?;
     let job = server.ok("job_start", world.start_args("slow")).await?["job_id"].as_str().unwrap().to_owned();
@@ -164,7 +164,7 @@ async fn job_wait_reports_progress_to_a_caller_with_a_progress_token() -> Result
         CallToolRequestParams::new("job_wait").with_arguments(args),
     ));
     // A request timeout that progress resets: the wait outlives it only if progress arrives.
-    let options = PeerRequestOptions::with_timeout(Duration::from_millis(1500)).reset_timeout_on_progress();
+    let options = PeerRequestOptions::with_timeout(Duration::from_millis(2500)).reset_timeout_on_progress();
     let response = server.client.send_request_with_option(request, options).await?.await_response().await?;
     let ServerResult::CallToolResult(result) = response else { anyhow::bail!("unexpected response {response:?}") };
     assert_eq!(result.structured_content.unwrap()["finished"][0]["status"], "completed");
