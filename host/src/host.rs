@@ -15,6 +15,7 @@ use tokio::sync::{OnceCell, watch};
 use crate::backend::{CodexCli, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
+use crate::job::dirwatch::DirWatch;
 use crate::job::event::{POLICY_ERROR_EVENT, STATUS_EVENT, for_each_string};
 use crate::job::id::quote_short;
 use crate::job::process::{ProcessWatch, signal_group};
@@ -301,6 +302,7 @@ impl JobHost {
         let watch = match meta.pid {
             Some(pid) => ProcessWatch::open(pid)?.filter(|w| w.command_line_contains(&["supervise", &id.to_string()])),
             None if Timestamp::now().duration_since(meta.created_at).unsigned_abs() < QUEUED_GRACE => {
+                self.follow_starting(&job, meta);
                 return Ok(());
             }
             None => None,
@@ -313,6 +315,43 @@ impl JobHost {
             None => self.settle(id, meta.turn).await?,
         }
         Ok(())
+    }
+
+    /// A `queued` job with no supervisor pid yet, probably being started by
+    /// another host process: wait for `meta.json` to name its supervisor (or
+    /// an end), then watch it; after the grace period, settle it as failed.
+    fn follow_starting(self: &Arc<Self>, job: &JobDir, queued: JobMeta) {
+        let host = Arc::clone(self);
+        let dir = job.path().to_path_buf();
+        let (id, turn) = (queued.id, queued.turn);
+        let deadline = tokio::time::Instant::now()
+            + QUEUED_GRACE.saturating_sub(Timestamp::now().duration_since(queued.created_at).unsigned_abs());
+        tokio::spawn(async move {
+            let followed = async {
+                let changes = DirWatch::open(&dir)?;
+                loop {
+                    let meta = host.store.job(id)?.read_meta()?;
+                    if meta.turn != turn || meta.status.is_terminal() {
+                        host.registry.update(&meta);
+                        return Ok(());
+                    }
+                    if let Some(pid) = meta.pid {
+                        match ProcessWatch::open(pid)? {
+                            Some(watch) => host.watch(id, turn, watch),
+                            None => host.settle(id, turn).await?,
+                        }
+                        return Ok(());
+                    }
+                    if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                        return host.settle(id, turn).await;
+                    }
+                }
+            };
+            let result: Result<()> = followed.await;
+            if let Err(e) = result {
+                tracing::warn!(job = %id, "cannot follow a starting job: {e:#}");
+            }
+        });
     }
 
     async fn wait_indexed(&self) {
@@ -709,7 +748,7 @@ impl JobHost {
     /// Wakes on the supervisor's exit, never by polling.
     ///
     /// Errors: [`InvalidInput`] for a bad or unknown id, or a timeout over 300 s.
-    pub async fn wait(&self, job_ids: &[String], timeout_s: Option<u64>) -> Result<WaitOutcome> {
+    pub async fn wait(self: &Arc<Self>, job_ids: &[String], timeout_s: Option<u64>) -> Result<WaitOutcome> {
         let timeout_s = timeout_s.unwrap_or(30);
         if timeout_s > WAIT_MAX_S {
             return Err(invalid(format!("invalid timeout_s {timeout_s}: expected 0 to {WAIT_MAX_S} seconds")));
@@ -720,6 +759,12 @@ impl JobHost {
         }
         let mut changes = self.registry.subscribe();
         self.wait_indexed().await;
+        // A job another host process started since this one indexed: follow it too.
+        for id in &ids {
+            if self.registry.get(*id).is_none() {
+                self.index_job(*id).await?;
+            }
+        }
         let ids = if ids.is_empty() {
             self.registry
                 .list(usize::MAX, |j| !j.status.is_terminal())

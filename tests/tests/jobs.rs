@@ -354,3 +354,16 @@ async fn bad_input_gets_an_error_that_names_it() -> Result<()> {
     assert!(server.call("job_explode", json!({})).await.is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_home_can_wait_for_the_firsts_job() -> Result<()> {
+    let world = World::new([Reply::After(Duration::from_secs(2), Box::new(Reply::Message("shared".into())))])?;
+    let first = world.serve().await?;
+    let second = world.serve().await?;
+    second.ok("job_list", json!({})).await?; // the second has indexed the (empty) home
+    let job = first.ok("job_start", world.start_args("share")).await?["job_id"].as_str().unwrap().to_owned();
+    let status = second.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["last_message"], "shared");
+    Ok(())
+}
