@@ -113,15 +113,17 @@ pub enum ChangeKind {
 /// `codex-jobhost policy test --request`, is `{"launch": {...}}`,
 /// `{"command": {"command": "...", "cwd": "..."}}`, and so on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     /// A job is about to start.
     Launch {
         /// `suggest`, `auto-edit` or `full-auto`.
         approval_mode: String,
         /// `read-only`, `workspace-write`, `danger-full-access`, or none (implied by the mode).
+        #[serde(default)]
         sandbox: Option<String>,
         /// The model asked for.
+        #[serde(default)]
         model: Option<String>,
     },
     /// A command is about to run.
@@ -131,6 +133,7 @@ pub enum Request {
         /// Where.
         cwd: String,
         /// Why, if said.
+        #[serde(default)]
         reason: Option<String>,
     },
     /// Files are about to change.
@@ -140,6 +143,7 @@ pub enum Request {
         /// What the change does.
         kind: ChangeKind,
         /// Why, if said.
+        #[serde(default)]
         reason: Option<String>,
     },
     /// More permissions are asked for.
@@ -147,6 +151,7 @@ pub enum Request {
         /// What is asked for.
         permissions: Vec<String>,
         /// Why, if said.
+        #[serde(default)]
         reason: Option<String>,
     },
 }
@@ -166,6 +171,20 @@ pub enum Decision {
     Cancel(String),
     /// Let the caller decide.
     Ask,
+}
+
+impl Decision {
+    /// Higher is stricter: cancel > decline > ask > accept-for-session > accept.
+    /// The host keeps the strictest of all policies' decisions.
+    pub fn strictness(&self) -> u8 {
+        match self {
+            Decision::Accept => 0,
+            Decision::AcceptForSession => 1,
+            Decision::Ask => 2,
+            Decision::Decline(_) => 3,
+            Decision::Cancel(_) => 4,
+        }
+    }
 }
 
 /// Truncation limits (WIT `limits`).

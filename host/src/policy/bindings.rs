@@ -5,6 +5,7 @@
 use wasmtime::component::HasSelf;
 
 use super::guest::State;
+use super::{ChangeKind, Decision, JobContext, Request};
 
 /// The WIT package the host implements, and the versions it accepts: every
 /// `0.1.x` (for 0.y versions, semver's compatible line is `0.y`).
@@ -67,4 +68,59 @@ pub fn add_truncation(linker: &mut wasmtime::component::Linker<State>) -> wasmti
 /// Adds a world's host imports to a linker.
 pub fn add_filter(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
     filter::EventFilter::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+}
+
+macro_rules! job_info {
+    ($fn:ident, $world:ident) => {
+        /// The job as this world's generated WIT type.
+        pub(crate) fn $fn(job: &JobContext) -> $world::codex_jobhost::policy::types::JobInfo {
+            $world::codex_jobhost::policy::types::JobInfo {
+                job_id: job.job_id.clone(),
+                backend: job.backend.clone(),
+                cwd: job.cwd.clone(),
+                project_root: job.project_root.clone(),
+                prompt: job.prompt.clone(),
+            }
+        }
+    };
+}
+job_info!(approval_job, approval);
+job_info!(truncation_job, truncation);
+job_info!(filter_job, filter);
+
+/// A request as the generated WIT type.
+pub(crate) fn wit_request(request: &Request) -> approval::exports::codex_jobhost::policy::approval::Request {
+    use approval::exports::codex_jobhost::policy::approval as wit;
+    match request.clone() {
+        Request::Launch { approval_mode, sandbox, model } => {
+            wit::Request::Launch(wit::LaunchRequest { approval_mode, sandbox, model })
+        }
+        Request::Command { command, cwd, reason } => {
+            wit::Request::Command(wit::CommandRequest { command, cwd, reason })
+        }
+        Request::FileChange { paths, kind, reason } => wit::Request::FileChange(wit::FileChangeRequest {
+            paths,
+            kind: match kind {
+                ChangeKind::Add => wit::ChangeKind::Add,
+                ChangeKind::Delete => wit::ChangeKind::Delete,
+                ChangeKind::Update => wit::ChangeKind::Update,
+            },
+            reason,
+        }),
+        Request::Permissions { permissions, reason } => {
+            wit::Request::Permissions(wit::PermissionsRequest { permissions, reason })
+        }
+    }
+}
+
+/// A decision from the generated WIT type.
+pub(crate) fn decision(d: approval::exports::codex_jobhost::policy::approval::Decision) -> Decision {
+    use approval::exports::codex_jobhost::policy::approval::Decision as W;
+    match d {
+        W::Accept => Decision::Accept,
+        W::AcceptForSession => Decision::AcceptForSession,
+        W::Decline(r) => Decision::Decline(r),
+        W::Cancel(r) => Decision::Cancel(r),
+        W::Ask => Decision::Ask,
+    }
 }

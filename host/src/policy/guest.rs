@@ -10,9 +10,9 @@ use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{approval, filter, truncation};
+use super::bindings::{self, approval, filter, truncation};
 use super::engine::EPOCH_TICK;
-use super::{Decision, FilterAction, JobContext, Limits, Request, World};
+use super::{Decision, FilterAction, JobContext, Limits, PolicyEvent, Request, World};
 
 /// Most bytes of a guest's stdout or stderr kept per instance for the log.
 const GUEST_OUTPUT_CAP: usize = 64 * 1024;
@@ -127,9 +127,12 @@ impl Guest {
     pub fn decide(&self, job: &JobContext, request: &Request) -> Result<Decision, String> {
         self.call(|store, exports| match exports {
             Exports::Approval(a) => {
-                let d =
-                    a.codex_jobhost_policy_approval().call_decide(store, &job.to_wit_approval(), &request.to_wit())?;
-                Ok(Decision::from_wit(d))
+                let d = a.codex_jobhost_policy_approval().call_decide(
+                    store,
+                    &bindings::approval_job(job),
+                    &bindings::wit_request(request),
+                )?;
+                Ok(bindings::decision(d))
             }
             _ => Err(wasmtime::Error::msg("not an approval-policy component")),
         })
@@ -143,7 +146,12 @@ impl Guest {
                     max_chars: limits.max_chars,
                     max_lines: limits.max_lines,
                 };
-                t.codex_jobhost_policy_truncation().call_truncate(store, &job.to_wit_truncation(), text, wit_limits)
+                t.codex_jobhost_policy_truncation().call_truncate(
+                    store,
+                    &bindings::truncation_job(job),
+                    text,
+                    wit_limits,
+                )
             }
             _ => Err(wasmtime::Error::msg("not an output-truncation component")),
         })
@@ -155,10 +163,10 @@ impl Guest {
             Exports::Filter(f) => {
                 use filter::exports::codex_jobhost::policy::filter as wit;
                 let event = wit::Event { kind: kind.to_owned(), payload: payload.to_owned() };
-                Ok(match f.codex_jobhost_policy_filter().call_filter(store, &job.to_wit_filter(), &event)? {
+                Ok(match f.codex_jobhost_policy_filter().call_filter(store, &bindings::filter_job(job), &event)? {
                     wit::Action::Keep => FilterAction::Keep,
                     wit::Action::Drop => FilterAction::Drop,
-                    wit::Action::Replace(e) => FilterAction::Replace { kind: e.kind, payload: e.payload },
+                    wit::Action::Replace(e) => FilterAction::Replace(PolicyEvent { kind: e.kind, payload: e.payload }),
                 })
             }
             _ => Err(wasmtime::Error::msg("not an event-filter component")),

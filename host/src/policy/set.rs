@@ -133,16 +133,14 @@ impl PolicySet {
             match guest.filter(job, &kind, &payload.to_string()) {
                 Ok(FilterAction::Keep) => {}
                 Ok(FilterAction::Drop) => return (FilterOutcome::Drop, failures),
-                Ok(FilterAction::Replace { kind: new_kind, payload: new_payload }) => {
-                    match serde_json::from_str(&new_payload) {
-                        Ok(value) => (kind, payload) = (new_kind, value),
-                        Err(e) => failures.push(failure(
-                            guest,
-                            format!("replaced the event with a payload that is not JSON: {e}"),
-                            "kept the event",
-                        )),
-                    }
-                }
+                Ok(FilterAction::Replace(event)) => match serde_json::from_str(&event.payload) {
+                    Ok(value) => (kind, payload) = (event.kind, value),
+                    Err(e) => failures.push(failure(
+                        guest,
+                        format!("replaced the event with a payload that is not JSON: {e}"),
+                        "kept the event",
+                    )),
+                },
                 Err(error) => failures.push(failure(guest, error, "kept the event")),
             }
         }
