@@ -839,11 +839,6 @@ impl JobHost {
         let job = self.store.job(JobId::parse(job_id)?)?;
         job.read_output(offset, max)
     }
-
-    /// Number of jobs in the in-memory index (for benchmarks and `doctor`).
-    pub fn indexed_jobs(&self) -> usize {
-        self.registry.len()
-    }
 }
 
 /// `cwd` as given, once it is known to be an absolute path to a directory.

@@ -94,14 +94,4 @@ impl Registry {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
-
-    /// Number of jobs in the index.
-    pub fn len(&self) -> usize {
-        self.jobs.lock().unwrap().len()
-    }
-
-    /// Whether the index is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -144,11 +144,6 @@ impl PolicyEngine {
             _ => bail!("it exports more than one policy interface; a component implements exactly one world"),
         }
     }
-
-    /// The wasmtime engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
 }
 
 /// `0.1.x` for the `0.1` line; for 1.0 and later, the same major.
