@@ -708,7 +708,9 @@ impl JobHost {
 
     /// Records each failed component once as a `policy_error` event on the job.
     fn record_policy_failures(&self, job: &JobDir, mut failures: Vec<PolicyFailure>) {
-        failures.dedup_by(|a, b| a.component == b.component && a.error == b.error);
+        // Once per component and error, however many events a failing component saw.
+        let mut seen = std::collections::HashSet::new();
+        failures.retain(|f| seen.insert((f.component.clone(), f.error.clone())));
         if failures.is_empty() {
             return;
         }

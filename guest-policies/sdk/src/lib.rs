@@ -325,6 +325,19 @@ pub fn __parse_settings<T: DeserializeOwned + Default>(json: &str) -> T {
     }
 }
 
+/// `impl From<JobInfo> for Job` for one world's generated `JobInfo`
+/// (each world's bindings have their own copy of the WIT type).
+#[allow(unused_macros)]
+macro_rules! job_from_wit {
+    ($info:ty) => {
+        impl From<$info> for Job {
+            fn from(j: $info) -> Self {
+                Job { job_id: j.job_id, backend: j.backend, cwd: j.cwd, project_root: j.project_root, prompt: j.prompt }
+            }
+        }
+    };
+}
+
 /// Glue between the generated `approval-policy` bindings and [`ApprovalPolicy`].
 #[cfg(feature = "approval")]
 #[doc(hidden)]
@@ -363,11 +376,7 @@ pub mod __approval {
         }
     }
 
-    impl From<JobInfo> for Job {
-        fn from(j: JobInfo) -> Self {
-            Job { job_id: j.job_id, backend: j.backend, cwd: j.cwd, project_root: j.project_root, prompt: j.prompt }
-        }
-    }
+    job_from_wit!(JobInfo);
 }
 
 /// Glue between the generated `output-truncation` bindings and [`OutputTruncation`].
@@ -382,19 +391,15 @@ pub mod __truncation {
         super::bindings::truncation::codex_jobhost::policy::host::config()
     }
 
+    job_from_wit!(JobInfo);
+
     pub fn truncate<P: OutputTruncation>(
         settings: &P::Settings,
         job: JobInfo,
         text: String,
         limits: wit::Limits,
     ) -> String {
-        let job = Job {
-            job_id: job.job_id,
-            backend: job.backend,
-            cwd: job.cwd,
-            project_root: job.project_root,
-            prompt: job.prompt,
-        };
+        let job: Job = job.into();
         P::truncate(settings, &job, &text, Limits { max_chars: limits.max_chars, max_lines: limits.max_lines })
     }
 }
@@ -411,14 +416,10 @@ pub mod __filter {
         super::bindings::filter::codex_jobhost::policy::host::config()
     }
 
+    job_from_wit!(JobInfo);
+
     pub fn filter<P: EventFilter>(settings: &P::Settings, job: JobInfo, event: wit::Event) -> wit::Action {
-        let job = Job {
-            job_id: job.job_id,
-            backend: job.backend,
-            cwd: job.cwd,
-            project_root: job.project_root,
-            prompt: job.prompt,
-        };
+        let job: Job = job.into();
         match P::filter(settings, &job, &Event { kind: event.kind, payload: event.payload }) {
             Action::Keep => wit::Action::Keep,
             Action::Drop => wit::Action::Drop,
