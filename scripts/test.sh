@@ -27,8 +27,8 @@ echo "==> $("$CODEX_BIN" --version) at $CODEX_BIN"
 
 echo "==> guest policies (wasm32-wasip2)"
 rustup target add wasm32-wasip2
-cargo build --locked --release --target wasm32-wasip2 --manifest-path guest-policies/Cargo.toml
-cargo test --locked --manifest-path guest-policies/Cargo.toml
+# From inside the folder, so its .cargo/config.toml (wasm SIMD) applies.
+(cd guest-policies && cargo build --locked --release --target wasm32-wasip2 && cargo test --locked)
 
 echo "==> cargo build"
 cargo build --workspace --locked --all-targets

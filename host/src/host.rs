@@ -16,7 +16,7 @@ use crate::backend::{CodexCli, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
 use crate::job::dirwatch::DirWatch;
-use crate::job::event::{POLICY_ERROR_EVENT, STATUS_EVENT, for_each_string};
+use crate::job::event::{POLICY_ERROR_EVENT, STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
 use crate::job::process::{ProcessWatch, signal_group};
 use crate::job::supervisor::{self, TurnCommand};
@@ -31,6 +31,8 @@ const STATUS_TAIL_BYTES: u64 = 64 * 1024;
 /// Most events `job_events` looks at in one call, so a narrow `event_types`
 /// filter on a huge log still answers quickly (the cursor says where it stopped).
 const EVENTS_SCAN_MAX: u64 = 10_000;
+/// Longest string (bytes) `job_events` remembers the truncation of within one call.
+const RECURRING_STRING_MAX: usize = 256;
 /// Longest `job_wait`.
 pub const WAIT_MAX_S: u64 = 300;
 /// A `queued` job with no supervisor pid younger than this may be starting
@@ -133,7 +135,7 @@ pub struct EventsRequest {
     /// Only these types: an event `type` (`item.completed`, `job.status`, …)
     /// or an item type (`agent_message`, `command_execution`, …).
     pub event_types: Option<Vec<String>>,
-    /// Cut each string in an event to this many characters (default 1024; 0: no cut).
+    /// Cut each string of text in an event (not `type`, `id`, `*_id`) to this many characters (default 1024; 0: no cut).
     pub truncate: Option<usize>,
 }
 
@@ -631,7 +633,7 @@ impl JobHost {
     }
 
     /// Events after a cursor: filtered by type, then by the project's event
-    /// filters, with every string shortened by its truncation policies (limit:
+    /// filters, with every string of text (see [`for_each_text`]) shortened by its truncation policies (limit:
     /// `truncate` characters, default 1024; 0 = no length limit, the policies still run).
     ///
     /// Errors: [`InvalidInput`] for a bad id, a cursor past the end, or a limit outside 1..=1000;
@@ -654,34 +656,44 @@ impl JobHost {
             max_lines: u32::MAX,
         };
         let mut failures = Vec::new();
-        // Truncation is a function of the text and the limits; the same strings
-        // (types, commands) recur in almost every event, so each is cut once a call.
+        // Truncation is a function of the text and the limits. Short strings
+        // (commands, statuses) recur in almost every event, so each is cut once a
+        // call; long ones (output, messages) rarely recur and are not worth hashing.
         let mut cut_once: HashMap<String, String> = HashMap::new();
-        let (events, next_cursor) = job.read_events(req.cursor.unwrap_or(0), limit, EVENTS_SCAN_MAX, |mut e| {
-            if !types.is_empty() && !types.iter().any(|t| e.matches_type(t)) {
-                return None;
-            }
-            if set.has_filters() {
-                let (outcome, failed) = set.filter(&ctx, &e.kind, &e.data);
-                failures.extend(failed);
-                match outcome {
-                    FilterOutcome::Drop => return None,
-                    FilterOutcome::Show(kind, data) => (e.kind, e.data) = (kind, data),
+        let (events, next_cursor) =
+            job.read_events(req.cursor.unwrap_or(0), limit, EVENTS_SCAN_MAX, |mut e, data| {
+                if !types.is_empty() && !types.iter().any(|t| e.matches_type(t)) {
+                    return None;
                 }
-            }
-            for_each_string(&mut e.data, &mut |text| {
-                if !set.has_truncations() {
-                    *text = builtin::truncate(text, limits, Keep::Head);
-                } else if let Some(cut) = cut_once.get(text.as_str()) {
-                    text.clone_from(cut);
-                } else {
+                if set.has_filters() {
+                    let (outcome, failed) = set.filter(&ctx, &e.kind, data);
+                    failures.extend(failed);
+                    match outcome {
+                        FilterOutcome::Keep => {}
+                        FilterOutcome::Replace(kind, data) => (e.kind, e.data) = (kind, data),
+                        FilterOutcome::Drop => return None,
+                    }
+                }
+                for_each_text(&mut e.data, &mut |text| {
+                    if !set.has_truncations() {
+                        *text = builtin::truncate(text, limits, Keep::Head);
+                        return;
+                    }
+                    let recurs = text.len() <= RECURRING_STRING_MAX;
+                    if recurs && let Some(cut) = cut_once.get(text.as_str()) {
+                        text.clone_from(cut);
+                        return;
+                    }
                     let (cut, failed) = set.truncate(&ctx, text, limits, Keep::Head);
                     failures.extend(failed);
-                    cut_once.insert(std::mem::replace(text, cut.clone()), cut);
-                }
-            });
-            Some(e)
-        })?;
+                    if recurs {
+                        cut_once.insert(std::mem::replace(text, cut.clone()), cut);
+                    } else {
+                        *text = cut;
+                    }
+                });
+                Some(e)
+            })?;
         self.record_policy_failures(&job, failures);
         let has_more = next_cursor < job.event_count()?;
         Ok(EventsPage {
@@ -816,10 +828,11 @@ impl JobHost {
         if !set.has_filters() {
             return Ok(Some(note));
         }
-        let (outcome, mut failures) = set.filter(&ctx, STATUS_EVENT, &serde_json::to_value(&note)?);
+        let (outcome, mut failures) = set.filter(&ctx, STATUS_EVENT, &serde_json::to_string(&note)?);
         let shown = match outcome {
+            FilterOutcome::Keep => Some(note),
             FilterOutcome::Drop => None,
-            FilterOutcome::Show(_, payload) => match serde_json::from_value::<Notification>(payload) {
+            FilterOutcome::Replace(_, payload) => match serde_json::from_value::<Notification>(payload) {
                 Ok(replaced) => Some(replaced),
                 Err(e) => {
                     if let Some(last) =

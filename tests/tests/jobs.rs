@@ -58,6 +58,13 @@ async fn a_job_completes_with_the_agents_message() -> Result<()> {
     assert_eq!(messages["events"][0]["data"]["item"]["text"], "The answer is 42.");
     let cut = server.ok("job_events", json!({"job_id": job, "event_types": ["agent_message"], "truncate": 3})).await?;
     assert_eq!(cut["events"][0]["data"]["item"]["text"], "The…[14 more chars]");
+    // Tags and references stay whole: only text is cut.
+    let item = &cut["events"][0]["data"]["item"];
+    assert_eq!((&item["type"], &cut["events"][0]["data"]["type"]), (&json!("agent_message"), &json!("item.completed")));
+    assert_eq!(item["id"], messages["events"][0]["data"]["item"]["id"]);
+    let started =
+        server.ok("job_events", json!({"job_id": job, "event_types": ["thread.started"], "truncate": 3})).await?;
+    assert_eq!(started["events"][0]["data"]["thread_id"], status["thread_id"]);
 
     let list = server.ok("job_list", json!({"status": "completed"})).await?;
     assert_eq!(list["jobs"][0]["job_id"], job.as_str());

@@ -44,7 +44,7 @@ impl EventFilter for QuietEvents {
         let delta = event.kind == "item.updated" || event.kind.contains("delta");
         let reasoning = || {
             event.kind.starts_with("item.")
-                && event.payload.contains("reasoning")
+                && memchr::memmem::find(event.payload.as_bytes(), b"reasoning").is_some()
                 && event.payload_as::<Probe>().and_then(|p| p.item).and_then(|i| i.kind).as_deref() == Some("reasoning")
         };
         if (settings.drop_deltas && delta)

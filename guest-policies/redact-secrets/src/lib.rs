@@ -1,6 +1,8 @@
 //! Output truncation that masks API-key shapes (`sk-…`, `AKIA…`, `ghp_…` and
 //! friends) before cutting the text to the limits (keeping its end).
 
+use std::borrow::Cow;
+
 use codex_jobhost_policy::{Job, Limits, OutputTruncation, export_output_truncation};
 use serde::Deserialize;
 
@@ -35,52 +37,57 @@ impl OutputTruncation for RedactSecrets {
 
     fn truncate(settings: &Settings, _job: &Job, text: &str, limits: Limits) -> String {
         let masked = redact(text, settings);
-        if settings.cut { cut_to_tail(&masked, limits) } else { masked }
+        if settings.cut { cut_to_tail(masked, limits) } else { masked.into_owned() }
     }
 }
 
-/// Replaces every token that starts with a key prefix and goes on with at
-/// least the prefix's minimum of key characters.
-pub fn redact(text: &str, settings: &Settings) -> String {
-    let extra: Vec<(&str, usize)> = settings.extra_prefixes.iter().map(|p| (p.as_str(), 8)).collect();
-    // Most text holds no prefix at all: one pass per prefix finds that out.
-    if !PREFIXES.iter().chain(extra.iter()).any(|(p, _)| text.contains(p)) {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    'scan: while !rest.is_empty() {
-        for (prefix, min) in PREFIXES.iter().copied().chain(extra.iter().copied()) {
-            if let Some(after) = rest.strip_prefix(prefix) {
-                let key_len =
-                    after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).unwrap_or(after.len());
-                let at_word_start = out.chars().last().is_none_or(|c| !c.is_ascii_alphanumeric());
-                if key_len >= min && at_word_start {
-                    out.push_str(&settings.mask);
-                    rest = &after[key_len..];
-                    continue 'scan;
-                }
-            }
+/// Replaces every token that starts a word with a key prefix and goes on with
+/// at least the prefix's minimum of key characters (ASCII letters, digits, `-`, `_`).
+/// Text without a secret is returned as it is, uncopied.
+pub fn redact<'t>(text: &'t str, settings: &Settings) -> Cow<'t, str> {
+    let extra = settings.extra_prefixes.iter().map(|p| (p.as_str(), 8));
+    let prefixes = || PREFIXES.iter().copied().chain(extra.clone());
+    // Which bytes can start a secret: one pass over the text then finds them all.
+    let mut starts = [false; 256];
+    prefixes().filter_map(|(p, _)| p.bytes().next()).for_each(|b| starts[usize::from(b)] = true);
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0; // text[..copied] is settled: in `out`, or masked
+    for (at, byte) in bytes.iter().enumerate() {
+        // Cheapest test first: most bytes cannot start a secret.
+        if !starts[usize::from(*byte)] || at < copied || (at > 0 && bytes[at - 1].is_ascii_alphanumeric()) {
+            continue;
         }
-        let c = rest.chars().next().unwrap();
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
+        // `at` holds an ASCII byte (every prefix starts with one), so it is a char boundary.
+        let rest = &text[at..];
+        let secret = prefixes().find_map(|(prefix, min)| {
+            let after = rest.strip_prefix(prefix)?;
+            let key = after.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_').count();
+            (key >= min).then_some(prefix.len() + key)
+        });
+        if let Some(len) = secret {
+            out.push_str(&text[copied..at]);
+            out.push_str(&settings.mask);
+            copied = at + len;
+        }
     }
-    out
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 /// Keeps the last `max_lines` lines and `max_chars` characters.
-fn cut_to_tail(text: &str, limits: Limits) -> String {
-    if text.len() <= limits.max_chars as usize
-        && text.bytes().filter(|b| *b == b'\n').count() < limits.max_lines as usize
-    {
-        return text.to_owned();
+fn cut_to_tail(text: Cow<'_, str>, limits: Limits) -> String {
+    let (max_chars, max_lines) = (limits.max_chars as usize, limits.max_lines as usize);
+    // Fewer bytes than characters allowed, and fewer bytes (so newlines) than lines allowed.
+    if text.len() <= max_chars && (text.len() < max_lines || text.bytes().filter(|b| *b == b'\n').count() < max_lines) {
+        return text.into_owned();
     }
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let max_lines = limits.max_lines as usize;
-    let text = if lines.len() > max_lines { lines[lines.len() - max_lines..].concat() } else { text.to_owned() };
+    let text = if lines.len() > max_lines { lines[lines.len() - max_lines..].concat() } else { text.to_string() };
     let count = text.chars().count();
-    let max_chars = limits.max_chars as usize;
     if count <= max_chars {
         return text;
     }
@@ -100,6 +107,8 @@ mod tests {
         let text =
             "OPENAI=sk-proj-abcdefghijklmnop1234 aws AKIAIOSFODNN7EXAMPLE gh ghp_abcdefghijklmnopqrstuvwxyz0123 ok";
         assert_eq!(redact(text, &s), "OPENAI=[REDACTED] aws [REDACTED] gh [REDACTED] ok");
+        let at_ends = "sk-abcdefghijklmnop1234\nxoxb-1234567890";
+        assert_eq!(redact(at_ends, &s), "[REDACTED]\n[REDACTED]");
     }
 
     #[test]
@@ -107,6 +116,7 @@ mod tests {
         let s = Settings::default();
         assert_eq!(redact("task-list and risk-free sk-short", &s), "task-list and risk-free sk-short");
         assert_eq!(redact("é sk-ünïcode", &s), "é sk-ünïcode");
+        assert_eq!(redact("mask-abcdefghijklmnopqrstuvw", &s), "mask-abcdefghijklmnopqrstuvw");
     }
 
     #[test]

@@ -48,14 +48,22 @@ impl Event {
 /// `data` is `{"component", "path", "world", "error", "fallback"}`.
 pub const POLICY_ERROR_EVENT: &str = "policy_error";
 
-/// Calls `f` on every string in `value`, in place (object keys excepted).
-pub fn for_each_string(value: &mut Value, f: &mut impl FnMut(&mut String)) {
+/// Calls `f` on every string of text in `value`, in place: what truncation
+/// policies shorten. Object keys, and the values of `type`, `id` and `*_id`
+/// keys, are left alone: they are tags and references, not output, and a cut
+/// one would no longer name its item or thread.
+pub fn for_each_text(value: &mut Value, f: &mut impl FnMut(&mut String)) {
     match value {
         Value::String(s) => f(s),
-        Value::Array(items) => items.iter_mut().for_each(|v| for_each_string(v, f)),
-        Value::Object(map) => map.values_mut().for_each(|v| for_each_string(v, f)),
+        Value::Array(items) => items.iter_mut().for_each(|v| for_each_text(v, f)),
+        Value::Object(map) => map.iter_mut().filter(|(key, _)| !is_tag(key)).for_each(|(_, v)| for_each_text(v, f)),
         _ => {}
     }
+}
+
+/// Whether an object key holds a type tag or an identifier.
+fn is_tag(key: &str) -> bool {
+    key == "type" || key == "id" || key.ends_with("_id")
 }
 
 #[cfg(test)]
@@ -64,10 +72,10 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn every_string_is_visited() {
-        let mut v = json!({"a": "x", "b": ["y", 5], "c": {"d": "z"}});
-        for_each_string(&mut v, &mut |s| s.push('!'));
-        assert_eq!(v, json!({"a": "x!", "b": ["y!", 5], "c": {"d": "z!"}}));
+    fn every_text_string_is_visited_and_tags_are_not() {
+        let mut v = json!({"a": "x", "b": ["y", 5], "c": {"d": "z", "id": "i", "type": "t"}, "thread_id": "th"});
+        for_each_text(&mut v, &mut |s| s.push('!'));
+        assert_eq!(v, json!({"a": "x!", "b": ["y!", 5], "c": {"d": "z!", "id": "i", "type": "t"}, "thread_id": "th"}));
     }
 
     #[test]

@@ -292,8 +292,9 @@ impl JobDir {
 
     /// Events from `cursor` (a `seq`) on: at most `limit` for which `pick`
     /// returns one (the event itself or a replacement), looking at no more than
-    /// `scan_max` events. Returns them and the cursor to
-    /// pass next. Seeks through `events.idx`; cost does not grow with the log.
+    /// `scan_max` events. `pick` gets each event and its `data` as the JSON text
+    /// stored (so filters need not serialize it again). Returns the events and
+    /// the cursor to pass next. Seeks through `events.idx`; cost does not grow with the log.
     ///
     /// Errors: [`crate::InvalidInput`] when `cursor` is past the job's last event.
     pub fn read_events(
@@ -301,7 +302,7 @@ impl JobDir {
         cursor: u64,
         limit: usize,
         scan_max: u64,
-        mut pick: impl FnMut(Event) -> Option<Event>,
+        mut pick: impl FnMut(Event, &str) -> Option<Event>,
     ) -> Result<(Vec<Event>, u64)> {
         let count = self.event_count()?;
         if cursor > count {
@@ -328,10 +329,12 @@ impl JobDir {
             if reader.read_line(&mut line)? == 0 {
                 break;
             }
-            let event: Event = serde_json::from_str(&line)
+            let stored: StoredEvent = serde_json::from_str(&line)
                 .with_context(|| format!("{}/{EVENTS}: event {next} is not valid JSON", self.path.display()))?;
+            let data = stored.data.get();
+            let event = Event { seq: stored.seq, ts: stored.ts, kind: stored.kind, data: serde_json::from_str(data)? };
             next += 1;
-            out.extend(pick(event));
+            out.extend(pick(event, data));
         }
         Ok((out, next))
     }
@@ -373,6 +376,17 @@ impl JobDir {
         let omitted = start > 0 || cut > 0;
         Ok((String::from_utf8_lossy(&buf[cut..]).into_owned(), omitted))
     }
+}
+
+/// A line of `events.jsonl` with its `data` left as JSON text.
+#[derive(Deserialize)]
+struct StoredEvent<'a> {
+    seq: u64,
+    ts: Timestamp,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
 }
 
 /// Appends events to a job's `events.jsonl` and `events.idx`.
@@ -485,18 +499,25 @@ mod tests {
             w.append(if i % 2 == 0 { "even" } else { "odd" }, json!({"i": i})).unwrap();
         }
         drop(w);
-        let (page, next) = job.read_events(3, 4, u64::MAX, Some).unwrap();
+        let mut texts = Vec::new();
+        let (page, next) = job
+            .read_events(3, 4, u64::MAX, |e, data| {
+                texts.push(data.to_owned());
+                Some(e)
+            })
+            .unwrap();
         assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
+        assert_eq!(texts, [r#"{"i":3}"#, r#"{"i":4}"#, r#"{"i":5}"#, r#"{"i":6}"#]);
         assert_eq!(next, 7);
-        let (odd, next) = job.read_events(0, 100, u64::MAX, |e| Some(e).filter(|e| e.kind == "odd")).unwrap();
+        let (odd, next) = job.read_events(0, 100, u64::MAX, |e, _| Some(e).filter(|e| e.kind == "odd")).unwrap();
         assert_eq!(odd.len(), 5);
         assert_eq!(next, 10);
-        let (none, next) = job.read_events(10, 5, u64::MAX, Some).unwrap();
+        let (none, next) = job.read_events(10, 5, u64::MAX, |e, _| Some(e)).unwrap();
         assert!(none.is_empty() && next == 10);
-        let err = job.read_events(11, 5, u64::MAX, Some).unwrap_err().to_string();
+        let err = job.read_events(11, 5, u64::MAX, |e, _| Some(e)).unwrap_err().to_string();
         assert!(err.contains("invalid cursor 11") && err.contains("10 events"), "{err}");
         // Scanning stops at scan_max even when nothing matched.
-        let (none, next) = job.read_events(0, 5, 3, |_| None).unwrap();
+        let (none, next) = job.read_events(0, 5, 3, |_, _| None).unwrap();
         assert!(none.is_empty() && next == 3);
 
         // A writer that died mid-way: half an index entry and half a line.
@@ -511,7 +532,7 @@ mod tests {
         assert_eq!(job.event_count().unwrap(), 10);
         let mut w = job.event_writer().unwrap();
         assert_eq!(w.append("after", json!({})).unwrap().seq, 10);
-        let (page, _) = job.read_events(9, 5, u64::MAX, Some).unwrap();
+        let (page, _) = job.read_events(9, 5, u64::MAX, |e, _| Some(e)).unwrap();
         assert_eq!(page.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), vec!["odd", "after"]);
     }
 

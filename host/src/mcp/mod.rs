@@ -113,7 +113,7 @@ impl JobServer {
     /// Events after a cursor.
     #[tool(description = "A job's events after a cursor (default 0), oldest first, with the next cursor. \
         event_types filters by event type (item.completed, job.status, …) or item type (agent_message, command_execution, …); \
-        truncate cuts long strings (default 1024 chars, 0 = off). The project's policy components may filter \
+        truncate cuts long strings, but not type, id or *_id values (default 1024 chars, 0 = off). The project's policy components may filter \
         events and shorten or redact strings; the log on disk stays whole.")]
     async fn job_events(&self, Parameters(req): Parameters<EventsRequest>) -> ToolResult<EventsPage> {
         done(self.host.events(&req))

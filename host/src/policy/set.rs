@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::builtin::{self, Keep};
-use super::{Decision, FilterAction, Guest, JobContext, Limits, Request, World};
+use super::{Decision, FilterAction, Guest, JobContext, Limits, PolicyEvent, Request, World};
 
 /// A component that failed during a call, and what was done instead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -38,8 +38,10 @@ pub struct Verdict {
 /// A filter outcome for one event.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FilterOutcome {
-    /// Show the event, possibly replaced: its type and payload.
-    Show(String, Value),
+    /// Show the event as it is.
+    Keep,
+    /// Show this in its place: a type and a payload.
+    Replace(String, Value),
     /// Leave it out.
     Drop,
 }
@@ -123,18 +125,20 @@ impl PolicySet {
         (text, failures)
     }
 
-    /// Runs every filter over one event: any drop wins; a replacement is what
-    /// the next filter sees; a filter that fails (or replaces with a payload
-    /// that is not JSON) keeps the event as it was.
-    pub fn filter(&self, job: &JobContext, kind: &str, payload: &Value) -> (FilterOutcome, Vec<PolicyFailure>) {
+    /// Runs every filter over one event, given its type and its payload as
+    /// JSON text: any drop wins; a replacement is what the next filter sees; a
+    /// filter that fails (or replaces with a payload that is not JSON) keeps
+    /// the event as it was.
+    pub fn filter(&self, job: &JobContext, kind: &str, payload: &str) -> (FilterOutcome, Vec<PolicyFailure>) {
         let mut failures = Vec::new();
-        let (mut kind, mut payload) = (kind.to_owned(), payload.clone());
+        let mut replaced: Option<(PolicyEvent, Value)> = None;
         for guest in &self.filter {
-            match guest.filter(job, &kind, &payload.to_string()) {
+            let (kind, payload) = replaced.as_ref().map_or((kind, payload), |(e, _)| (&e.kind, &e.payload));
+            match guest.filter(job, kind, payload) {
                 Ok(FilterAction::Keep) => {}
                 Ok(FilterAction::Drop) => return (FilterOutcome::Drop, failures),
                 Ok(FilterAction::Replace(event)) => match serde_json::from_str(&event.payload) {
-                    Ok(value) => (kind, payload) = (event.kind, value),
+                    Ok(value) => replaced = Some((event, value)),
                     Err(e) => failures.push(failure(
                         guest,
                         format!("replaced the event with a payload that is not JSON: {e}"),
@@ -144,7 +148,8 @@ impl PolicySet {
                 Err(error) => failures.push(failure(guest, error, "kept the event")),
             }
         }
-        (FilterOutcome::Show(kind, payload), failures)
+        let outcome = replaced.map_or(FilterOutcome::Keep, |(e, value)| FilterOutcome::Replace(e.kind, value));
+        (outcome, failures)
     }
 
     /// A failure of the last filter in the chain (for an outcome the host
