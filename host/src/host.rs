@@ -386,7 +386,9 @@ impl JobHost {
         let cli = self.codex().await?;
         exec::validate(&options, cli)?;
         let id = JobId::new();
-        self.judge_launch(id, &cwd, &req.prompt, &options)?;
+        // Off the async workers: a first load compiles the components (~0.2 s).
+        let (host, judged) = (Arc::clone(self), (cwd.clone(), req.prompt.clone(), options.clone()));
+        tokio::task::spawn_blocking(move || host.judge_launch(id, &judged.0, &judged.1, &judged.2)).await??;
         let meta = JobMeta::queued(id, &req.prompt, cwd, exec::BACKEND, options, cli.located.clone());
         let args = exec::command_args(&meta, &req.prompt, cli)?;
         let job = self.store.create(&meta)?;

@@ -169,6 +169,31 @@ fn truncations_chain_and_filters_drop() {
 }
 
 #[test]
+fn replacements_chain_and_bad_ones_keep_the_event() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            "[[filter]]\npath = {:?}\n[[filter]]\npath = {:?}\n",
+            wasm("fixture_replace_events"),
+            wasm("quiet_events")
+        ),
+    )
+    .unwrap();
+    let set = Policies::new(home.path()).for_cwd(home.path()).unwrap();
+    // The next filter sees the replacement: quiet-events drops what became `item.updated`.
+    assert_eq!(set.filter(&job(), "turn.started", "{}"), (FilterOutcome::Drop, Vec::new()));
+    let (replaced, failures) = set.filter(&job(), "thread.started", r#"{"thread_id":"t"}"#);
+    assert_eq!(replaced, FilterOutcome::Replace("thread.started".into(), json!({"replaced": true})));
+    assert!(failures.is_empty());
+    let (kept, failures) = set.filter(&job(), "turn.completed", "{}");
+    assert_eq!(kept, FilterOutcome::Keep);
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0].error.contains("not JSON") && failures[0].fallback == "kept the event", "{failures:?}");
+    assert_eq!(set.filter(&job(), "item.completed", "{}"), (FilterOutcome::Keep, Vec::new()));
+}
+
+#[test]
 fn components_are_refused_with_the_reason() {
     let engine = PolicyEngine::new(None).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -32,6 +32,17 @@ fn done<T>(result: anyhow::Result<T>) -> ToolResult<T> {
     result.map(Json).map_err(|e| format!("{e:#}"))
 }
 
+/// Runs a synchronous host call on tokio's blocking threads: it reads files
+/// and may run policy components (each call bounded by its deadline, but a
+/// page of events makes many), which must not stall the async workers.
+async fn blocking<T: Send + 'static>(
+    host: &Arc<JobHost>,
+    call: impl FnOnce(&JobHost) -> anyhow::Result<T> + Send + 'static,
+) -> ToolResult<T> {
+    let host = Arc::clone(host);
+    done(tokio::task::spawn_blocking(move || call(&host)).await.map_err(anyhow::Error::from).and_then(|r| r))
+}
+
 /// `job_status` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -107,7 +118,7 @@ impl JobServer {
     #[tool(description = "Status of a job: status, exit code, timestamps, prompt, cwd, Codex thread id, \
         the agent's last message (the result once completed) and the last lines of its output.")]
     async fn job_status(&self, Parameters(args): Parameters<StatusArgs>) -> ToolResult<StatusReport> {
-        done(self.host.status(&args.job_id, args.tail_lines))
+        blocking(&self.host, move |host| host.status(&args.job_id, args.tail_lines)).await
     }
 
     /// Events after a cursor.
@@ -116,7 +127,7 @@ impl JobServer {
         truncate cuts long strings, but not type, id or *_id values (default 1024 chars, 0 = off). The project's policy components may filter \
         events and shorten or redact strings; the log on disk stays whole.")]
     async fn job_events(&self, Parameters(req): Parameters<EventsRequest>) -> ToolResult<EventsPage> {
-        done(self.host.events(&req))
+        blocking(&self.host, move |host| host.events(&req)).await
     }
 
     /// Continue the conversation.
@@ -178,7 +189,7 @@ impl JobServer {
     #[tool(description = "Non-blocking read of the feed of finished job turns (completed, failed, cancelled) \
         after a cursor (default 0); returns them and next_cursor.")]
     async fn job_notifications(&self, Parameters(args): Parameters<NotificationsArgs>) -> ToolResult<NotificationPage> {
-        done(self.host.notifications(args.cursor, args.limit))
+        blocking(&self.host, move |host| host.notifications(args.cursor, args.limit)).await
     }
 }
 
