@@ -230,3 +230,44 @@ fn compiled_components_come_back_from_the_cache() {
     assert_eq!(source, LoadSource::Compiled);
     assert_eq!(component.world, World::Truncation);
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn what_a_guest_prints_goes_to_the_log_without_limit() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let engine = PolicyEngine::new(None).unwrap();
+    let g = guest(&engine, "fixture_chatty", json!({}));
+    tracing::subscriber::with_default(subscriber, || {
+        // 200 calls print 200 KiB: more than any fixed buffer a store might keep.
+        for _ in 0..200 {
+            assert_eq!(g.decide(&job(), &command("ls")).unwrap(), Decision::Accept);
+        }
+    });
+    assert_eq!(g.instantiations(), 1, "printing never fails the instance");
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.iter().filter(|l| l.contains("stream=\"stdout\"") && l.contains("chatty xxx")).count(), 200);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("stream=\"stderr\"") && l.contains(": to stderr, in two writes component="))
+            .count(),
+        200
+    );
+    assert!(lines.iter().all(|l| l.contains("component=\"fixture_chatty\"")), "{}", lines[0]);
+}

@@ -7,15 +7,12 @@ use std::time::Duration;
 
 use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, approval, filter, truncation};
 use super::engine::EPOCH_TICK;
+use super::guest_log::GuestLog;
 use super::{Decision, FilterAction, JobContext, Limits, PolicyEvent, Request, World};
-
-/// Most bytes of a guest's stdout or stderr kept per instance for the log.
-const GUEST_OUTPUT_CAP: usize = 64 * 1024;
 
 /// Per-call limits of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +51,6 @@ pub struct State {
     pub(crate) config: Arc<str>,
     /// The component's name, for its log lines.
     pub(crate) name: Arc<str>,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-    logged: (usize, usize),
 }
 
 impl WasiView for State {
@@ -189,7 +183,6 @@ impl Guest {
         // One tick more: the deadline counts from the next tick, which may be close.
         warm.store.set_epoch_deadline(ticks + 1);
         let result = f(&mut warm.store, &warm.exports);
-        drain_output(&mut warm.store);
         match result {
             Ok(r) => {
                 *self.warm.lock().unwrap() = Some(warm);
@@ -213,11 +206,9 @@ impl Guest {
 
     fn instantiate(&self) -> wasmtime::Result<Warm> {
         self.instantiations.fetch_add(1, Ordering::Relaxed);
-        let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
-        let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
         let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(GuestLog::new(Arc::clone(&self.name), "stdout"))
+            .stderr(GuestLog::new(Arc::clone(&self.name), "stderr"))
             .wall_clock(Frozen)
             .monotonic_clock(Frozen)
             .build();
@@ -229,9 +220,6 @@ impl Guest {
             limits,
             config: Arc::clone(&self.config),
             name: Arc::clone(&self.name),
-            stdout,
-            stderr,
-            logged: (0, 0),
         };
         let mut store = Store::new(self.component.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -275,21 +263,5 @@ impl ResourceLimiter for CappedMemory {
 
     fn memories(&self) -> usize {
         self.inner.memories()
-    }
-}
-
-/// Sends what the guest printed since the last call to the log, a line each.
-fn drain_output(store: &mut Store<State>) {
-    let state = store.data_mut();
-    for (pipe, seen, stream) in
-        [(&state.stdout, &mut state.logged.0, "stdout"), (&state.stderr, &mut state.logged.1, "stderr")]
-    {
-        let bytes = pipe.contents();
-        if bytes.len() > *seen {
-            for line in String::from_utf8_lossy(&bytes[*seen..]).lines() {
-                tracing::info!(component = &*state.name, stream, "{line}");
-            }
-            *seen = bytes.len();
-        }
     }
 }

@@ -13,6 +13,7 @@ pub mod builtin;
 pub mod config;
 pub mod engine;
 pub mod guest;
+mod guest_log;
 pub mod set;
 pub mod trial;
 
