@@ -663,11 +663,11 @@ impl JobHost {
         // call; long ones (output, messages) rarely recur and are not worth hashing.
         let mut cut_once: HashMap<String, String> = HashMap::new();
         let (events, next_cursor) =
-            job.read_events(req.cursor.unwrap_or(0), limit, EVENTS_SCAN_MAX, |mut e, data| {
+            job.read_events(req.cursor.unwrap_or(0), limit, EVENTS_SCAN_MAX, set.has_filters(), |mut e, data| {
                 if !types.is_empty() && !types.iter().any(|t| e.matches_type(t)) {
                     return None;
                 }
-                if set.has_filters() {
+                if let Some(data) = data {
                     let (outcome, failed) = set.filter(&ctx, &e.kind, data);
                     failures.extend(failed);
                     match outcome {

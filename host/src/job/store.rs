@@ -292,9 +292,10 @@ impl JobDir {
 
     /// Events from `cursor` (a `seq`) on: at most `limit` for which `pick`
     /// returns one (the event itself or a replacement), looking at no more than
-    /// `scan_max` events. `pick` gets each event and its `data` as the JSON text
-    /// stored (so filters need not serialize it again). Returns the events and
-    /// the cursor to pass next. Seeks through `events.idx`; cost does not grow with the log.
+    /// `scan_max` events. With `data_text`, `pick` also gets each event's `data`
+    /// as the JSON text stored (for event filters, which take JSON text; reading
+    /// it costs a second pass over the line). Returns the events and the cursor
+    /// to pass next. Seeks through `events.idx`; cost does not grow with the log.
     ///
     /// Errors: [`crate::InvalidInput`] when `cursor` is past the job's last event.
     pub fn read_events(
@@ -302,7 +303,8 @@ impl JobDir {
         cursor: u64,
         limit: usize,
         scan_max: u64,
-        mut pick: impl FnMut(Event, &str) -> Option<Event>,
+        data_text: bool,
+        mut pick: impl FnMut(Event, Option<&str>) -> Option<Event>,
     ) -> Result<(Vec<Event>, u64)> {
         let count = self.event_count()?;
         if cursor > count {
@@ -329,12 +331,17 @@ impl JobDir {
             if reader.read_line(&mut line)? == 0 {
                 break;
             }
-            let stored: StoredEvent = serde_json::from_str(&line)
-                .with_context(|| format!("{}/{EVENTS}: event {next} is not valid JSON", self.path.display()))?;
-            let data = stored.data.get();
-            let event = Event { seq: stored.seq, ts: stored.ts, kind: stored.kind, data: serde_json::from_str(data)? };
+            let not_json = || format!("{}/{EVENTS}: event {next} is not valid JSON", self.path.display());
+            let picked = if data_text {
+                let stored: StoredEvent = serde_json::from_str(&line).with_context(not_json)?;
+                let data = stored.data.get();
+                let parsed = serde_json::from_str(data).with_context(not_json)?;
+                pick(Event { seq: stored.seq, ts: stored.ts, kind: stored.kind, data: parsed }, Some(data))
+            } else {
+                pick(serde_json::from_str(&line).with_context(not_json)?, None)
+            };
             next += 1;
-            out.extend(pick(event, data));
+            out.extend(picked);
         }
         Ok((out, next))
     }
@@ -501,23 +508,23 @@ mod tests {
         drop(w);
         let mut texts = Vec::new();
         let (page, next) = job
-            .read_events(3, 4, u64::MAX, |e, data| {
-                texts.push(data.to_owned());
+            .read_events(3, 4, u64::MAX, true, |e, data| {
+                texts.push(data.unwrap().to_owned());
                 Some(e)
             })
             .unwrap();
         assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
         assert_eq!(texts, [r#"{"i":3}"#, r#"{"i":4}"#, r#"{"i":5}"#, r#"{"i":6}"#]);
         assert_eq!(next, 7);
-        let (odd, next) = job.read_events(0, 100, u64::MAX, |e, _| Some(e).filter(|e| e.kind == "odd")).unwrap();
+        let (odd, next) = job.read_events(0, 100, u64::MAX, false, |e, _| Some(e).filter(|e| e.kind == "odd")).unwrap();
         assert_eq!(odd.len(), 5);
         assert_eq!(next, 10);
-        let (none, next) = job.read_events(10, 5, u64::MAX, |e, _| Some(e)).unwrap();
+        let (none, next) = job.read_events(10, 5, u64::MAX, false, |e, _| Some(e)).unwrap();
         assert!(none.is_empty() && next == 10);
-        let err = job.read_events(11, 5, u64::MAX, |e, _| Some(e)).unwrap_err().to_string();
+        let err = job.read_events(11, 5, u64::MAX, false, |e, _| Some(e)).unwrap_err().to_string();
         assert!(err.contains("invalid cursor 11") && err.contains("10 events"), "{err}");
         // Scanning stops at scan_max even when nothing matched.
-        let (none, next) = job.read_events(0, 5, 3, |_, _| None).unwrap();
+        let (none, next) = job.read_events(0, 5, 3, false, |_, _| None).unwrap();
         assert!(none.is_empty() && next == 3);
 
         // A writer that died mid-way: half an index entry and half a line.
@@ -532,7 +539,7 @@ mod tests {
         assert_eq!(job.event_count().unwrap(), 10);
         let mut w = job.event_writer().unwrap();
         assert_eq!(w.append("after", json!({})).unwrap().seq, 10);
-        let (page, _) = job.read_events(9, 5, u64::MAX, |e, _| Some(e)).unwrap();
+        let (page, _) = job.read_events(9, 5, u64::MAX, false, |e, _| Some(e)).unwrap();
         assert_eq!(page.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), vec!["odd", "after"]);
     }
 
