@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use codex_jobhost::policy::builtin::Keep;
 use codex_jobhost::policy::{
-    Decision, FilterOutcome, Guest, GuestLimits, JobContext, Limits, LoadSource, Policies, PolicyEngine, Request, World,
+    Decision, FilterOutcome, Guest, GuestLimits, JobContext, Limits, LoadSource, Policies, PolicyEngine, PolicySet,
+    Request, World,
 };
 use serde_json::json;
 
@@ -29,6 +30,14 @@ fn wasm(name: &str) -> PathBuf {
 fn guest(engine: &PolicyEngine, name: &str, config: serde_json::Value) -> Guest {
     let (component, _) = engine.load(&wasm(name)).unwrap();
     Guest::new(name, Arc::new(component), config.to_string(), GuestLimits::default())
+}
+
+/// The policy set of a user-level `config.toml` holding `toml` (the home must outlive the set).
+fn user_policies(toml: &str) -> (tempfile::TempDir, Arc<PolicySet>) {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config.toml"), toml).unwrap();
+    let set = Policies::new(home.path()).for_cwd(home.path()).unwrap();
+    (home, set)
 }
 
 fn job() -> JobContext {
@@ -82,11 +91,7 @@ fn a_memory_hog_is_stopped_at_the_cap() {
 
 #[test]
 fn a_trap_is_a_failure_and_the_set_fails_closed() {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("config.toml"), format!("[[approval]]\npath = {:?}\n", wasm("fixture_trap")))
-        .unwrap();
-    let policies = Policies::new(home.path());
-    let set = policies.for_cwd(home.path()).unwrap();
+    let (_home, set) = user_policies(&format!("[[approval]]\npath = {:?}\n", wasm("fixture_trap")));
     let verdict = set.decide(&job(), &launch("suggest"));
     assert!(matches!(&verdict.decision, Decision::Decline(r) if r.contains("trapped")), "{verdict:?}");
     assert_eq!(verdict.failures.len(), 1);
@@ -145,18 +150,12 @@ fn a_replaced_wasm_takes_effect_at_the_next_lookup() {
 
 #[test]
 fn truncations_chain_and_filters_drop() {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("config.toml"),
-        format!(
-            "[[truncation]]\npath = {:?}\nconfig = {{ cut = false }}\n[[truncation]]\npath = {:?}\nconfig = {{ head_share = 0.5 }}\n[[filter]]\npath = {:?}\n",
-            wasm("redact_secrets"),
-            wasm("head_tail"),
-            wasm("quiet_events")
-        ),
-    )
-    .unwrap();
-    let set = Policies::new(home.path()).for_cwd(home.path()).unwrap();
+    let (_home, set) = user_policies(&format!(
+        "[[truncation]]\npath = {:?}\nconfig = {{ cut = false }}\n[[truncation]]\npath = {:?}\nconfig = {{ head_share = 0.5 }}\n[[filter]]\npath = {:?}\n",
+        wasm("redact_secrets"),
+        wasm("head_tail"),
+        wasm("quiet_events")
+    ));
     let text: String = (0..10).map(|i| format!("line {i} key sk-abcdefghijklmnopqrstuv\n")).collect();
     let (out, failures) = set.truncate(&job(), &text, Limits { max_chars: 10_000, max_lines: 4 }, Keep::Tail);
     assert!(failures.is_empty());
@@ -170,17 +169,11 @@ fn truncations_chain_and_filters_drop() {
 
 #[test]
 fn replacements_chain_and_bad_ones_keep_the_event() {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(
-        home.path().join("config.toml"),
-        format!(
-            "[[filter]]\npath = {:?}\n[[filter]]\npath = {:?}\n",
-            wasm("fixture_replace_events"),
-            wasm("quiet_events")
-        ),
-    )
-    .unwrap();
-    let set = Policies::new(home.path()).for_cwd(home.path()).unwrap();
+    let (_home, set) = user_policies(&format!(
+        "[[filter]]\npath = {:?}\n[[filter]]\npath = {:?}\n",
+        wasm("fixture_replace_events"),
+        wasm("quiet_events")
+    ));
     // The next filter sees the replacement: quiet-events drops what became `item.updated`.
     assert_eq!(set.filter(&job(), "turn.started", "{}"), (FilterOutcome::Drop, Vec::new()));
     let (replaced, failures) = set.filter(&job(), "thread.started", r#"{"thread_id":"t"}"#);

@@ -259,6 +259,15 @@ impl<H: rmcp::ClientHandler> Server<H> {
         }
     }
 
+    /// `job_start` with `args`; returns the new job's id.
+    pub async fn start_job(&self, args: Value) -> Result<String> {
+        let started = self.ok("job_start", args).await?;
+        started["job_id"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("job_start returned no job_id: {started}"))
+    }
+
     /// `job_wait` on one job until it finishes (at most `timeout_s`); returns its `job_status`.
     pub async fn wait_done(&self, job_id: &str, timeout_s: u64) -> Result<Value> {
         let waited = self.ok("job_wait", json!({"job_ids": [job_id], "timeout_s": timeout_s})).await?;

@@ -85,7 +85,7 @@ async fn the_models_command_really_runs() -> Result<()> {
     let server = world.serve().await?;
     let mut args = world.start_args("Write proof.txt");
     args["approval_policy"] = json!("auto-edit");
-    let job = server.ok("job_start", args).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(args).await?;
     let status = server.wait_done(&job, 120).await?;
     assert_eq!(status["status"], "completed", "{status}");
     assert_eq!(std::fs::read_to_string(world.work_dir().join("proof.txt"))?.trim(), "made-by-codex");
@@ -109,7 +109,7 @@ async fn the_models_command_really_runs() -> Result<()> {
 async fn a_model_error_fails_the_job_with_codexs_message() -> Result<()> {
     let world = World::new([Reply::ServerError])?;
     let server = world.serve().await?;
-    let job = server.ok("job_start", world.start_args("fail please")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("fail please")).await?;
     let status = server.wait_done(&job, 120).await?;
     assert_eq!(status["status"], "failed", "{status}");
     assert_ne!(status["exit_code"], 0);
@@ -127,7 +127,7 @@ async fn job_wait_wakes_when_the_job_ends() -> Result<()> {
     let slow = Reply::After(Duration::from_secs(3), Box::new(Reply::Message("slow answer".into())));
     let world = World::new([slow])?;
     let server = world.serve().await?;
-    let job = server.ok("job_start", world.start_args("take your time")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("take your time")).await?;
 
     // A short wait times out and says what is still pending.
     let short = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 1})).await?;
@@ -163,7 +163,7 @@ async fn job_wait_reports_progress_to_a_caller_with_a_progress_token() -> Result
     let world = World::new([Reply::After(Duration::from_secs(5), Box::new(Reply::Message("done".into())))])?;
     let counter = ProgressCounter::default();
     let server = world.serve_with(counter.clone()).await?;
-    let job = server.ok("job_start", world.start_args("slow")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("slow")).await?;
     let mut args = serde_json::Map::new();
     args.insert("job_ids".into(), json!([job]));
     args.insert("timeout_s".into(), json!(60));
@@ -183,7 +183,7 @@ async fn job_wait_reports_progress_to_a_caller_with_a_progress_token() -> Result
 async fn job_reply_adds_a_second_turn() -> Result<()> {
     let world = World::new([Reply::Message("first answer".into()), Reply::Message("second answer".into())])?;
     let server = world.serve().await?;
-    let job = server.ok("job_start", world.start_args("first question")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("first question")).await?;
     let first = server.wait_done(&job, 120).await?;
     assert_eq!(first["last_message"], "first answer");
 
@@ -220,7 +220,7 @@ async fn job_reply_adds_a_second_turn() -> Result<()> {
 async fn job_cancel_stops_a_slow_job() -> Result<()> {
     let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
     let server = world.serve().await?;
-    let job = server.ok("job_start", world.start_args("hang")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("hang")).await?;
     // Wait until Codex has asked the model, so the job is really in flight.
     let begun = Instant::now();
     while world.model.requests().is_empty() {
@@ -245,8 +245,7 @@ async fn job_cancel_stops_a_slow_job() -> Result<()> {
 async fn jobs_outlive_a_killed_server() -> Result<()> {
     let world = World::new([Reply::After(Duration::from_secs(4), Box::new(Reply::Message("survived".into())))])?;
     let server = world.serve().await?;
-    let job =
-        server.ok("job_start", world.start_args("outlive the server")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("outlive the server")).await?;
     let begun = Instant::now();
     while world.model.requests().is_empty() {
         assert!(begun.elapsed() < Duration::from_secs(60), "Codex never called the model");
@@ -268,7 +267,7 @@ async fn jobs_outlive_a_killed_server() -> Result<()> {
 async fn a_dead_supervisor_is_reported_as_failed() -> Result<()> {
     let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
     let server = world.serve().await?;
-    let job = server.ok("job_start", world.start_args("hang")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("hang")).await?;
     let meta_path = world.jobhost_home().join("jobs").join(&job).join("meta.json");
     let begun = Instant::now();
     let pid = loop {
@@ -338,7 +337,7 @@ async fn bad_input_gets_an_error_that_names_it() -> Result<()> {
     assert!(world.model.requests().is_empty(), "no Codex started for refused input");
     assert!(std::fs::read_dir(world.jobhost_home().join("jobs"))?.next().is_none(), "no job created");
 
-    let job = server.ok("job_start", world.start_args("fine")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("fine")).await?;
     server.wait_done(&job, 120).await?;
     let err = server.err("job_events", json!({"job_id": job, "cursor": 1000})).await?;
     assert!(err.contains("invalid cursor 1000"), "{err}");
@@ -368,7 +367,7 @@ async fn a_second_server_on_the_same_home_can_wait_for_the_firsts_job() -> Resul
     let first = world.serve().await?;
     let second = world.serve().await?;
     second.ok("job_list", json!({})).await?; // the second has indexed the (empty) home
-    let job = first.ok("job_start", world.start_args("share")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = first.start_job(world.start_args("share")).await?;
     let status = second.wait_done(&job, 120).await?;
     assert_eq!(status["status"], "completed", "{status}");
     assert_eq!(status["last_message"], "shared");

@@ -18,7 +18,7 @@ async fn a_declined_launch_starts_nothing() -> Result<()> {
     let jobs = world.jobhost_home().join("jobs");
     assert!(!jobs.exists() || std::fs::read_dir(&jobs)?.next().is_none(), "no job created");
     // The same project allows a sandboxed launch.
-    let job = server.ok("job_start", world.start_args("behave")).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(world.start_args("behave")).await?;
     assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
     Ok(())
 }
@@ -38,7 +38,7 @@ async fn truncation_and_filter_policies_shape_what_callers_see() -> Result<()> {
     let server = world.serve().await?;
     let mut args = world.start_args("print the token");
     args["approval_policy"] = json!("auto-edit");
-    let job = server.ok("job_start", args).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(args).await?;
     let status = server.wait_done(&job, 120).await?;
     assert_eq!(status["status"], "completed", "{status}");
     let tail = status["output_tail"].as_str().unwrap();
@@ -66,7 +66,7 @@ async fn a_replaced_policy_applies_to_the_next_start() -> Result<()> {
     let server = world.serve().await?;
     let mut args = world.start_args("anything goes");
     args["approval_policy"] = json!("full-auto");
-    let job = server.ok("job_start", args.clone()).await?["job_id"].as_str().unwrap().to_owned();
+    let job = server.start_job(args.clone()).await?;
     server.wait_done(&job, 120).await?;
 
     std::fs::copy(guest_wasm("command_allowlist"), &policy)?;
