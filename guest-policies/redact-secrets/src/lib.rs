@@ -58,7 +58,7 @@ pub fn redact<'t>(text: &'t str, settings: &Settings) -> Cow<'t, str> {
         if !starts[usize::from(*byte)] || at < copied || (at > 0 && bytes[at - 1].is_ascii_alphanumeric()) {
             continue;
         }
-        // `at` holds an ASCII byte (every prefix starts with one), so it is a char boundary.
+        // `at` holds a prefix's first byte, never a UTF-8 continuation byte, so it is a char boundary.
         let rest = &text[at..];
         let secret = prefixes().find_map(|(prefix, min)| {
             let after = rest.strip_prefix(prefix)?;
