@@ -16,6 +16,9 @@ pub struct HostConfig {
     pub host_exe: PathBuf,
     /// How long `job_cancel` waits after SIGTERM before SIGKILL.
     pub cancel_grace: Duration,
+    /// Most turns that run at once in this home; more wait in the queue.
+    /// `[jobs] max_running` in `<home>/config.toml`; default [`default_max_running`].
+    pub max_running: usize,
 }
 
 impl HostConfig {
@@ -26,7 +29,38 @@ impl HostConfig {
             None => default_home()?,
         };
         let host_exe = std::env::current_exe().context("cannot find this program's own path")?;
-        Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5) })
+        let max_running = read_max_running(&home)?.unwrap_or_else(default_max_running);
+        Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5), max_running })
+    }
+}
+
+/// The default limit on running turns: the number of CPUs, at least 2. A
+/// Codex turn spends most of its time waiting for the model, but its start
+/// and the commands it runs (builds, tests) take a core each.
+pub fn default_max_running() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+}
+
+/// `[jobs] max_running` from `<home>/config.toml`, if set.
+///
+/// Errors: the file is not TOML, or the value is not a whole number from 1
+/// up; the message names the file and the value.
+fn read_max_running(home: &std::path::Path) -> Result<Option<usize>> {
+    let path = home.join(crate::policy::config::USER_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let Some(value) = table.get("jobs").and_then(|j| j.get("max_running")) else {
+        return Ok(None);
+    };
+    match value.as_integer().and_then(|n| usize::try_from(n).ok()).filter(|n| *n >= 1) {
+        Some(n) => Ok(Some(n)),
+        None => {
+            anyhow::bail!("{}: invalid [jobs] max_running {value}: expected a whole number from 1 up", path.display())
+        }
     }
 }
 

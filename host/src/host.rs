@@ -1,5 +1,7 @@
 //! `JobHost`: the one façade that the MCP tools and the CLI both call.
 
+mod lifecycle;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,13 +17,11 @@ use tokio::sync::{OnceCell, watch};
 use crate::backend::{CodexCli, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
-use crate::job::dirwatch::DirWatch;
 use crate::job::event::{POLICY_ERROR_EVENT, STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
-use crate::job::process::{ProcessWatch, signal_group};
-use crate::job::supervisor::{self, TurnCommand};
+use crate::job::supervisor;
 use crate::job::{
-    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn,
+    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn, TurnSpec,
 };
 use crate::policy::builtin::{self, Keep};
 use crate::policy::{Decision, FilterOutcome, JobContext, Limits, Policies, PolicyFailure, PolicySet, Request};
@@ -35,9 +35,9 @@ const EVENTS_SCAN_MAX: u64 = 10_000;
 const RECURRING_STRING_MAX: usize = 256;
 /// Longest `job_wait`.
 pub const WAIT_MAX_S: u64 = 300;
-/// A `queued` job with no supervisor pid younger than this may be starting
-/// in another host process; older ones are failed at start-up.
-const QUEUED_GRACE: Duration = Duration::from_secs(30);
+/// Largest prompt `job_start` and `job_reply` accept, in bytes. It reaches
+/// Codex on its stdin (never a command line), so only this limit applies.
+pub const PROMPT_MAX_BYTES: usize = 1 << 20;
 
 /// `job_start` arguments.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
@@ -227,7 +227,6 @@ pub struct CancelOutcome {
 /// A supervisor this host watches.
 #[derive(Clone, Copy, Debug)]
 struct Live {
-    pid: u32,
     turn: u32,
     cancel_requested: bool,
 }
@@ -241,9 +240,7 @@ pub struct JobHost {
     codex: OnceCell<CodexCli>,
     policies: Policies,
     live: Mutex<HashMap<JobId, Live>>,
-    /// Serializes the moves that begin or end a turn, so two replies or a
-    /// reply and a cancel cannot both act on one job.
-    turn_lock: tokio::sync::Mutex<()>,
+    following: lifecycle::Following,
     indexed: watch::Sender<bool>,
 }
 
@@ -261,7 +258,7 @@ impl JobHost {
             codex: OnceCell::new(),
             policies,
             live: Mutex::default(),
-            turn_lock: tokio::sync::Mutex::new(()),
+            following: Mutex::default(),
             indexed: watch::Sender::new(false),
         }))
     }
@@ -281,86 +278,6 @@ impl JobHost {
         self.codex.get_or_try_init(|| CodexCli::locate(self.config.codex_bin.as_deref())).await
     }
 
-    /// Reads every job on disk into the index and re-attaches to those still
-    /// running: their supervisors outlived an earlier host. A job whose
-    /// supervisor is gone without having recorded an exit becomes `failed`.
-    pub async fn index_jobs(self: &Arc<Self>) -> Result<()> {
-        for id in self.store.job_ids()? {
-            if let Err(e) = self.index_job(id).await {
-                tracing::warn!(job = %id, "skipping job: {e:#}");
-            }
-        }
-        self.indexed.send_replace(true);
-        Ok(())
-    }
-
-    async fn index_job(self: &Arc<Self>, id: JobId) -> Result<()> {
-        let job = self.store.job(id)?;
-        let meta = job.read_meta()?;
-        self.registry.update(&meta);
-        if meta.status.is_terminal() {
-            return Ok(());
-        }
-        let watch = match meta.pid {
-            Some(pid) => ProcessWatch::open(pid)?.filter(|w| w.command_line_contains(&["supervise", &id.to_string()])),
-            None if Timestamp::now().duration_since(meta.created_at).unsigned_abs() < QUEUED_GRACE => {
-                self.follow_starting(&job, meta);
-                return Ok(());
-            }
-            None => None,
-        };
-        match watch {
-            Some(watch) => {
-                tracing::info!(job = %id, pid = watch.pid(), "re-attached to a running job");
-                self.watch(id, meta.turn, watch);
-            }
-            None => self.settle(id, meta.turn).await?,
-        }
-        Ok(())
-    }
-
-    /// A `queued` job with no supervisor pid yet, probably being started by
-    /// another host process: wait for `meta.json` to name its supervisor (or
-    /// an end), then watch it; after the grace period, settle it as failed.
-    fn follow_starting(self: &Arc<Self>, job: &JobDir, queued: JobMeta) {
-        let host = Arc::clone(self);
-        let dir = job.path().to_path_buf();
-        let (id, turn) = (queued.id, queued.turn);
-        let deadline = tokio::time::Instant::now()
-            + QUEUED_GRACE.saturating_sub(Timestamp::now().duration_since(queued.created_at).unsigned_abs());
-        tokio::spawn(async move {
-            let followed = async {
-                let changes = DirWatch::open(&dir)?;
-                loop {
-                    let meta = host.store.job(id)?.read_meta()?;
-                    if meta.turn != turn || meta.status.is_terminal() {
-                        host.registry.update(&meta);
-                        return Ok(());
-                    }
-                    if let Some(pid) = meta.pid {
-                        match ProcessWatch::open(pid)? {
-                            Some(watch) => host.watch(id, turn, watch),
-                            None => host.settle(id, turn).await?,
-                        }
-                        return Ok(());
-                    }
-                    if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                        return host.settle(id, turn).await;
-                    }
-                }
-            };
-            let result: Result<()> = followed.await;
-            if let Err(e) = result {
-                tracing::warn!(job = %id, "cannot follow a starting job: {e:#}");
-            }
-        });
-    }
-
-    async fn wait_indexed(&self) {
-        let mut rx = self.indexed.subscribe();
-        let _ = rx.wait_for(|done| *done).await;
-    }
-
     /// Starts a job: validates everything, creates its directory, starts its
     /// supervisor, and returns without waiting for Codex.
     ///
@@ -372,6 +289,7 @@ impl JobHost {
         if req.prompt.trim().is_empty() {
             return Err(invalid("invalid prompt: expected a non-empty instruction for Codex"));
         }
+        check_prompt_size(&req.prompt)?;
         let cwd = checked_cwd(&req.cwd)?;
         let options = JobOptions {
             model: req.model,
@@ -390,9 +308,15 @@ impl JobHost {
         let (host, judged) = (Arc::clone(self), (cwd.clone(), req.prompt.clone(), options.clone()));
         tokio::task::spawn_blocking(move || host.judge_launch(id, &judged.0, &judged.1, &judged.2)).await??;
         let meta = JobMeta::queued(id, &req.prompt, cwd, exec::BACKEND, options, cli.located.clone());
-        let args = exec::command_args(&meta, &req.prompt, cli)?;
-        let job = self.store.create(&meta)?;
-        self.launch_turn(job, meta, &req.prompt, args, cli)
+        let spec = turn_spec(&meta, &req.prompt, cli)?;
+        self.store.create(id, |job| {
+            job.write_meta(&meta)?;
+            job.write_turn(&spec)?;
+            job.event_writer()?.status(&meta, json!({"prompt": req.prompt}))?;
+            Ok(())
+        })?;
+        self.queue_turn(&meta)?;
+        Ok(Started { job_id: id.to_string(), status: meta.status, turn: meta.turn, cursor: 0 })
     }
 
     /// Asks the project's approval policies whether this launch may go ahead.
@@ -437,9 +361,10 @@ impl JobHost {
         if prompt.trim().is_empty() {
             return Err(invalid("invalid prompt: expected a non-empty message for Codex"));
         }
+        check_prompt_size(prompt)?;
         let job = self.store.job(id)?;
         let cli = self.codex().await?;
-        let _guard = self.turn_lock.lock().await;
+        let _lock = job.lock()?;
         let mut meta = job.read_meta()?;
         if !meta.status.can_move_to(JobStatus::Queued, Turn::Next) {
             return Err(invalid(format!(
@@ -447,157 +372,27 @@ impl JobHost {
                 meta.status
             )));
         }
+        if meta.notification_offset.is_none() {
+            // The last end was recorded only in part (a crash): finish it first.
+            let end = supervisor::End { status: meta.status, exit_code: meta.exit_code, error: meta.error.clone() };
+            supervisor::record_end_locked(&self.store, &job, &mut meta, |_| {}, end)?;
+        }
         meta.turn += 1;
         meta.status = JobStatus::Queued;
+        meta.queued_at = Some(Timestamp::now());
         meta.pid = None;
         meta.started_at = None;
         meta.finished_at = None;
         meta.exit_code = None;
         meta.error = None;
-        let args = exec::command_args(&meta, prompt, cli)?;
-        job.write_meta(&meta)?;
-        self.launch_turn(job, meta, prompt, args, cli)
-    }
-
-    /// Records the new turn as `queued` and starts its supervisor in the
-    /// background: the caller gets the job id without waiting for a process
-    /// to start. A supervisor that cannot start makes the turn `failed`.
-    fn launch_turn(
-        self: &Arc<Self>,
-        job: JobDir,
-        meta: JobMeta,
-        prompt: &str,
-        args: Vec<std::ffi::OsString>,
-        cli: &CodexCli,
-    ) -> Result<Started> {
+        meta.notification_offset = None;
+        let spec = turn_spec(&meta, prompt, cli)?;
         let cursor = job.event_count()?;
+        job.write_turn(&spec)?;
+        job.write_meta(&meta)?;
         job.event_writer()?.status(&meta, json!({"prompt": prompt}))?;
-        self.registry.update(&meta);
-        let started = Started { job_id: meta.id.to_string(), status: meta.status, turn: meta.turn, cursor };
-        let turn =
-            TurnCommand { home: self.store.root().to_path_buf(), job: meta.id, program: cli.program.clone(), args };
-        let env = cli.env.clone();
-        let host = Arc::clone(self);
-        tokio::spawn(async move {
-            let _guard = host.turn_lock.lock().await;
-            let pid = supervisor::spawn(&host.config.host_exe, &job, &turn, &env);
-            let watch = pid.as_ref().ok().and_then(|pid| ProcessWatch::open(*pid).ok().flatten());
-            match (pid, watch) {
-                (_, Some(watch)) => host.watch(meta.id, meta.turn, watch),
-                (Err(e), None) => {
-                    let mut meta = meta;
-                    let failed = job.event_writer().and_then(|mut events| {
-                        supervisor::finish(
-                            &host.store,
-                            &job,
-                            &mut meta,
-                            &mut events,
-                            JobStatus::Failed,
-                            None,
-                            Some(format!("{e:#}")),
-                        )
-                    });
-                    if let Err(e) = failed {
-                        tracing::error!(job = %meta.id, "cannot record a failed start: {e:#}");
-                    }
-                    host.registry.update(&meta);
-                }
-                // Started and already gone: settle with what it recorded.
-                (Ok(_), None) => {
-                    drop(_guard);
-                    if let Err(e) = host.settle(meta.id, meta.turn).await {
-                        tracing::error!(job = %meta.id, "{e:#}");
-                    }
-                }
-            }
-        });
-        Ok(started)
-    }
-
-    /// Follows a supervisor until it exits, then settles the job.
-    fn watch(self: &Arc<Self>, id: JobId, turn: u32, watch: ProcessWatch) {
-        self.live.lock().unwrap().insert(id, Live { pid: watch.pid(), turn, cancel_requested: false });
-        let host = Arc::clone(self);
-        tokio::spawn(async move {
-            watch.exited().await;
-            if let Err(e) = host.settle(id, turn).await {
-                tracing::error!(job = %id, "cannot record the end of turn {turn}: {e:#}");
-            }
-        });
-    }
-
-    /// After a turn's supervisor exited: index what it recorded, or record the
-    /// end it did not (`cancelled` if a cancel was asked for, else `failed`).
-    async fn settle(&self, id: JobId, turn: u32) -> Result<()> {
-        let _guard = self.turn_lock.lock().await;
-        let live = {
-            let mut live = self.live.lock().unwrap();
-            match live.get(&id) {
-                Some(l) if l.turn == turn => live.remove(&id),
-                _ => None,
-            }
-        };
-        let job = self.store.job(id)?;
-        let mut meta = job.read_meta()?;
-        if meta.turn == turn && !meta.status.is_terminal() {
-            let cancelled = live.is_some_and(|l| l.cancel_requested);
-            let (status, error) = if cancelled {
-                (JobStatus::Cancelled, "cancelled by job_cancel".to_owned())
-            } else {
-                let pid = meta.pid.map_or_else(|| "never started".to_owned(), |p| format!("pid {p}"));
-                (
-                    JobStatus::Failed,
-                    format!(
-                        "the job's supervisor ({pid}) exited without recording how Codex ended; it was killed or crashed (see {}/supervisor.log)",
-                        job.path().display()
-                    ),
-                )
-            };
-            let mut events = job.event_writer()?;
-            supervisor::finish(&self.store, &job, &mut meta, &mut events, status, None, Some(error))?;
-        }
-        self.registry.update(&meta);
-        Ok(())
-    }
-
-    /// Cancels a job's running turn: SIGTERM to its process group, SIGKILL
-    /// after the grace period, and waits until it has ended.
-    ///
-    /// Errors: [`InvalidInput`] when the job has already ended.
-    pub async fn cancel(self: &Arc<Self>, job_id: &str) -> Result<CancelOutcome> {
-        let id = JobId::parse(job_id)?;
-        let job = self.store.job(id)?;
-        let meta = job.read_meta()?;
-        if meta.status.is_terminal() {
-            return Err(invalid(format!("job {id} is already {}; nothing to cancel", meta.status)));
-        }
-        let pid = {
-            let mut live = self.live.lock().unwrap();
-            let entry =
-                live.entry(id).or_insert(Live { pid: meta.pid.unwrap_or(0), turn: meta.turn, cancel_requested: false });
-            entry.cancel_requested = true;
-            entry.pid
-        };
-        if pid == 0 {
-            self.live.lock().unwrap().remove(&id);
-            return Err(invalid(format!(
-                "job {id} is queued and its supervisor has not started yet; try again in a moment"
-            )));
-        }
-        let watch = ProcessWatch::open(pid)?;
-        signal_group(pid, rustix::process::Signal::TERM)?;
-        let mut killed = false;
-        if let Some(watch) = &watch {
-            if tokio::time::timeout(self.config.cancel_grace, watch.exited()).await.is_err() {
-                signal_group(pid, rustix::process::Signal::KILL)?;
-                killed = true;
-                watch.exited().await;
-            }
-        }
-        // Whoever settles first (this call or the supervisor's watcher) records the end.
-        self.settle(id, meta.turn).await?;
-        let meta = job.read_meta()?;
-        Ok(CancelOutcome { job_id: id.to_string(), status: meta.status, killed })
+        self.queue_turn(&meta)?;
+        Ok(Started { job_id: id.to_string(), status: meta.status, turn: meta.turn, cursor })
     }
 
     /// The job's state, its last message and the tail of its output.
@@ -776,9 +571,12 @@ impl JobHost {
         let mut changes = self.registry.subscribe();
         self.wait_indexed().await;
         // A job another host process started since this one indexed: follow it too.
+        // and one this host did not start: follow its status changes on disk.
         for id in &ids {
-            if self.registry.get(*id).is_none() {
-                self.index_job(*id).await?;
+            match self.registry.get(*id) {
+                None => self.index_job(*id).await?,
+                Some(j) if !j.status.is_terminal() && !self.live.lock().unwrap().contains_key(id) => self.follow(*id),
+                Some(_) => {}
             }
         }
         let ids = if ids.is_empty() {
@@ -856,6 +654,28 @@ impl JobHost {
         let job = self.store.job(JobId::parse(job_id)?)?;
         job.read_output(offset, max)
     }
+}
+
+/// What the supervisor runs for the job's current turn.
+fn turn_spec(meta: &JobMeta, prompt: &str, cli: &CodexCli) -> Result<TurnSpec> {
+    let args = exec::command_args(meta, cli)?;
+    Ok(TurnSpec {
+        turn: meta.turn,
+        program: cli.program.clone(),
+        args: args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        env: cli.env.clone(),
+        prompt: prompt.to_owned(),
+    })
+}
+
+fn check_prompt_size(prompt: &str) -> Result<(), InvalidInput> {
+    if prompt.len() > PROMPT_MAX_BYTES {
+        return Err(InvalidInput::new(format!(
+            "invalid prompt: {} bytes; expected at most {PROMPT_MAX_BYTES} bytes (1 MiB)",
+            prompt.len()
+        )));
+    }
+    Ok(())
 }
 
 /// `cwd` as given, once it is known to be an absolute path to a directory.

@@ -16,3 +16,16 @@ pub mod policy;
 pub use config::HostConfig;
 pub use error::InvalidInput;
 pub use host::JobHost;
+
+/// A fail point for the crash tests: with the `failpoints` feature and
+/// `FAILPOINTS=<name>=return`, the process aborts here, as a crash would.
+/// Without the feature it is nothing.
+#[macro_export]
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        {
+            let _: Option<()> = fail::eval($name, |_| -> () { std::process::abort() });
+        }
+    };
+}

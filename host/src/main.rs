@@ -1,6 +1,5 @@
 //! The `codex-jobhost` command line: parse, call the library, print.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use codex_jobhost::host::ListRequest;
 use codex_jobhost::job::JobId;
-use codex_jobhost::job::supervisor::{self, TurnCommand};
+use codex_jobhost::job::supervisor;
 use codex_jobhost::policy::JobContext;
 use codex_jobhost::{HostConfig, InvalidInput, JobHost, mcp};
 
@@ -48,9 +47,6 @@ enum Command {
     Supervise {
         #[arg(long)]
         job: String,
-        /// The agent command.
-        #[arg(last = true, required = true)]
-        command: Vec<OsString>,
     },
 }
 
@@ -106,6 +102,8 @@ enum JobsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -127,11 +125,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     let config = HostConfig::new(cli.home, cli.codex_bin)?;
-    if let Command::Supervise { job, command } = cli.command {
-        let (program, args) = command.split_first().expect("clap requires a command");
-        let turn =
-            TurnCommand { home: config.home, job: JobId::parse(&job)?, program: program.into(), args: args.to_vec() };
-        return supervisor::run(turn).await;
+    if let Command::Supervise { job } = cli.command {
+        return supervisor::run(config.home, JobId::parse(&job)?).await;
     }
     let host = JobHost::open(config)?;
     match cli.command {

@@ -92,12 +92,13 @@ pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput
 }
 
 /// The arguments after the program for the job's current turn: `exec --json …`
-/// for turn 0, `exec resume --json … <thread_id>` after it. The prompt comes
-/// last, after `--`, so a prompt like `resume` or `-h` stays a prompt.
+/// for turn 0, `exec resume --json … <thread_id>` after it. The prompt is `-`,
+/// last, after `--`: Codex reads it from stdin, so its size meets no
+/// command-line limit and `ps` does not show it.
 ///
 /// Errors: a later turn without a thread id, or an option the installed
 /// `exec resume` lacks.
-pub fn command_args(meta: &JobMeta, prompt: &str, cli: &CodexCli) -> Result<Vec<OsString>, InvalidInput> {
+pub fn command_args(meta: &JobMeta, cli: &CodexCli) -> Result<Vec<OsString>, InvalidInput> {
     let caps = &cli.capabilities;
     let o = &meta.options;
     let mut args = os_args(["exec"]);
@@ -166,7 +167,7 @@ pub fn command_args(meta: &JobMeta, prompt: &str, cli: &CodexCli) -> Result<Vec<
     if let Some(thread) = meta.thread_id.as_ref().filter(|_| resume) {
         args.push(thread.into());
     }
-    args.push(prompt.into());
+    args.push("-".into());
     Ok(args)
 }
 
@@ -348,24 +349,24 @@ mod tests {
         let c = cli(caps_0169.clone());
         let opts = |p: &str| JobOptions { approval_policy: p.into(), ..Default::default() };
         assert_eq!(
-            strings(command_args(&meta(opts("suggest")), "resume", &c).unwrap()),
-            ["exec", "--json", "--sandbox", "read-only", "--cd", "/w", "--", "resume"]
+            strings(command_args(&meta(opts("suggest")), &c).unwrap()),
+            ["exec", "--json", "--sandbox", "read-only", "--cd", "/w", "--", "-"]
         );
-        assert!(strings(command_args(&meta(opts("auto-edit")), "x", &c).unwrap()).contains(&"workspace-write".into()));
-        assert!(!strings(command_args(&meta(opts("auto-edit")), "x", &c).unwrap()).contains(&"--full-auto".into()));
+        assert!(strings(command_args(&meta(opts("auto-edit")), &c).unwrap()).contains(&"workspace-write".into()));
+        assert!(!strings(command_args(&meta(opts("auto-edit")), &c).unwrap()).contains(&"--full-auto".into()));
         let old = cli(Capabilities { full_auto: true, ..caps_0169 });
-        assert!(strings(command_args(&meta(opts("auto-edit")), "x", &old).unwrap()).contains(&"--full-auto".into()));
+        assert!(strings(command_args(&meta(opts("auto-edit")), &old).unwrap()).contains(&"--full-auto".into()));
         assert!(
-            strings(command_args(&meta(opts("full-auto")), "x", &c).unwrap())
+            strings(command_args(&meta(opts("full-auto")), &c).unwrap())
                 .contains(&"--dangerously-bypass-approvals-and-sandbox".into())
         );
 
         let mut m = meta(JobOptions { model: Some("m1".into()), skip_git_repo_check: true, ..opts("suggest") });
         m.turn = 1;
-        assert!(command_args(&m, "again", &c).unwrap_err().to_string().contains("no Codex thread id"));
+        assert!(command_args(&m, &c).unwrap_err().to_string().contains("no Codex thread id"));
         m.thread_id = Some("t-1".into());
         assert_eq!(
-            strings(command_args(&m, "again", &c).unwrap()),
+            strings(command_args(&m, &c).unwrap()),
             [
                 "exec",
                 "resume",
@@ -377,7 +378,7 @@ mod tests {
                 "--skip-git-repo-check",
                 "--",
                 "t-1",
-                "again"
+                "-"
             ]
         );
     }

@@ -65,6 +65,9 @@ pub struct JobMeta {
     pub pid: Option<u32>,
     /// When `job_start` created the job.
     pub created_at: Timestamp,
+    /// When the current turn was queued (its place in the queue, oldest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
     /// When the current turn's agent process started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
@@ -83,6 +86,10 @@ pub struct JobMeta {
     /// Token usage of the last completed turn, as Codex reported it in `turn.completed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Value>,
+    /// Byte offset in `notifications.jsonl` of the current turn's notification,
+    /// chosen (under the feed's lock) just before it is appended; see `supervisor::record_end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_offset: Option<u64>,
 }
 
 impl JobMeta {
@@ -95,6 +102,7 @@ impl JobMeta {
         options: JobOptions,
         codex_bin: PathBuf,
     ) -> Self {
+        let now = Timestamp::now();
         JobMeta {
             id,
             status: JobStatus::Queued,
@@ -106,13 +114,15 @@ impl JobMeta {
             thread_id: None,
             turn: 0,
             pid: None,
-            created_at: Timestamp::now(),
+            created_at: now,
+            queued_at: Some(now),
             started_at: None,
             finished_at: None,
             exit_code: None,
             error: None,
             last_message: None,
             usage: None,
+            notification_offset: None,
         }
     }
 }

@@ -3,17 +3,20 @@
 
 pub mod dirwatch;
 pub mod event;
+pub mod event_log;
 pub mod id;
 pub mod meta;
 pub mod process;
+pub mod queue;
 pub mod registry;
 pub mod status;
 pub mod store;
 pub mod supervisor;
 
 pub use event::Event;
+pub use event_log::EventWriter;
 pub use id::JobId;
 pub use meta::{JobMeta, JobOptions};
 pub use registry::{JobSummary, Registry};
 pub use status::{JobStatus, Turn};
-pub use store::{JobDir, JobStore, Notification};
+pub use store::{JobDir, JobStore, Notification, TurnSpec};

@@ -4,9 +4,13 @@
 //! <home>/notifications.jsonl        the feed of finished turns, one JSON object a line
 //! <home>/jobs/<job_id>/meta.json    JobMeta, replaced atomically
 //! <home>/jobs/<job_id>/events.jsonl Event, one JSON object a line, appended
-//! <home>/jobs/<job_id>/events.idx   byte offset of each event line, u64 little-endian
+//! <home>/jobs/<job_id>/events.idx   end offset of each event line, u64 little-endian (derived)
 //! <home>/jobs/<job_id>/output.log   the agent's raw stdout and stderr lines
 //! <home>/jobs/<job_id>/supervisor.log the supervisor's own log
+//! <home>/jobs/<job_id>/turn.json     TurnSpec: what the current turn's supervisor runs
+//! <home>/jobs/<job_id>/supervisor.lock held (flock) by the turn's supervisor for its whole life
+//! <home>/jobs/<job_id>/job.lock      held (flock) while a turn begins or its end is recorded
+//! <home>/queue/…                     one file per turn not yet ended; see `queue`
 //! ```
 //!
 //! Every access goes through `cap_std::fs::Dir` handles opened on `jobs/` and
@@ -19,23 +23,48 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions};
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::event::{Event, STATUS_EVENT};
+use super::event::Event;
+use super::event_log::{self, EventWriter};
 use super::{JobId, JobMeta, JobStatus};
 use crate::error::invalid;
 
 const META: &str = "meta.json";
-const EVENTS: &str = "events.jsonl";
-const EVENTS_INDEX: &str = "events.idx";
 const OUTPUT: &str = "output.log";
 const FEED: &str = "notifications.jsonl";
 const SUPERVISOR_LOG: &str = "supervisor.log";
+const TURN: &str = "turn.json";
+const SUPERVISOR_LOCK: &str = "supervisor.lock";
+const JOB_LOCK: &str = "job.lock";
 
-/// Bytes of an entry in `events.idx`.
-const INDEX_ENTRY: u64 = 8;
+/// What the supervisor of a job's current turn runs, handed over in
+/// `turn.json` rather than on its command line (no size limit of the kernel's,
+/// and `ps` shows no prompt). Written before the turn is queued.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnSpec {
+    /// The turn this is for, from 0.
+    pub turn: u32,
+    /// The agent program (the native Codex binary).
+    pub program: PathBuf,
+    /// Arguments after the program; the prompt is not among them (it is `-`: stdin).
+    pub args: Vec<String>,
+    /// Environment added for the agent (e.g. what Codex's npm launcher would set).
+    pub env: Vec<(String, String)>,
+    /// The turn's prompt, written to the agent's stdin.
+    pub prompt: String,
+}
+
+/// An exclusive `flock` held until dropped (closing the file releases it too).
+#[derive(Debug)]
+pub struct FileLock(File);
+
+impl FileLock {
+    /// The locked file, e.g. to hand to a child process that keeps the lock.
+    pub fn into_file(self) -> File {
+        self.0
+    }
+}
 
 /// The home directory's job store: `jobs/` and the notification feed.
 #[derive(Debug)]
@@ -50,8 +79,10 @@ impl JobStore {
     ///
     /// Errors: the home cannot be created or opened; the message names the path.
     pub fn open(home: &Path) -> Result<Self> {
-        std::fs::create_dir_all(home.join("jobs"))
-            .with_context(|| format!("cannot create the job home {}", home.display()))?;
+        for dir in ["jobs", super::queue::QUEUE_DIR] {
+            std::fs::create_dir_all(home.join(dir))
+                .with_context(|| format!("cannot create {}", home.join(dir).display()))?;
+        }
         let home_dir = Dir::open_ambient_dir(home, ambient_authority())
             .with_context(|| format!("cannot open the job home {}", home.display()))?;
         let jobs = home_dir.open_dir("jobs").with_context(|| format!("cannot open {}/jobs", home.display()))?;
@@ -63,13 +94,33 @@ impl JobStore {
         &self.root
     }
 
-    /// Creates the directory of a new job and writes its first `meta.json`.
-    pub fn create(&self, meta: &JobMeta) -> Result<JobDir> {
-        let name = meta.id.to_string();
-        self.jobs.create_dir(&name).with_context(|| format!("cannot create job directory {name}"))?;
-        let job = self.open_existing(meta.id)?;
-        job.write_meta(meta)?;
-        Ok(job)
+    pub(super) fn home_dir(&self) -> &Dir {
+        &self.home
+    }
+
+    /// Creates the directory of a new job: `fill` writes its first files
+    /// (`meta.json`, `turn.json`, the first event) into a hidden directory that
+    /// is renamed into place only once they are all written, and the rename is
+    /// fsynced. On any error (a full disk included) nothing is left behind and
+    /// the message names the path.
+    pub fn create(&self, id: JobId, fill: impl FnOnce(&JobDir) -> Result<()>) -> Result<JobDir> {
+        let (name, hidden) = (id.to_string(), format!(".new-{id}"));
+        let path = self.root.join("jobs").join(&name);
+        let made = (|| {
+            self.jobs.create_dir(&hidden).with_context(|| format!("cannot create {}", path.display()))?;
+            let dir = self.jobs.open_dir(&hidden)?;
+            fill(&JobDir { id, dir, path: path.clone() })?;
+            self.jobs
+                .rename(&hidden, &self.jobs, &name)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            sync_dir(&self.root.join("jobs"))?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = self.jobs.remove_dir_all(&hidden);
+            return Err(e);
+        }
+        self.open_existing(id)
     }
 
     /// Opens an existing job's directory.
@@ -104,15 +155,63 @@ impl JobStore {
         Ok(ids)
     }
 
-    /// Appends one line to the notification feed, in a single `write` on a file
-    /// opened for appending, so concurrent supervisors never interleave lines.
+    /// Appends one line to the notification feed under an exclusive `flock`
+    /// on it, fsynced. A torn last line (a writer killed mid-write) is ended
+    /// first, so it costs only itself: readers skip it, and the new line stays whole.
     pub fn append_notification(&self, note: &Notification) -> Result<()> {
+        self.with_feed(|feed| Self::append_to_feed(feed, note).map(drop))
+    }
+
+    /// Runs `f` on the notification feed, opened for appending, under an exclusive `flock` on it.
+    pub(super) fn with_feed<T>(&self, f: impl FnOnce(&File) -> Result<T>) -> Result<T> {
+        let path = || self.root.join(FEED).display().to_string();
+        let feed = self
+            .home
+            .open_with(FEED, OpenOptions::new().read(true).append(true).create(true))
+            .with_context(|| format!("cannot open {}", path()))?;
+        rustix::fs::flock(&feed, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("cannot lock {}", path()))?;
+        let result = f(&feed).with_context(|| format!("cannot append to {}", path()));
+        let _ = rustix::fs::flock(&feed, rustix::fs::FlockOperation::Unlock);
+        result
+    }
+
+    /// Under the feed's lock: ends a torn last line (a writer killed mid-write)
+    /// with a newline, so it costs only itself; returns where the next line starts.
+    pub(super) fn end_torn_line(mut feed: &File) -> Result<u64> {
+        let len = feed.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            feed.seek(SeekFrom::Start(len - 1))?;
+            feed.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                feed.write_all(b"\n")?;
+                return Ok(len + 1);
+            }
+        }
+        Ok(len)
+    }
+
+    /// Under the feed's lock: appends `note` after ending a torn last line;
+    /// returns the offset the line starts at.
+    pub(super) fn append_to_feed(mut feed: &File, note: &Notification) -> Result<u64> {
+        let start = Self::end_torn_line(feed)?;
         let mut line = serde_json::to_vec(note)?;
         line.push(b'\n');
-        let mut feed = self.home.open_with(FEED, OpenOptions::new().append(true).create(true))?;
         feed.write_all(&line)?;
         feed.sync_data()?;
-        Ok(())
+        Ok(start)
+    }
+
+    /// Under the feed's lock: whether the line at `offset` is the notification of `job_id`'s `turn`.
+    pub(super) fn feed_has(mut feed: &File, offset: u64, job_id: &str, turn: u32) -> Result<bool> {
+        if offset >= feed.metadata()?.len() {
+            return Ok(false);
+        }
+        feed.seek(SeekFrom::Start(offset))?;
+        let mut line = Vec::new();
+        BufReader::new(feed).read_until(b'\n', &mut line)?;
+        Ok(serde_json::from_slice::<Notification>(&line).is_ok_and(|n| n.job_id == job_id && n.turn == turn))
     }
 
     /// Reads up to `limit` notifications after the byte offset `cursor`
@@ -169,6 +268,12 @@ impl JobStore {
     }
 }
 
+/// Makes a directory's entries durable (a rename or a new file in it). The
+/// directory is opened by path: cap-std's handles are `O_PATH`, which cannot be fsynced.
+pub(super) fn sync_dir(path: &Path) -> Result<()> {
+    std::fs::File::open(path).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", path.display()))
+}
+
 /// One line of the notification feed: a turn of a job reached a terminal status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notification {
@@ -218,12 +323,59 @@ impl JobDir {
     /// written, fsynced, then renamed over the old one. Readers see the old or
     /// the new file, never a mix.
     pub fn write_meta(&self, meta: &JobMeta) -> Result<()> {
-        let mut tmp = cap_tempfile::TempFile::new(&self.dir)?;
-        serde_json::to_writer_pretty(tmp.as_file_mut(), meta)?;
-        tmp.as_file_mut().write_all(b"\n")?;
-        tmp.as_file().sync_all()?;
-        tmp.replace(META).with_context(|| format!("cannot replace {}/{META}", self.path.display()))?;
-        Ok(())
+        let mut bytes = serde_json::to_vec_pretty(meta)?;
+        bytes.push(b'\n');
+        self.replace_file(META, &bytes)
+    }
+
+    /// Replaces `name` atomically with `bytes` (temporary file, fsync, rename).
+    /// Errors name the file; a failed write (a full disk) leaves the old file and no temporary one.
+    fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let write = || -> io::Result<()> {
+            let mut tmp = cap_tempfile::TempFile::new(&self.dir)?;
+            tmp.as_file_mut().write_all(bytes)?;
+            tmp.as_file().sync_all()?;
+            tmp.replace(name)
+        };
+        write().with_context(|| format!("cannot write {}/{name}", self.path.display()))
+    }
+
+    /// Writes `turn.json` atomically.
+    pub fn write_turn(&self, spec: &TurnSpec) -> Result<()> {
+        self.replace_file(TURN, &serde_json::to_vec(spec)?)
+    }
+
+    /// Reads `turn.json`.
+    pub fn read_turn(&self) -> Result<TurnSpec> {
+        let bytes = self.dir.read(TURN).with_context(|| format!("cannot read {}/{TURN}", self.path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{}/{TURN} is not a valid turn", self.path.display()))
+    }
+
+    /// Takes the job's lock (blocking): held while a turn begins or its end is
+    /// recorded, so two processes never do either at once.
+    pub fn lock(&self) -> Result<FileLock> {
+        self.flock(JOB_LOCK, rustix::fs::FlockOperation::LockExclusive)?
+            .with_context(|| format!("cannot lock {}/{JOB_LOCK}", self.path.display()))
+    }
+
+    /// Takes the supervisor lock if no live supervisor holds it: `None` while
+    /// one does. A supervisor holds it from before it starts (the admitting
+    /// process takes it and hands it over as the supervisor's stdin) until it
+    /// exits, so a free lock means no supervisor runs, whatever `meta.json` says.
+    pub fn try_supervisor_lock(&self) -> Result<Option<FileLock>> {
+        self.flock(SUPERVISOR_LOCK, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+    }
+
+    fn flock(&self, name: &str, op: rustix::fs::FlockOperation) -> Result<Option<FileLock>> {
+        let file = self
+            .dir
+            .open_with(name, OpenOptions::new().read(true).write(true).create(true))
+            .with_context(|| format!("cannot open {}/{name}", self.path.display()))?;
+        match rustix::fs::flock(&file, op) {
+            Ok(()) => Ok(Some(FileLock(file))),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot lock {}/{name}", self.path.display())),
+        }
     }
 
     /// Opens `output.log` for appending the agent's raw output.
@@ -250,44 +402,16 @@ impl JobDir {
         Ok(self.dir.open_with(SUPERVISOR_LOG, OpenOptions::new().append(true).create(true))?.into_std())
     }
 
-    /// Opens the event log for appending. Writers (the job's supervisor, and
-    /// the host recording a policy failure or a lost supervisor) take turns
-    /// through an exclusive `flock` on `events.idx`.
+    /// Opens the event log for appending; see [`super::event_log`]. A
+    /// missing, short or long `events.idx` is rebuilt from `events.jsonl` first.
     pub fn event_writer(&self) -> Result<EventWriter> {
-        let events = self.dir.open_with(EVENTS, OpenOptions::new().read(true).append(true).create(true))?;
-        let index = self.dir.open_with(EVENTS_INDEX, OpenOptions::new().read(true).write(true).create(true))?;
-        let lock = IndexLock::take(&index)?;
-        // A writer that died mid-way leaves a partial index entry or a line
-        // with no index entry; cut both so the next event follows the last whole one.
-        let entries = index.metadata()?.len() / INDEX_ENTRY;
-        index.set_len(entries * INDEX_ENTRY)?;
-        let end = match entries {
-            0 => 0,
-            n => {
-                (&index).seek(SeekFrom::Start((n - 1) * INDEX_ENTRY))?;
-                let mut offset = [0u8; 8];
-                (&index).read_exact(&mut offset)?;
-                let last = u64::from_le_bytes(offset);
-                let mut reader = BufReader::new(&events);
-                reader.seek(SeekFrom::Start(last))?;
-                let mut line = Vec::new();
-                last + reader.read_until(b'\n', &mut line)? as u64
-            }
-        };
-        if events.metadata()?.len() != end {
-            events.set_len(end)?;
-        }
-        drop(lock);
-        Ok(EventWriter { events, index })
+        event_log::writer(&self.dir, &self.path)
     }
 
-    /// How many events the job has: the next event's `seq`.
+    /// How many events the job has: the next event's `seq`. Counts the log's
+    /// whole lines (through `events.idx`, repaired first if it does not match).
     pub fn event_count(&self) -> Result<u64> {
-        match self.dir.metadata(EVENTS_INDEX) {
-            Ok(m) => Ok(m.len() / INDEX_ENTRY),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        event_log::count(&self.dir, &self.path)
     }
 
     /// Events from `cursor` (a `seq`) on: at most `limit` for which `pick`
@@ -297,53 +421,17 @@ impl JobDir {
     /// it costs a second pass over the line). Returns the events and the cursor
     /// to pass next. Seeks through `events.idx`; cost does not grow with the log.
     ///
-    /// Errors: [`crate::InvalidInput`] when `cursor` is past the job's last event.
+    /// Errors: [`crate::InvalidInput`] when `cursor` is past the job's last
+    /// event; a file that cannot be read, named in the message.
     pub fn read_events(
         &self,
         cursor: u64,
         limit: usize,
         scan_max: u64,
         data_text: bool,
-        mut pick: impl FnMut(Event, Option<&str>) -> Option<Event>,
+        pick: impl FnMut(Event, Option<&str>) -> Option<Event>,
     ) -> Result<(Vec<Event>, u64)> {
-        let count = self.event_count()?;
-        if cursor > count {
-            return Err(invalid(format!(
-                "invalid cursor {cursor}: job {} has {count} events; expected a cursor from 0 to {count}",
-                self.id
-            )));
-        }
-        if cursor == count || limit == 0 {
-            return Ok((Vec::new(), cursor));
-        }
-        let mut index = self.dir.open(EVENTS_INDEX)?;
-        index.seek(SeekFrom::Start(cursor * INDEX_ENTRY))?;
-        let mut offset = [0u8; 8];
-        index.read_exact(&mut offset)?;
-        let mut events = self.dir.open(EVENTS)?;
-        events.seek(SeekFrom::Start(u64::from_le_bytes(offset)))?;
-        let mut reader = BufReader::new(events);
-        let (mut out, mut next) = (Vec::new(), cursor);
-        let end = count.min(cursor.saturating_add(scan_max));
-        let mut line = String::new();
-        while next < end && out.len() < limit {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                break;
-            }
-            let not_json = || format!("{}/{EVENTS}: event {next} is not valid JSON", self.path.display());
-            let picked = if data_text {
-                let stored: StoredEvent = serde_json::from_str(&line).with_context(not_json)?;
-                let data = stored.data.get();
-                let parsed = serde_json::from_str(data).with_context(not_json)?;
-                pick(Event { seq: stored.seq, ts: stored.ts, kind: stored.kind, data: parsed }, Some(data))
-            } else {
-                pick(serde_json::from_str(&line).with_context(not_json)?, None)
-            };
-            next += 1;
-            out.extend(picked);
-        }
-        Ok((out, next))
+        event_log::read(&self.dir, &self.path, self.id, cursor, limit, scan_max, data_text, pick)
     }
 
     /// The last `max_lines` lines of `output.log`, reading at most `max_bytes`
@@ -385,77 +473,11 @@ impl JobDir {
     }
 }
 
-/// A line of `events.jsonl` with its `data` left as JSON text.
-#[derive(Deserialize)]
-struct StoredEvent<'a> {
-    seq: u64,
-    ts: Timestamp,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(borrow)]
-    data: &'a serde_json::value::RawValue,
-}
-
-/// Appends events to a job's `events.jsonl` and `events.idx`.
-#[derive(Debug)]
-pub struct EventWriter {
-    events: File,
-    index: File,
-}
-
-/// An exclusive `flock` on a job's `events.idx`, released on drop.
-struct IndexLock<'a>(&'a File);
-
-impl<'a> IndexLock<'a> {
-    fn take(index: &'a File) -> Result<Self> {
-        rustix::fs::flock(index, rustix::fs::FlockOperation::LockExclusive).context("cannot lock events.idx")?;
-        Ok(IndexLock(index))
-    }
-}
-
-impl Drop for IndexLock<'_> {
-    fn drop(&mut self) {
-        let _ = rustix::fs::flock(self.0, rustix::fs::FlockOperation::Unlock);
-    }
-}
-
-impl EventWriter {
-    /// Appends one event and returns it. Under the lock, the line is written
-    /// before its index entry, so a reader that sees the entry sees the whole line.
-    pub fn append(&mut self, kind: &str, data: Value) -> Result<Event> {
-        let _lock = IndexLock::take(&self.index)?;
-        let seq = self.index.metadata()?.len() / INDEX_ENTRY;
-        let end = self.events.metadata()?.len();
-        let event = Event { seq, ts: Timestamp::now(), kind: kind.to_owned(), data };
-        let mut line = serde_json::to_vec(&event)?;
-        line.push(b'\n');
-        (&self.events).write_all(&line)?;
-        (&self.index).seek(SeekFrom::Start(seq * INDEX_ENTRY))?;
-        (&self.index).write_all(&end.to_le_bytes())?;
-        Ok(event)
-    }
-
-    /// Appends a [`STATUS_EVENT`].
-    pub fn status(&mut self, meta: &JobMeta, extra: Value) -> Result<Event> {
-        let mut data = serde_json::json!({"status": meta.status, "turn": meta.turn});
-        if let (Value::Object(d), Value::Object(e)) = (&mut data, extra) {
-            d.extend(e);
-        }
-        self.append(STATUS_EVENT, data)
-    }
-
-    /// Makes everything appended so far durable (used at terminal transitions).
-    pub fn sync(&self) -> Result<()> {
-        self.events.sync_data()?;
-        self.index.sync_data()?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::job::JobOptions;
+    use jiff::Timestamp;
     use serde_json::json;
 
     fn meta(id: JobId) -> JobMeta {
@@ -469,12 +491,17 @@ mod tests {
         )
     }
 
+    fn new_job(store: &JobStore) -> JobDir {
+        let id = JobId::new();
+        store.create(id, |j| j.write_meta(&meta(id))).unwrap()
+    }
+
     #[test]
     fn meta_is_replaced_whole_and_leaves_no_temp_files() {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
         let id = JobId::new();
-        let job = store.create(&meta(id)).unwrap();
+        let job = store.create(id, |j| j.write_meta(&meta(id))).unwrap();
         let mut m = job.read_meta().unwrap();
         m.status = JobStatus::Running;
         m.prompt = "x".repeat(100_000);
@@ -500,7 +527,7 @@ mod tests {
     fn events_read_after_a_cursor_and_survive_a_torn_index() {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
-        let job = store.create(&meta(JobId::new())).unwrap();
+        let job = new_job(&store);
         let mut w = job.event_writer().unwrap();
         for i in 0..10 {
             w.append(if i % 2 == 0 { "even" } else { "odd" }, json!({"i": i})).unwrap();
@@ -541,13 +568,73 @@ mod tests {
         assert_eq!(w.append("after", json!({})).unwrap().seq, 10);
         let (page, _) = job.read_events(9, 5, u64::MAX, false, |e, _| Some(e)).unwrap();
         assert_eq!(page.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), vec!["odd", "after"]);
+        // The torn line was kept aside, not lost.
+        assert_eq!(std::fs::read_to_string(dir.join("events.torn")).unwrap(), "{\"seq\":10,\n");
+    }
+
+    /// `events.idx` deleted, two entries short, two entries long, or garbage:
+    /// every event is still served, and the next append follows the last one.
+    #[test]
+    fn the_event_log_is_the_truth_and_the_index_is_rebuilt_from_it() {
+        let home = tempfile::tempdir().unwrap();
+        let store = JobStore::open(home.path()).unwrap();
+        let job = new_job(&store);
+        let mut w = job.event_writer().unwrap();
+        for i in 0..10 {
+            w.append("e", json!({"i": i})).unwrap();
+        }
+        drop(w);
+        let idx = job.path().join("events.idx");
+        let whole = std::fs::read(&idx).unwrap();
+        let damages: [(&str, Box<dyn Fn()>); 4] = [
+            ("deleted", Box::new(|| std::fs::remove_file(&idx).unwrap())),
+            ("short", Box::new(|| std::fs::write(&idx, &whole[..whole.len() - 16]).unwrap())),
+            ("long", Box::new(|| std::fs::write(&idx, [&whole[..], &whole[whole.len() - 16..]].concat()).unwrap())),
+            ("garbage", Box::new(|| std::fs::write(&idx, [7u8; 80]).unwrap())),
+        ];
+        let mut expected = 10;
+        for (what, damage) in damages {
+            damage();
+            assert_eq!(job.event_count().unwrap(), expected, "{what}");
+            let (all, next) = job.read_events(0, 1000, u64::MAX, false, |e, _| Some(e)).unwrap();
+            assert_eq!(next, expected, "{what}");
+            assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..expected).collect::<Vec<_>>(), "{what}");
+            let log_len = std::fs::metadata(job.path().join("events.jsonl")).unwrap().len();
+            job.event_writer().unwrap().append("after", json!({"what": what})).unwrap();
+            expected += 1;
+            assert!(
+                std::fs::metadata(job.path().join("events.jsonl")).unwrap().len() > log_len,
+                "{what}: log never cut"
+            );
+            assert_eq!(std::fs::read(&idx).unwrap().len() as u64, expected * 8, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_torn_last_notification_costs_only_itself() {
+        let home = tempfile::tempdir().unwrap();
+        let store = JobStore::open(home.path()).unwrap();
+        let note = |n: u32| Notification {
+            job_id: JobId::new().to_string(),
+            status: JobStatus::Completed,
+            turn: n,
+            exit_code: Some(0),
+            error: None,
+            finished_at: Timestamp::now().to_string(),
+        };
+        store.append_notification(&note(0)).unwrap();
+        let feed = home.path().join("notifications.jsonl");
+        std::fs::OpenOptions::new().append(true).open(&feed).unwrap().write_all(b"{\"job_id\":\"to").unwrap();
+        store.append_notification(&note(1)).unwrap();
+        let (notes, _) = store.read_notifications(0, 10).unwrap();
+        assert_eq!(notes.iter().map(|n| n.turn).collect::<Vec<_>>(), vec![0, 1]);
     }
 
     #[test]
     fn tail_reads_only_the_end() {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
-        let job = store.create(&meta(JobId::new())).unwrap();
+        let job = new_job(&store);
         assert_eq!(job.tail_output(5, 1024).unwrap(), (String::new(), false));
         let mut log = job.output_log().unwrap();
         for i in 0..1000 {

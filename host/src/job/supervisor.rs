@@ -7,7 +7,7 @@
 //! group (`job_cancel`) reaches Codex and the supervisor alike; the supervisor
 //! then records `cancelled`.
 
-use std::ffi::OsString;
+use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,47 +15,33 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::event::OUTPUT_EVENT;
-use super::store::{EventWriter, JobDir, JobStore, Notification};
+use super::event::{Event, OUTPUT_EVENT};
+use super::store::{FileLock, JobDir, JobStore, Notification};
 use super::{JobId, JobMeta, JobStatus};
 use crate::backend::exec::{self, Noted, TurnTracker};
 
-/// What `codex-jobhost supervise` is told to run.
-#[derive(Clone, Debug)]
-pub struct TurnCommand {
-    /// The job home (`$CODEX_JOBHOST_HOME`).
-    pub home: PathBuf,
-    /// The job.
-    pub job: JobId,
-    /// The agent program and its arguments.
-    pub program: PathBuf,
-    /// Arguments after the program.
-    pub args: Vec<OsString>,
-}
+/// How long a turn stopped by `idle_timeout_s` gets after SIGTERM before SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
-impl TurnCommand {
-    /// The supervisor's own arguments (after the host binary):
-    /// `--home H supervise --job ID -- PROGRAM ARGS…`.
-    pub fn to_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["--home".into(), self.home.clone().into(), "supervise".into()];
-        args.extend(["--job".into(), self.job.to_string().into(), "--".into(), self.program.clone().into()]);
-        args.extend(self.args.iter().cloned());
-        args
-    }
-}
+/// Most events that may follow a turn's terminal `job.status` event (host
+/// notes such as `policy_error`) for [`record_end`] still to find it.
+const END_LOOK_BACK: u64 = 10_000;
 
-/// Starts a supervisor for the job's current turn (it moves itself into a new session),
-/// its stderr (the supervisor's own log) in `supervisor.log`. Returns its pid,
-/// which is also its process group id.
-pub fn spawn(host_exe: &Path, job: &JobDir, turn: &TurnCommand, env: &[(String, String)]) -> Result<u32> {
+/// Starts a supervisor for the job's current turn (it moves itself into a new
+/// session): `HOST_EXE --home HOME supervise --job ID`, its stdin the job's
+/// supervisor lock (which it keeps, and so holds, for its whole life), its
+/// stderr (the supervisor's own log) in `supervisor.log`. What it runs is in
+/// the job's `turn.json`. Returns its pid, which is also its process group id.
+pub fn spawn(host_exe: &Path, home: &Path, job: &JobDir, lock: FileLock) -> Result<u32> {
     let log = job.supervisor_log()?;
     let mut cmd = tokio::process::Command::new(host_exe);
-    cmd.args(turn.to_args())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+    cmd.arg("--home")
+        .arg(home)
+        .args(["supervise", "--job", &job.id().to_string()])
+        .stdin(Stdio::from(std::fs::File::from(lock.into_file().into_std())))
         .stdout(Stdio::null())
         .stderr(log);
     // No pre_exec hook, so the standard library can use posix_spawn (about
@@ -65,14 +51,32 @@ pub fn spawn(host_exe: &Path, job: &JobDir, turn: &TurnCommand, env: &[(String, 
     child.id().context("the supervisor exited at once")
 }
 
-/// Runs one turn to its end: the body of `codex-jobhost supervise`.
-pub async fn run(turn: TurnCommand) -> Result<()> {
+/// How a turn ended, before it is recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct End {
+    /// `completed`, `failed` or `cancelled`.
+    pub status: JobStatus,
+    /// The agent's exit status, when it exited.
+    pub exit_code: Option<i32>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Runs the job's current turn to its end: the body of `codex-jobhost supervise`.
+/// Expects the job's supervisor lock as stdin (see [`spawn`]); run by hand, it
+/// takes the lock itself or refuses when a supervisor already runs the turn.
+pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
     // A new session and process group: the host's signals and terminal no
     // longer reach this turn, and job_cancel signals the group as a whole.
     rustix::process::setsid().context("setsid")?;
-    let store = JobStore::open(&turn.home)?;
-    let job = store.job(turn.job)?;
+    let store = JobStore::open(&home)?;
+    let job = store.job(id)?;
+    let _lock = hold_supervisor_lock(&job)?;
     let mut meta = job.read_meta()?;
+    let spec = job.read_turn()?;
+    if meta.status != JobStatus::Queued || spec.turn != meta.turn {
+        anyhow::bail!("job {id} is {} in turn {}; nothing to run for turn {}", meta.status, meta.turn, spec.turn);
+    }
     let mut events = job.event_writer()?;
     let mut output = tokio::fs::File::from_std(job.output_log()?.into_std());
 
@@ -80,8 +84,13 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
 
-    let mut cmd = tokio::process::Command::new(&turn.program);
-    cmd.args(&turn.args).current_dir(&meta.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&meta.cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: prctl is async-signal-safe. Codex dies with its supervisor
     // rather than running on unrecorded.
     unsafe {
@@ -89,18 +98,26 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).map_err(Into::into)
         });
     }
+    // Named before Codex starts: a supervisor that dies from here on is seen
+    // as started (its turn is settled, not run twice).
     meta.pid = Some(std::process::id());
     meta.started_at = Some(Timestamp::now());
-    meta.finished_at = None;
-    meta.exit_code = None;
-    meta.error = None;
+    job.write_meta(&meta)?;
+    crate::failpoint!("supervisor-started");
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            let error = format!("cannot start {}: {e}", turn.program.display());
-            return finish(&store, &job, &mut meta, &mut events, JobStatus::Failed, None, Some(error));
+            let error = format!("cannot start {}: {e}", spec.program.display());
+            let end = End { status: JobStatus::Failed, exit_code: None, error: Some(error) };
+            return record_end(&store, &job, |_| {}, end);
         }
     };
+    // The prompt goes to Codex's stdin (`-`), never on a command line.
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let prompt = spec.prompt;
+    tokio::spawn(async move {
+        let _ = stdin.write_all(prompt.as_bytes()).await;
+    });
     meta.status = JobStatus::Running;
     job.write_meta(&meta)?;
     events.status(&meta, json!({"pid": child.id()}))?;
@@ -112,12 +129,17 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
     let mut tracker = TurnTracker::default();
     let mut cancelled = false;
     let mut idle_error = None;
-    let idle = meta.options.idle_timeout_s.map(Duration::from_secs);
+    let mut idle = meta.options.idle_timeout_s.map(Duration::from_secs);
 
     while out_open || err_open {
-        let idle_armed = idle.filter(|_| idle_error.is_none());
+        // Idle: SIGTERM after `idle`, then SIGKILL after KILL_GRACE more.
+        let timer = match (idle, &idle_error) {
+            (Some(d), None) => Some(d),
+            (Some(_), Some(_)) => Some(KILL_GRACE),
+            (None, _) => None,
+        };
         let idle_timer = async move {
-            match idle_armed {
+            match timer {
                 Some(d) => tokio::time::sleep(d).await,
                 None => std::future::pending().await,
             }
@@ -142,13 +164,19 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
                 events.append(OUTPUT_EVENT, json!({"stream": "stderr", "line": line}))?;
                 tracker.last_stderr = Some(line);
             }
-            _ = term.recv() => { cancelled = true; forward_term(&child); }
-            _ = int.recv() => { cancelled = true; forward_term(&child); }
-            _ = hup.recv() => { cancelled = true; forward_term(&child); }
+            _ = term.recv() => { cancelled = true; signal_child(&child, rustix::process::Signal::TERM); }
+            _ = int.recv() => { cancelled = true; signal_child(&child, rustix::process::Signal::TERM); }
+            _ = hup.recv() => { cancelled = true; signal_child(&child, rustix::process::Signal::TERM); }
             _ = idle_timer => {
+                if idle_error.is_some() {
+                    // Still there KILL_GRACE after SIGTERM: it ignored it.
+                    signal_child(&child, rustix::process::Signal::KILL);
+                    idle = None;
+                    continue;
+                }
                 let secs = idle.unwrap_or_default().as_secs();
                 idle_error = Some(format!("no output from codex for {secs} s (idle_timeout_s); stopped it"));
-                forward_term(&child);
+                signal_child(&child, rustix::process::Signal::TERM);
             }
         }
     }
@@ -160,49 +188,131 @@ pub async fn run(turn: TurnCommand) -> Result<()> {
         Some(e) if !cancelled => (JobStatus::Failed, Some(e)),
         _ => (status, error),
     };
-    meta.thread_id = tracker.thread_id.or(meta.thread_id.take());
-    meta.last_message = tracker.last_message.or(meta.last_message.take());
-    meta.usage = tracker.usage.or(meta.usage.take());
-    finish(&store, &job, &mut meta, &mut events, status, Some(exit_code), error)
+    crate::failpoint!("supervisor-before-end");
+    let end = End { status, exit_code: Some(exit_code), error };
+    record_end(
+        &store,
+        &job,
+        |m| {
+            m.thread_id = tracker.thread_id.or(m.thread_id.take());
+            m.last_message = tracker.last_message.or(m.last_message.take());
+            m.usage = tracker.usage.or(m.usage.take());
+        },
+        end,
+    )
 }
 
-/// Records a terminal status: the status event (fsynced), `meta.json`, then
-/// the notification feed. Used by the supervisor, and by the host for a
-/// supervisor that died without doing it.
-pub fn finish(
+/// Keeps the supervisor lock for this process's life: the one handed over as
+/// stdin by [`spawn`], or, run by hand, one taken now.
+fn hold_supervisor_lock(job: &JobDir) -> Result<std::fs::File> {
+    // SAFETY: fd 0 is this process's stdin, open for its whole life; the File takes it over.
+    let stdin = unsafe { std::fs::File::from_raw_fd(0) };
+    let lock_path = job.path().join("supervisor.lock");
+    let same_file = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    };
+    if let (Ok(ours), Ok(lock)) = (stdin.metadata(), std::fs::metadata(&lock_path)) {
+        if same_file(&ours, &lock) {
+            // Not passed on to Codex: its stdin is a pipe, and no other descriptor is inherited.
+            return Ok(stdin);
+        }
+    }
+    std::mem::forget(stdin); // leave fd 0 alone
+    match job.try_supervisor_lock()? {
+        Some(lock) => Ok(std::fs::File::from(lock.into_file().into_std())),
+        None => {
+            anyhow::bail!("job {}: another supervisor runs this turn ({} is locked)", job.id(), lock_path.display())
+        }
+    }
+}
+
+/// Records the end of the job's current turn, exactly once whoever calls it
+/// and wherever an earlier call stopped; under the job's lock.
+///
+/// 1. The terminal `job.status` event is the commit point: if the turn already
+///    has one, its status, exit code and error win over `end` (a supervisor
+///    that recorded its end before it died keeps the true exit code).
+///    Otherwise `end` is appended and fsynced.
+/// 2. Under the notification feed's lock: `meta.json` gets the end, `update`
+///    (the supervisor's last thread id, message and usage) and the feed offset
+///    the notification will take; then the notification is appended there. A
+///    later call finds it at that offset and appends nothing.
+/// 3. The turn leaves the queue.
+///
+/// Used by the supervisor at a turn's end, and by hosts settling a turn whose
+/// supervisor died (they hold its supervisor lock, so it cannot be running).
+pub fn record_end(store: &JobStore, job: &JobDir, update: impl FnOnce(&mut JobMeta), end: End) -> Result<()> {
+    let _lock = job.lock()?;
+    let mut meta = job.read_meta()?;
+    record_end_locked(store, job, &mut meta, update, end)
+}
+
+/// [`record_end`] for a caller that holds the job's lock and has read `meta` under it.
+pub fn record_end_locked(
     store: &JobStore,
     job: &JobDir,
     meta: &mut JobMeta,
-    events: &mut EventWriter,
-    status: JobStatus,
-    exit_code: Option<i32>,
-    error: Option<String>,
+    update: impl FnOnce(&mut JobMeta),
+    end: End,
 ) -> Result<()> {
-    let now = Timestamp::now();
-    meta.status = status;
-    meta.exit_code = exit_code;
-    meta.error = error;
-    meta.finished_at = Some(now);
-    let mut extra = json!({"exit_code": exit_code});
-    if let Some(error) = &meta.error {
-        extra["error"] = Value::from(error.as_str());
-    }
-    events.status(meta, extra)?;
-    events.sync()?;
-    job.write_meta(meta)?;
-    store.append_notification(&Notification {
+    let mut events = job.event_writer()?;
+    let ended = match events.last_status(END_LOOK_BACK)? {
+        Some(e) if ends_turn(&e, meta.turn) => e,
+        _ if meta.status.is_terminal() => {
+            // meta.json says it ended but the event is not there: an old record; keep meta's word.
+            let end = End { status: meta.status, exit_code: meta.exit_code, error: meta.error.clone() };
+            append_end(&mut events, meta, &end)?
+        }
+        _ => append_end(&mut events, meta, &end)?,
+    };
+    crate::failpoint!("end-after-event");
+    update(meta);
+    meta.status = serde_json::from_value(ended.data["status"].clone())?;
+    meta.exit_code = ended.data["exit_code"].as_i64().and_then(|c| i32::try_from(c).ok());
+    meta.error = ended.data["error"].as_str().map(str::to_owned);
+    meta.finished_at = Some(ended.ts);
+    let note = Notification {
         job_id: meta.id.to_string(),
-        status,
+        status: meta.status,
         turn: meta.turn,
-        exit_code,
+        exit_code: meta.exit_code,
         error: meta.error.clone(),
-        finished_at: now.to_string(),
-    })
+        finished_at: ended.ts.to_string(),
+    };
+    store.with_feed(|feed| {
+        if let Some(offset) = meta.notification_offset {
+            if JobStore::feed_has(feed, offset, &note.job_id, note.turn)? {
+                return Ok(());
+            }
+        }
+        meta.notification_offset = Some(JobStore::end_torn_line(feed)?);
+        job.write_meta(meta)?;
+        crate::failpoint!("end-after-meta");
+        JobStore::append_to_feed(feed, &note).map(drop)
+    })?;
+    crate::failpoint!("end-after-notification");
+    store.dequeue(meta)
 }
 
-fn forward_term(child: &tokio::process::Child) {
+fn ends_turn(event: &Event, turn: u32) -> bool {
+    let status: Option<JobStatus> = serde_json::from_value(event.data["status"].clone()).ok();
+    status.is_some_and(JobStatus::is_terminal) && event.data["turn"].as_u64() == Some(u64::from(turn))
+}
+
+fn append_end(events: &mut super::EventWriter, meta: &JobMeta, end: &End) -> Result<Event> {
+    let mut data = json!({"status": end.status, "turn": meta.turn, "exit_code": end.exit_code});
+    if let Some(error) = &end.error {
+        data["error"] = Value::from(error.as_str());
+    }
+    let event = events.append(super::event::STATUS_EVENT, data)?;
+    events.sync()?;
+    Ok(event)
+}
+
+fn signal_child(child: &tokio::process::Child, signal: rustix::process::Signal) {
     if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process(pid, signal);
     }
 }
 
@@ -221,7 +331,6 @@ fn text(line: &[u8]) -> String {
 }
 
 async fn append_output(output: &mut tokio::fs::File, line: &[u8]) -> Result<()> {
-    use tokio::io::AsyncWriteExt;
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line);
     buf.push(b'\n');

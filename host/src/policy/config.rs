@@ -40,6 +40,9 @@ pub const USER_FILE: &str = "config.toml";
 struct PolicyFile {
     #[serde(default)]
     limits: Option<LimitsTable>,
+    /// The user file's job settings (`max_running`), read by `HostConfig`.
+    #[serde(default, rename = "jobs")]
+    _jobs: Option<toml::Table>,
     #[serde(default)]
     approval: Vec<Entry>,
     #[serde(default)]

@@ -1,0 +1,266 @@
+//! How a host follows turns: queueing them, admitting them under the limit,
+//! watching their supervisors, settling those that died, cancelling.
+//!
+//! Whether a supervisor is alive is known from its supervisor lock, never
+//! from timing; an end is recorded by [`supervisor::record_end`], exactly
+//! once whoever gets there first.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use super::{CancelOutcome, JobHost, Live};
+use crate::error::invalid;
+use crate::job::dirwatch::DirWatch;
+use crate::job::process::{ProcessWatch, signal_group};
+use crate::job::queue;
+use crate::job::supervisor::{self, End};
+use crate::job::{JobId, JobMeta, JobStatus};
+
+impl JobHost {
+    /// Reads every job on disk into the index, follows the turns that
+    /// supervisors (of this or an earlier host) are running, then admits
+    /// queued turns and settles the ones whose supervisor died unrecorded.
+    pub async fn index_jobs(self: &Arc<Self>) -> Result<()> {
+        for id in self.store.job_ids()? {
+            if let Err(e) = self.index_job(id).await {
+                tracing::warn!(job = %id, "skipping job: {e:#}");
+            }
+        }
+        self.indexed.send_replace(true);
+        self.admit().await
+    }
+
+    pub(super) async fn index_job(self: &Arc<Self>, id: JobId) -> Result<()> {
+        let job = self.store.job(id)?;
+        let meta = job.read_meta()?;
+        self.registry.update(&meta);
+        if meta.status.is_terminal() && meta.notification_offset.is_some() {
+            return Ok(());
+        }
+        if job.try_supervisor_lock()?.is_some() {
+            // No supervisor: make sure the turn is in the queue, whose
+            // admission starts it or records how it ended.
+            self.store.enqueue(&meta)?;
+        } else {
+            self.follow(id);
+        }
+        Ok(())
+    }
+
+    /// Follows a turn another process admitted: waits (inotify on its
+    /// directory) until `meta.json` names its supervisor, then watches it.
+    /// Ends when the turn ends or this host watches it.
+    pub(super) fn follow(self: &Arc<Self>, id: JobId) {
+        if self.live.lock().unwrap().contains_key(&id) || !self.following.lock().unwrap().insert(id) {
+            return;
+        }
+        let host = Arc::clone(self);
+        tokio::spawn(async move {
+            let followed = async {
+                let job = host.store.job(id)?;
+                let changes = DirWatch::open(job.path())?;
+                loop {
+                    let meta = job.read_meta()?;
+                    host.registry.update(&meta);
+                    if meta.status.is_terminal() || host.live.lock().unwrap().contains_key(&id) {
+                        return Ok(());
+                    }
+                    if let Some(pid) = meta.pid {
+                        let watch = ProcessWatch::open(pid)?
+                            .filter(|w| w.command_line_contains(&["supervise", &id.to_string()]));
+                        match watch {
+                            Some(watch) => host.watch(id, meta.turn, watch),
+                            None => host.settle(id, meta.turn).await?,
+                        }
+                        return Ok(());
+                    }
+                    changes.changed().await?;
+                }
+            };
+            let result: Result<()> = followed.await;
+            host.following.lock().unwrap().remove(&id);
+            if let Err(e) = result {
+                tracing::warn!(job = %id, "cannot follow the job: {e:#}");
+            }
+        });
+    }
+
+    pub(super) async fn wait_indexed(&self) {
+        let mut rx = self.indexed.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Puts a new turn (already written to the job's directory) in the queue
+    /// and admits what fits, in the background: the caller's answer does not wait for a process.
+    pub(super) fn queue_turn(self: &Arc<Self>, meta: &JobMeta) -> Result<()> {
+        self.store.enqueue(meta)?;
+        crate::failpoint!("start-after-enqueue");
+        self.registry.update(meta);
+        let host = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = host.admit().await {
+                tracing::error!("cannot admit queued jobs: {e:#}");
+            }
+        });
+        Ok(())
+    }
+
+    /// One admission pass (see [`queue::admit`]): starts queued turns while
+    /// fewer than `max_running` run, settles turns whose supervisor died, and
+    /// watches the supervisors it started.
+    pub async fn admit(self: &Arc<Self>) -> Result<()> {
+        let host = Arc::clone(self);
+        let admitted = tokio::task::spawn_blocking(move || {
+            let (exe, home) = (&host.config.host_exe, host.store.root());
+            queue::admit(
+                &host.store,
+                host.config.max_running,
+                |job, lock| supervisor::spawn(exe, home, job, lock),
+                |job, _lock, _meta, error| {
+                    let end = match error {
+                        Some(error) => End { status: JobStatus::Failed, exit_code: None, error: Some(error) },
+                        None => host.lost_end(job.id()),
+                    };
+                    supervisor::record_end(&host.store, job, |_| {}, end)
+                },
+            )
+        })
+        .await??;
+        for id in admitted.settled.iter().chain(admitted.waiting.iter()) {
+            if let Ok(meta) = self.store.job(*id).and_then(|j| j.read_meta()) {
+                self.registry.update(&meta);
+            }
+        }
+        for (id, pid) in admitted.started {
+            let meta = self.store.job(id)?.read_meta()?;
+            self.registry.update(&meta);
+            match ProcessWatch::open(pid)? {
+                Some(watch) => self.watch(id, meta.turn, watch),
+                None => self.settle(id, meta.turn).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The end to record for a turn whose supervisor is gone without recording one.
+    fn lost_end(&self, id: JobId) -> End {
+        if self.live.lock().unwrap().get(&id).is_some_and(|l| l.cancel_requested) {
+            return End {
+                status: JobStatus::Cancelled,
+                exit_code: None,
+                error: Some("cancelled by job_cancel".into()),
+            };
+        }
+        let path = self.store.root().join("jobs").join(id.to_string());
+        let error = format!(
+            "the job's supervisor exited without recording how Codex ended; it was killed or crashed (see {}/supervisor.log)",
+            path.display()
+        );
+        End { status: JobStatus::Failed, exit_code: None, error: Some(error) }
+    }
+
+    /// Follows a supervisor until it exits, then settles the job and admits the next turns.
+    pub(super) fn watch(self: &Arc<Self>, id: JobId, turn: u32, watch: ProcessWatch) {
+        self.live.lock().unwrap().insert(id, Live { turn, cancel_requested: false });
+        let host = Arc::clone(self);
+        tokio::spawn(async move {
+            watch.exited().await;
+            if let Err(e) = host.settle(id, turn).await {
+                tracing::error!(job = %id, "cannot record the end of turn {turn}: {e:#}");
+            }
+            if let Err(e) = host.admit().await {
+                tracing::error!("cannot admit queued jobs: {e:#}");
+            }
+        });
+    }
+
+    /// After a turn's supervisor exited: index what it recorded, or record
+    /// the end it did not. With the supervisor lock held by someone (a newer
+    /// turn's supervisor, or another settler) there is nothing to do here.
+    pub(super) async fn settle(self: &Arc<Self>, id: JobId, turn: u32) -> Result<()> {
+        let host = Arc::clone(self);
+        let meta = tokio::task::spawn_blocking(move || -> Result<JobMeta> {
+            let job = host.store.job(id)?;
+            let meta = job.read_meta()?;
+            if meta.turn == turn && (!meta.status.is_terminal() || meta.notification_offset.is_none()) {
+                if let Some(_lock) = job.try_supervisor_lock()? {
+                    supervisor::record_end(&host.store, &job, |_| {}, host.lost_end(id))?;
+                }
+            }
+            job.read_meta()
+        })
+        .await??;
+        {
+            let mut live = self.live.lock().unwrap();
+            if live.get(&id).is_some_and(|l| l.turn == turn) {
+                live.remove(&id);
+            }
+        }
+        self.registry.update(&meta);
+        Ok(())
+    }
+
+    /// Cancels a job's current turn. A queued turn ends at once; a running one
+    /// gets SIGTERM to its process group, SIGKILL after the grace period, and
+    /// the call returns once it has ended.
+    ///
+    /// Errors: [`crate::InvalidInput`] when the job has already ended.
+    pub async fn cancel(self: &Arc<Self>, job_id: &str) -> Result<CancelOutcome> {
+        let id = JobId::parse(job_id)?;
+        let job = self.store.job(id)?;
+        loop {
+            // Watching before reading: a change in between still wakes the wait below.
+            let changes = DirWatch::open(job.path())?;
+            let meta = job.read_meta()?;
+            if meta.status.is_terminal() {
+                return Err(invalid(format!("job {id} is already {}; nothing to cancel", meta.status)));
+            }
+            if let Some(lock) = job.try_supervisor_lock()? {
+                if meta.status == JobStatus::Queued && meta.pid.is_none() {
+                    // Still in the queue: no process to stop.
+                    let end = End {
+                        status: JobStatus::Cancelled,
+                        exit_code: None,
+                        error: Some("cancelled by job_cancel".into()),
+                    };
+                    supervisor::record_end(&self.store, &job, |_| {}, end)?;
+                    drop(lock);
+                    let meta = job.read_meta()?;
+                    self.registry.update(&meta);
+                    return Ok(CancelOutcome { job_id: id.to_string(), status: meta.status, killed: false });
+                }
+                drop(lock);
+                self.settle(id, meta.turn).await?;
+                continue;
+            }
+            let Some(pid) = meta.pid else {
+                // Admitted this instant; its supervisor names itself before it starts Codex.
+                changes.changed().await?;
+                continue;
+            };
+            {
+                let mut live = self.live.lock().unwrap();
+                live.entry(id).or_insert(Live { turn: meta.turn, cancel_requested: false }).cancel_requested = true;
+            }
+            let watch = ProcessWatch::open(pid)?;
+            signal_group(pid, rustix::process::Signal::TERM)?;
+            let mut killed = false;
+            if let Some(watch) = &watch {
+                if tokio::time::timeout(self.config.cancel_grace, watch.exited()).await.is_err() {
+                    signal_group(pid, rustix::process::Signal::KILL)?;
+                    killed = true;
+                    watch.exited().await;
+                }
+            }
+            // Whoever settles first (this call or the supervisor's watcher) records the end.
+            self.settle(id, meta.turn).await?;
+            let meta = job.read_meta()?;
+            return Ok(CancelOutcome { job_id: id.to_string(), status: meta.status, killed });
+        }
+    }
+}
+
+/// Ids of jobs a host follows without having started them.
+pub(super) type Following = std::sync::Mutex<HashSet<JobId>>;

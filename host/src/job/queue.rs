@@ -1,0 +1,209 @@
+//! The durable queue of turns: `<home>/queue/`, one empty file per turn that
+//! has not ended, named `<queued_at in ns, 20 digits>-<job id>-<turn>` so that
+//! the names sort in FIFO order.
+//!
+//! `job_start` and `job_reply` write the entry (fsynced) before they answer,
+//! so an acknowledged turn is on disk even if the server dies the next
+//! instant. Admission ([`admit`]) runs under an exclusive `flock` on
+//! `<home>/queue.lock`, so any number of servers on one home admit safely: it
+//! walks the entries oldest first, counts the turns whose supervisor is alive
+//! (its supervisor lock is held), starts queued turns while fewer than the
+//! limit run, and hands the turns whose supervisor died without recording an
+//! end to the caller to settle. The entry goes when the turn's end is recorded.
+
+use std::io;
+
+use anyhow::{Context, Result};
+use cap_std::fs::OpenOptions;
+
+use super::store::FileLock;
+use super::{JobDir, JobId, JobMeta, JobStatus, JobStore};
+
+/// The folder of entries, in the home.
+pub const QUEUE_DIR: &str = "queue";
+const QUEUE_LOCK: &str = "queue.lock";
+
+/// One turn in the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// When the turn was queued, in ns since the Unix epoch.
+    pub queued_at_ns: i128,
+    /// The job.
+    pub job: JobId,
+    /// The turn, from 0.
+    pub turn: u32,
+}
+
+impl Entry {
+    /// The entry of a job's current turn.
+    pub fn of(meta: &JobMeta) -> Self {
+        let at = meta.queued_at.unwrap_or(meta.created_at);
+        Entry { queued_at_ns: at.as_nanosecond(), job: meta.id, turn: meta.turn }
+    }
+
+    fn name(&self) -> String {
+        format!("{:020}-{}-{}", self.queued_at_ns, self.job, self.turn)
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        let (at, rest) = name.split_once('-')?;
+        let (job, turn) = rest.rsplit_once('-')?;
+        Some(Entry { queued_at_ns: at.parse().ok()?, job: JobId::parse(job).ok()?, turn: turn.parse().ok()? })
+    }
+}
+
+/// What one admission pass did.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// Turns started now: the job and its supervisor's pid.
+    pub started: Vec<(JobId, u32)>,
+    /// Jobs whose record changed otherwise (settled, or entries cleaned up).
+    pub settled: Vec<JobId>,
+    /// Turns still waiting for a free slot, oldest first.
+    pub waiting: Vec<JobId>,
+}
+
+impl JobStore {
+    /// Adds the job's current turn to the queue, durably (the entry and the folder are fsynced).
+    pub fn enqueue(&self, meta: &JobMeta) -> Result<()> {
+        let entry = Entry::of(meta);
+        let queue = self.queue_dir()?;
+        let path = || format!("{}/{QUEUE_DIR}/{}", self.root().display(), entry.name());
+        queue
+            .open_with(entry.name(), OpenOptions::new().write(true).create(true))
+            .with_context(|| format!("cannot create {}", path()))?;
+        super::store::sync_dir(&self.root().join(QUEUE_DIR))?;
+        Ok(())
+    }
+
+    /// Removes the job's current turn from the queue (nothing when it is not there).
+    pub fn dequeue(&self, meta: &JobMeta) -> Result<()> {
+        let name = Entry::of(meta).name();
+        match self.queue_dir()?.remove_file(&name) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}/{QUEUE_DIR}/{name}", self.root().display())),
+        }
+    }
+
+    /// The queue, oldest first.
+    pub fn queued(&self) -> Result<Vec<Entry>> {
+        let queue = self.queue_dir()?;
+        let mut entries = Vec::new();
+        for item in queue.entries().with_context(|| format!("cannot list {}/{QUEUE_DIR}", self.root().display()))? {
+            if let Some(entry) = item?.file_name().to_str().and_then(Entry::parse) {
+                entries.push(entry);
+            }
+        }
+        entries.sort_unstable();
+        Ok(entries)
+    }
+
+    fn queue_dir(&self) -> Result<cap_std::fs::Dir> {
+        self.home_dir()
+            .open_dir(QUEUE_DIR)
+            .with_context(|| format!("cannot open {}/{QUEUE_DIR}", self.root().display()))
+    }
+}
+
+/// One admission pass over the queue, under the home's queue lock: at most
+/// `max_running` turns run once it is done (those already running count).
+///
+/// - `spawn(job, lock)` starts a queued turn's supervisor, handing it the
+///   job's supervisor lock, and returns its pid.
+/// - `settle(job, lock, meta)` records the end of a turn whose supervisor is
+///   gone (the caller holds its supervisor lock, so no one else does it at once).
+///
+/// A turn that cannot be started is settled as failed by `spawn`'s caller
+/// through `settle` with the error; see `JobHost`.
+pub fn admit(
+    store: &JobStore,
+    max_running: usize,
+    mut spawn: impl FnMut(&JobDir, FileLock) -> Result<u32>,
+    mut settle: impl FnMut(&JobDir, FileLock, JobMeta, Option<String>) -> Result<()>,
+) -> Result<Admitted> {
+    let lock_file = store
+        .home_dir()
+        .open_with(QUEUE_LOCK, OpenOptions::new().read(true).write(true).create(true))
+        .with_context(|| format!("cannot open {}/{QUEUE_LOCK}", store.root().display()))?;
+    rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}/{QUEUE_LOCK}", store.root().display()))?;
+    let mut done = Admitted::default();
+    let mut running = 0;
+    let mut ready = Vec::new();
+    for entry in store.queued()? {
+        let job = match store.job(entry.job) {
+            Ok(job) => job,
+            Err(e) if e.downcast_ref::<crate::InvalidInput>().is_some() => {
+                // Its job directory was removed (jobs gc, or by hand): the entry is stale.
+                remove_entry(store, &entry)?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(lock) = job.try_supervisor_lock()? else {
+            running += 1;
+            continue;
+        };
+        let meta = job.read_meta()?;
+        if meta.turn == entry.turn && meta.status == JobStatus::Queued && meta.pid.is_none() {
+            ready.push((job, lock));
+        } else if meta.turn == entry.turn || meta.turn < entry.turn {
+            // Its supervisor died (before or after starting Codex) without
+            // recording the end, or recorded it without finishing (the
+            // notification or this entry): complete it.
+            settle(&job, lock, meta, None)?;
+            remove_entry(store, &entry)?;
+            done.settled.push(entry.job);
+        } else {
+            remove_entry(store, &entry)?; // an older turn, long over
+        }
+    }
+    for (job, lock) in ready {
+        if running >= max_running {
+            done.waiting.push(job.id());
+            continue;
+        }
+        let meta = job.read_meta()?;
+        match spawn(&job, lock) {
+            Ok(pid) => {
+                running += 1;
+                done.started.push((job.id(), pid));
+            }
+            Err(e) => {
+                // The lock went with the failed spawn's file; take it again to settle.
+                if let Some(lock) = job.try_supervisor_lock()? {
+                    settle(&job, lock, meta, Some(format!("cannot start the job's supervisor: {e:#}")))?;
+                    done.settled.push(job.id());
+                }
+            }
+        }
+    }
+    drop(lock_file);
+    Ok(done)
+}
+
+fn remove_entry(store: &JobStore, entry: &Entry) -> Result<()> {
+    match store.queue_dir()?.remove_file(entry.name()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot remove {}/{QUEUE_DIR}/{}", store.root().display(), entry.name()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_round_trip_and_sort_oldest_first() {
+        let (a, b) = (JobId::new(), JobId::new());
+        let first = Entry { queued_at_ns: 5, job: b, turn: 3 };
+        let second = Entry { queued_at_ns: 1_700_000_000_000_000_000, job: a, turn: 0 };
+        assert_eq!(Entry::parse(&first.name()), Some(first));
+        assert!(first.name() < second.name());
+        assert_eq!(Entry::parse("junk"), None);
+    }
+}
