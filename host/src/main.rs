@@ -103,7 +103,7 @@ enum JobsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     #[cfg(feature = "failpoints")]
-    let _failpoints = fail::FailScenario::setup();
+    set_failpoints(matches!(cli.command, Command::Supervise { .. }));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -119,6 +119,19 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<InvalidInput>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
+        }
+    }
+}
+
+/// Fail points for the crash tests, `name=action;…` as the `fail` crate takes
+/// them: from `SUPERVISOR_FAILPOINTS` in a supervisor, `FAILPOINTS` elsewhere,
+/// so a test can stop one without the other.
+#[cfg(feature = "failpoints")]
+fn set_failpoints(supervisor: bool) {
+    let var = if supervisor { "SUPERVISOR_FAILPOINTS" } else { "FAILPOINTS" };
+    for point in std::env::var(var).unwrap_or_default().split(';').filter(|p| !p.is_empty()) {
+        if let Some((name, action)) = point.split_once('=') {
+            fail::cfg(name, action).expect("a fail point action");
         }
     }
 }

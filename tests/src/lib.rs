@@ -195,7 +195,14 @@ impl World {
 
     /// As [`World::serve`], with a client handler of the test's (e.g. one that counts progress notifications).
     pub async fn serve_with<H: rmcp::ClientHandler>(&self, handler: H) -> Result<Server<H>> {
+        self.serve_env(handler, &[]).await
+    }
+
+    /// As [`World::serve_with`], with more environment for the server (and
+    /// the supervisors it starts), e.g. `FAILPOINTS`.
+    pub async fn serve_env<H: rmcp::ClientHandler>(&self, handler: H, env: &[(&str, &str)]) -> Result<Server<H>> {
         let cmd = tokio::process::Command::new(host_bin()).configure(|c| {
+            c.envs(env.iter().copied());
             c.arg("serve")
                 .env("CODEX_HOME", self.codex_home())
                 .env("CODEX_JOBHOST_HOME", self.jobhost_home())

@@ -43,9 +43,8 @@ impl JobHost {
             // No supervisor: make sure the turn is in the queue, whose
             // admission starts it or records how it ended.
             self.store.enqueue(&meta)?;
-        } else {
-            self.follow(id);
         }
+        self.follow(id);
         Ok(())
     }
 
@@ -177,21 +176,33 @@ impl JobHost {
     }
 
     /// After a turn's supervisor exited: index what it recorded, or record
-    /// the end it did not. With the supervisor lock held by someone (a newer
-    /// turn's supervisor, or another settler) there is nothing to do here.
+    /// the end it did not. While someone else holds the supervisor lock (a
+    /// settler in another process, or an admission pass doing the same), wait
+    /// for `meta.json` to change and look again.
     pub(super) async fn settle(self: &Arc<Self>, id: JobId, turn: u32) -> Result<()> {
-        let host = Arc::clone(self);
-        let meta = tokio::task::spawn_blocking(move || -> Result<JobMeta> {
-            let job = host.store.job(id)?;
-            let meta = job.read_meta()?;
-            if meta.turn == turn && (!meta.status.is_terminal() || meta.notification_offset.is_none()) {
-                if let Some(_lock) = job.try_supervisor_lock()? {
-                    supervisor::record_end(&host.store, &job, |_| {}, host.lost_end(id))?;
+        let job = self.store.job(id)?;
+        let meta = loop {
+            let changes = DirWatch::open(job.path())?;
+            let host = Arc::clone(self);
+            let (meta, busy) = tokio::task::spawn_blocking(move || -> Result<(JobMeta, bool)> {
+                let job = host.store.job(id)?;
+                let meta = job.read_meta()?;
+                if meta.turn != turn || (meta.status.is_terminal() && meta.notification_offset.is_some()) {
+                    return Ok((meta, false));
                 }
+                match job.try_supervisor_lock()? {
+                    Some(_lock) => supervisor::record_end(&host.store, &job, |_| {}, host.lost_end(id))?,
+                    None => return Ok((meta, true)),
+                }
+                Ok((job.read_meta()?, false))
+            })
+            .await??;
+            if !busy {
+                break meta;
             }
-            job.read_meta()
-        })
-        .await??;
+            // A settler that died holding the lock changes nothing: look again now and then.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes.changed()).await;
+        };
         {
             let mut live = self.live.lock().unwrap();
             if live.get(&id).is_some_and(|l| l.turn == turn) {

@@ -165,6 +165,7 @@ pub fn admit(
             continue;
         }
         let meta = job.read_meta()?;
+        crate::failpoint!("admit-before-spawn");
         match spawn(&job, lock) {
             Ok(pid) => {
                 running += 1;

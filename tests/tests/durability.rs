@@ -1,0 +1,181 @@
+//! Durability end to end: processes killed at named points (fail points,
+//! compiled in by `scripts/test.sh`; `FAILPOINTS` for the server,
+//! `SUPERVISOR_FAILPOINTS` for its supervisors), the queue and its limit, damaged files,
+//! large prompts and agents that ignore SIGTERM. The real Codex CLI and the mock model.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use codex_jobhost_e2e::{Reply, World};
+use serde_json::{Value, json};
+
+/// The `job.status` events of turn `turn` that end it.
+fn terminal_events(events: &[Value], turn: u64) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "job.status" && e["data"]["turn"] == turn)
+        .filter(|e| matches!(e["data"]["status"].as_str(), Some("completed" | "failed" | "cancelled")))
+        .cloned()
+        .collect()
+}
+
+/// The notifications of one job in the whole feed.
+async fn notifications_of(server: &codex_jobhost_e2e::Server, job: &str) -> Result<Vec<Value>> {
+    let page = server.ok("job_notifications", json!({"limit": 1000})).await?;
+    Ok(page["notifications"].as_array().unwrap().iter().filter(|n| n["job_id"] == job).cloned().collect())
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+}
+
+/// Whatever is killed at whatever point of recording a turn's end, the turn
+/// ends up with one terminal event and one notification, and a supervisor
+/// that recorded Codex's exit keeps its true exit code.
+#[tokio::test]
+async fn a_supervisor_killed_at_each_point_of_its_end_records_it_exactly_once() -> Result<()> {
+    // (fail point, status and exit code the turn must end with)
+    let points = [
+        ("supervisor-before-end", "failed", Value::Null),
+        ("end-after-event", "completed", json!(0)),
+        ("end-after-meta", "completed", json!(0)),
+        ("end-after-notification", "completed", json!(0)),
+    ];
+    for (point, status, exit_code) in points {
+        let world = World::new([Reply::Message("finished".into())])?;
+        let failpoints = format!("{point}=return");
+        let server = world.serve_env((), &[("SUPERVISOR_FAILPOINTS", &failpoints)]).await?;
+        // A second server on the home follows the same job: both settle the dead supervisor.
+        let second = world.serve().await?;
+        let job = server.start_job(world.start_args("end me")).await?;
+        let (ended, seen) = tokio::join!(server.wait_done(&job, 120), second.wait_done(&job, 120));
+        let (ended, seen) = (ended?, seen?);
+        assert_eq!(ended["status"], status, "{point}: {ended}");
+        assert_eq!(ended["exit_code"], exit_code, "{point}: {ended}");
+        assert_eq!((&seen["status"], &seen["exit_code"]), (&ended["status"], &ended["exit_code"]), "{point}");
+        // A third server on the home settles again: nothing is added.
+        let third = world.serve().await?;
+        third.wait_done(&job, 60).await?;
+        let events = third.all_events(&job).await?;
+        assert_eq!(terminal_events(&events, 0).len(), 1, "{point}: {events:?}");
+        assert_eq!(notifications_of(&third, &job).await?.len(), 1, "{point}");
+        let queue: Vec<_> = std::fs::read_dir(world.jobhost_home().join("queue"))?.collect();
+        assert!(queue.is_empty(), "{point}: the queue still holds {queue:?}");
+        let names: Vec<String> = std::fs::read_dir(world.jobhost_home().join("jobs").join(&job))?
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{point}: temporary files left: {names:?}");
+    }
+    Ok(())
+}
+
+/// A server killed after acknowledging `job_start` and before starting the
+/// supervisor: the next server runs the job.
+#[tokio::test]
+async fn an_acknowledged_job_runs_after_the_server_died_before_starting_it() -> Result<()> {
+    let world = World::new([Reply::Message("ran anyway".into())])?;
+    let server = world.serve_env((), &[("FAILPOINTS", "admit-before-spawn=return")]).await?;
+    // The server dies in the background admission, before or after its answer reaches us.
+    let acknowledged = server.start_job(world.start_args("survive the crash")).await.ok();
+    let jobs: Vec<String> = std::fs::read_dir(world.jobhost_home().join("jobs"))?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    if let Some(id) = &acknowledged {
+        assert_eq!(&jobs[0], id);
+    }
+    let meta = read_json(&world.jobhost_home().join("jobs").join(&jobs[0]).join("meta.json"))?;
+    assert_eq!(meta["status"], "queued", "the fail point stopped the start: {meta}");
+
+    let server = world.serve().await?;
+    let status = server.wait_done(&jobs[0], 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["last_message"], "ran anyway");
+    Ok(())
+}
+
+/// With `max_running = 2`, five jobs start oldest first and never more than
+/// two run at once, across a server restart.
+#[tokio::test]
+async fn the_queue_runs_jobs_in_order_under_the_limit_across_a_restart() -> Result<()> {
+    let slow = || Reply::After(Duration::from_millis(1500), Box::new(Reply::Message("done".into())));
+    let world = World::new((0..5).map(|_| slow()))?;
+    std::fs::create_dir_all(world.jobhost_home())?;
+    std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\nmax_running = 2\n")?;
+    let server = world.serve().await?;
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        jobs.push(server.start_job(world.start_args(&format!("job {i}"))).await?);
+    }
+    let listed = server.ok("job_list", json!({"status": "queued"})).await?;
+    assert!(!listed["jobs"].as_array().unwrap().is_empty(), "with a limit of 2, some of 5 wait: {listed}");
+    server.kill()?;
+
+    let server = world.serve().await?;
+    for job in &jobs {
+        let status = server.wait_done(job, 180).await?;
+        assert_eq!(status["status"], "completed", "{status}");
+    }
+    let mut spans = Vec::new();
+    for job in &jobs {
+        let meta = read_json(&world.jobhost_home().join("jobs").join(job).join("meta.json"))?;
+        let at = |k: &str| meta[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+        spans.push((at("started_at"), at("finished_at")));
+    }
+    // Oldest first.
+    assert!(spans.windows(2).all(|w| w[0].0 <= w[1].0), "started out of order: {spans:?}");
+    // At each start, how many others were running.
+    for (i, (start, _)) in spans.iter().enumerate() {
+        let running = spans.iter().enumerate().filter(|(j, (s, f))| *j != i && s <= start && f > start).count();
+        assert!(running < 2, "job {i} started while {running} others ran: {spans:?}");
+    }
+    Ok(())
+}
+
+/// The prompt reaches Codex on its stdin: 300 KiB runs (a command line
+/// argument stops at 128 KiB); past the documented limit it is refused up front.
+#[tokio::test]
+async fn large_prompts_run_and_too_large_ones_are_refused_with_the_limit() -> Result<()> {
+    let world = World::new([Reply::Message("read it all".into())])?;
+    let server = world.serve().await?;
+    let prompt = format!("{}THE END", "lorem ipsum ".repeat(300 * 1024 / 12));
+    let job = server.start_job(world.start_args(&prompt)).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert!(world.model.requests()[0].to_string().contains("THE END"), "the model got the whole prompt");
+    let ps = std::fs::read_dir("/proc")?
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .any(|c| String::from_utf8_lossy(&c).contains("lorem ipsum lorem"));
+    assert!(!ps, "no command line shows the prompt");
+
+    let err = server.err("job_start", world.start_args(&"x".repeat((1 << 20) + 1))).await?;
+    assert!(err.contains("1048577 bytes") && err.contains("at most 1048576"), "{err}");
+    Ok(())
+}
+
+/// `idle_timeout_s` escalates to SIGKILL when Codex does not stop on SIGTERM
+/// (here: it is stopped, so SIGTERM stays pending).
+#[tokio::test]
+async fn an_idle_timeout_kills_a_codex_that_ignores_sigterm() -> Result<()> {
+    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
+    let server = world.serve().await?;
+    let mut args = world.start_args("hang");
+    args["idle_timeout_s"] = json!(2);
+    let job = server.start_job(args).await?;
+    let begun = Instant::now();
+    let codex = loop {
+        let events = server.all_events(&job).await?;
+        if let Some(pid) = events.iter().find(|e| e["type"] == "job.status" && e["data"]["status"] == "running") {
+            break pid["data"]["pid"].as_i64().unwrap() as i32;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(60), "never running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    rustix::process::kill_process(rustix::process::Pid::from_raw(codex).unwrap(), rustix::process::Signal::STOP)?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "failed", "{status}");
+    assert!(status["error"].as_str().unwrap().contains("idle_timeout_s"), "{status}");
+    assert_eq!(status["exit_code"], 128 + 9, "killed by SIGKILL: {status}");
+    Ok(())
+}
