@@ -29,3 +29,20 @@ macro_rules! failpoint {
         }
     };
 }
+
+/// A fail point that fails a write: with the `failpoints` feature and
+/// `FAILPOINTS=<name>=return`, evaluates to `Err(ENOSPC)` (a full disk), else
+/// to `Ok(())`. Without the feature it is always `Ok(())`.
+#[macro_export]
+macro_rules! failpoint_io {
+    ($name:literal) => {{
+        #[cfg(feature = "failpoints")]
+        let result = match fail::eval($name, |_| ()) {
+            Some(()) => Err(std::io::Error::from_raw_os_error(28)),
+            None => Ok(()),
+        };
+        #[cfg(not(feature = "failpoints"))]
+        let result: std::io::Result<()> = Ok(());
+        result
+    }};
+}

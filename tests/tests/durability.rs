@@ -179,3 +179,35 @@ async fn an_idle_timeout_kills_a_codex_that_ignores_sigterm() -> Result<()> {
     assert_eq!(status["exit_code"], 128 + 9, "killed by SIGKILL: {status}");
     Ok(())
 }
+
+/// A write that fails for a full disk mid-turn: the turn ends `failed` with
+/// the reason and the file named, not "killed or crashed", and nothing hangs.
+#[tokio::test]
+async fn a_full_disk_mid_turn_fails_the_job_with_the_reason() -> Result<()> {
+    let world = World::new([Reply::Message("never recorded".into())])?;
+    // The supervisor's third event append fails with ENOSPC, then space returns.
+    let server = world.serve_env((), &[("SUPERVISOR_FAILPOINTS", "event-append=2*off->1*return->off")]).await?;
+    let job = server.start_job(world.start_args("fill the disk")).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "failed", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("No space left on device") && error.contains("events.jsonl"), "{error}");
+    let events = server.all_events(&job).await?;
+    assert_eq!(terminal_events(&events, 0).len(), 1, "{events:?}");
+    Ok(())
+}
+
+/// `job_start` on a full disk: a clear error that names the file, nothing
+/// left in `jobs/`, and the next start works once there is space.
+#[tokio::test]
+async fn job_start_on_a_full_disk_refuses_cleanly_and_leaves_nothing() -> Result<()> {
+    let world = World::new([Reply::Message("fine now".into())])?;
+    let server = world.serve_env((), &[("FAILPOINTS", "replace-file=1*return->off")]).await?;
+    let err = server.err("job_start", world.start_args("no space")).await?;
+    assert!(err.contains("No space left on device") && err.contains("meta.json"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(world.jobhost_home().join("jobs"))?.collect();
+    assert!(left.is_empty(), "a failed start left {left:?}");
+    let job = server.start_job(world.start_args("space again")).await?;
+    assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
+    Ok(())
+}

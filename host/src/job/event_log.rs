@@ -232,7 +232,7 @@ impl EventWriter {
         let event = Event { seq, ts: Timestamp::now(), kind: kind.to_owned(), data };
         let mut line = serde_json::to_vec(&event)?;
         line.push(b'\n');
-        let written = (&self.events).write_all(&line);
+        let written = crate::failpoint_io!("event-append").and_then(|()| (&self.events).write_all(&line));
         if let Err(e) = written {
             // Leave no partial line behind for the next writer to find.
             let _ = self.events.set_len(end);

@@ -337,7 +337,9 @@ impl JobDir {
             tmp.as_file().sync_all()?;
             tmp.replace(name)
         };
-        write().with_context(|| format!("cannot write {}/{name}", self.path.display()))
+        crate::failpoint_io!("replace-file")
+            .and_then(|()| write())
+            .with_context(|| format!("cannot write {}/{name}", self.path.display()))
     }
 
     /// Writes `turn.json` atomically.

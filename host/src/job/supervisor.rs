@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::event::{Event, OUTPUT_EVENT};
-use super::store::{FileLock, JobDir, JobStore, Notification};
+use super::store::{FileLock, JobDir, JobStore, Notification, TurnSpec};
 use super::{JobId, JobMeta, JobStatus};
 use crate::backend::exec::{self, Noted, TurnTracker};
 
@@ -72,11 +72,26 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
     let store = JobStore::open(&home)?;
     let job = store.job(id)?;
     let _lock = hold_supervisor_lock(&job)?;
-    let mut meta = job.read_meta()?;
+    let meta = job.read_meta()?;
     let spec = job.read_turn()?;
     if meta.status != JobStatus::Queued || spec.turn != meta.turn {
         anyhow::bail!("job {id} is {} in turn {}; nothing to run for turn {}", meta.status, meta.turn, spec.turn);
     }
+    let result = drive(&store, &job, meta, spec).await;
+    if let Err(e) = &result {
+        // Say why (a full disk, a file that cannot be written), rather than
+        // leave the turn to be settled as "killed or crashed".
+        let error = format!("the job's supervisor failed: {e:#}");
+        let end = End { status: JobStatus::Failed, exit_code: None, error: Some(error) };
+        if let Err(also) = record_end(&store, &job, |_| {}, end) {
+            tracing::error!(job = %id, "cannot record the supervisor's failure: {also:#}");
+        }
+    }
+    result
+}
+
+/// Starts Codex for the turn and follows it to its end (see [`run`]).
+async fn drive(store: &JobStore, job: &JobDir, mut meta: JobMeta, spec: TurnSpec) -> Result<()> {
     let mut events = job.event_writer()?;
     let mut output = tokio::fs::File::from_std(job.output_log()?.into_std());
 
@@ -109,7 +124,7 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
         Err(e) => {
             let error = format!("cannot start {}: {e}", spec.program.display());
             let end = End { status: JobStatus::Failed, exit_code: None, error: Some(error) };
-            return record_end(&store, &job, |_| {}, end);
+            return record_end(store, job, |_| {}, end);
         }
     };
     // The prompt goes to Codex's stdin (`-`), never on a command line.
@@ -191,8 +206,8 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
     crate::failpoint!("supervisor-before-end");
     let end = End { status, exit_code: Some(exit_code), error };
     record_end(
-        &store,
-        &job,
+        store,
+        job,
         |m| {
             m.thread_id = tracker.thread_id.or(m.thread_id.take());
             m.last_message = tracker.last_message.or(m.last_message.take());
