@@ -372,11 +372,9 @@ impl JobHost {
                 meta.status
             )));
         }
-        if meta.notification_offset.is_none() {
-            // The last end was recorded only in part (a crash): finish it first.
-            let end = supervisor::End { status: meta.status, exit_code: meta.exit_code, error: meta.error.clone() };
-            supervisor::record_end_locked(&self.store, &job, &mut meta, |_| {}, end)?;
-        }
+        // The last end may have been recorded only in part (a crash): finish it first.
+        let end = supervisor::End { status: meta.status, exit_code: meta.exit_code, error: meta.error.clone() };
+        supervisor::record_end_locked(&self.store, &job, &mut meta, |_| {}, end)?;
         meta.turn += 1;
         meta.status = JobStatus::Queued;
         meta.queued_at = Some(Timestamp::now());

@@ -36,7 +36,8 @@ impl JobHost {
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
         self.registry.update(&meta);
-        if meta.status.is_terminal() && meta.notification_offset.is_some() {
+        if meta.status.is_terminal() {
+            // An end recorded only in part keeps its queue entry: admission completes it.
             return Ok(());
         }
         if job.try_supervisor_lock()?.is_some() {
@@ -187,7 +188,7 @@ impl JobHost {
             let (meta, busy) = tokio::task::spawn_blocking(move || -> Result<(JobMeta, bool)> {
                 let job = host.store.job(id)?;
                 let meta = job.read_meta()?;
-                if meta.turn != turn || (meta.status.is_terminal() && meta.notification_offset.is_some()) {
+                if meta.turn != turn || meta.status.is_terminal() {
                     return Ok((meta, false));
                 }
                 match job.try_supervisor_lock()? {

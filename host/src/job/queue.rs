@@ -148,7 +148,7 @@ pub fn admit(
         let meta = job.read_meta()?;
         if meta.turn == entry.turn && meta.status == JobStatus::Queued && meta.pid.is_none() {
             ready.push((job, lock));
-        } else if meta.turn == entry.turn || meta.turn < entry.turn {
+        } else if meta.turn == entry.turn {
             // Its supervisor died (before or after starting Codex) without
             // recording the end, or recorded it without finishing (the
             // notification or this entry): complete it.

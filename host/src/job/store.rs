@@ -493,6 +493,18 @@ mod tests {
         )
     }
 
+    /// A completed turn's notification for a new job.
+    fn note(turn: u32) -> Notification {
+        Notification {
+            job_id: JobId::new().to_string(),
+            status: JobStatus::Completed,
+            turn,
+            exit_code: Some(0),
+            error: None,
+            finished_at: Timestamp::now().to_string(),
+        }
+    }
+
     fn new_job(store: &JobStore) -> JobDir {
         let id = JobId::new();
         store.create(id, |j| j.write_meta(&meta(id))).unwrap()
@@ -616,14 +628,6 @@ mod tests {
     fn a_torn_last_notification_costs_only_itself() {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
-        let note = |n: u32| Notification {
-            job_id: JobId::new().to_string(),
-            status: JobStatus::Completed,
-            turn: n,
-            exit_code: Some(0),
-            error: None,
-            finished_at: Timestamp::now().to_string(),
-        };
         store.append_notification(&note(0)).unwrap();
         let feed = home.path().join("notifications.jsonl");
         std::fs::OpenOptions::new().append(true).open(&feed).unwrap().write_all(b"{\"job_id\":\"to").unwrap();
@@ -656,14 +660,6 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
         assert_eq!(store.read_notifications(0, 10).unwrap(), (vec![], 0));
-        let note = |n: u32| Notification {
-            job_id: JobId::new().to_string(),
-            status: JobStatus::Completed,
-            turn: n,
-            exit_code: Some(0),
-            error: None,
-            finished_at: Timestamp::now().to_string(),
-        };
         store.append_notification(&note(0)).unwrap();
         store.append_notification(&note(1)).unwrap();
         let (first, c1) = store.read_notifications(0, 1).unwrap();

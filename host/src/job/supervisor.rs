@@ -271,14 +271,13 @@ pub fn record_end_locked(
     update: impl FnOnce(&mut JobMeta),
     end: End,
 ) -> Result<()> {
+    if meta.status.is_terminal() && meta.notification_offset.is_none() {
+        // Ended under an older version, which wrote meta.json last and kept no offset: complete already.
+        return store.dequeue(meta);
+    }
     let mut events = job.event_writer()?;
     let ended = match events.last_status(END_LOOK_BACK)? {
         Some(e) if ends_turn(&e, meta.turn) => e,
-        _ if meta.status.is_terminal() => {
-            // meta.json says it ended but the event is not there: an old record; keep meta's word.
-            let end = End { status: meta.status, exit_code: meta.exit_code, error: meta.error.clone() };
-            append_end(&mut events, meta, &end)?
-        }
         _ => append_end(&mut events, meta, &end)?,
     };
     crate::failpoint!("end-after-event");
