@@ -118,7 +118,7 @@ impl JobHost {
                 &host.store,
                 host.config.max_running,
                 |job, lock| supervisor::spawn(exe, home, job, lock),
-                |job, _lock, _meta, error| {
+                |job, _lock, error| {
                     let end = match error {
                         Some(error) => End { status: JobStatus::Failed, exit_code: None, error: Some(error) },
                         None => host.lost_end(job.id()),
@@ -128,7 +128,7 @@ impl JobHost {
             )
         })
         .await??;
-        for id in admitted.settled.iter().chain(admitted.waiting.iter()) {
+        for id in &admitted.settled {
             if let Ok(meta) = self.store.job(*id).and_then(|j| j.read_meta()) {
                 self.registry.update(&meta);
             }

@@ -57,10 +57,8 @@ impl Entry {
 pub struct Admitted {
     /// Turns started now: the job and its supervisor's pid.
     pub started: Vec<(JobId, u32)>,
-    /// Jobs whose record changed otherwise (settled, or entries cleaned up).
+    /// Jobs whose turn was settled.
     pub settled: Vec<JobId>,
-    /// Turns still waiting for a free slot, oldest first.
-    pub waiting: Vec<JobId>,
 }
 
 impl JobStore {
@@ -78,12 +76,7 @@ impl JobStore {
 
     /// Removes the job's current turn from the queue (nothing when it is not there).
     pub fn dequeue(&self, meta: &JobMeta) -> Result<()> {
-        let name = Entry::of(meta).name();
-        match self.queue_dir()?.remove_file(&name) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot remove {}/{QUEUE_DIR}/{name}", self.root().display())),
-        }
+        remove_entry(self, &Entry::of(meta))
     }
 
     /// The queue, oldest first.
@@ -111,16 +104,15 @@ impl JobStore {
 ///
 /// - `spawn(job, lock)` starts a queued turn's supervisor, handing it the
 ///   job's supervisor lock, and returns its pid.
-/// - `settle(job, lock, meta)` records the end of a turn whose supervisor is
-///   gone (the caller holds its supervisor lock, so no one else does it at once).
-///
-/// A turn that cannot be started is settled as failed by `spawn`'s caller
-/// through `settle` with the error; see `JobHost`.
+/// - `settle(job, lock, error)` records the end of a turn whose supervisor is
+///   gone and removes its entry (`supervisor::record_end` does both). It gets
+///   the supervisor lock, so no one else settles at once; `error` is set for
+///   a turn whose supervisor could not be started.
 pub fn admit(
     store: &JobStore,
     max_running: usize,
     mut spawn: impl FnMut(&JobDir, FileLock) -> Result<u32>,
-    mut settle: impl FnMut(&JobDir, FileLock, JobMeta, Option<String>) -> Result<()>,
+    mut settle: impl FnMut(&JobDir, FileLock, Option<String>) -> Result<()>,
 ) -> Result<Admitted> {
     let lock_file = store
         .home_dir()
@@ -151,9 +143,8 @@ pub fn admit(
         } else if meta.turn == entry.turn {
             // Its supervisor died (before or after starting Codex) without
             // recording the end, or recorded it without finishing (the
-            // notification or this entry): complete it.
-            settle(&job, lock, meta, None)?;
-            remove_entry(store, &entry)?;
+            // notification or this entry): complete it (which removes the entry).
+            settle(&job, lock, None)?;
             done.settled.push(entry.job);
         } else {
             remove_entry(store, &entry)?; // an older turn, long over
@@ -161,10 +152,8 @@ pub fn admit(
     }
     for (job, lock) in ready {
         if running >= max_running {
-            done.waiting.push(job.id());
-            continue;
+            break;
         }
-        let meta = job.read_meta()?;
         crate::failpoint!("admit-before-spawn");
         match spawn(&job, lock) {
             Ok(pid) => {
@@ -174,7 +163,7 @@ pub fn admit(
             Err(e) => {
                 // The lock went with the failed spawn's file; take it again to settle.
                 if let Some(lock) = job.try_supervisor_lock()? {
-                    settle(&job, lock, meta, Some(format!("cannot start the job's supervisor: {e:#}")))?;
+                    settle(&job, lock, Some(format!("cannot start the job's supervisor: {e:#}")))?;
                     done.settled.push(job.id());
                 }
             }
