@@ -1,62 +1,15 @@
 //! The policy host against real guest components: the examples and the
 //! misbehaving fixtures built from `guest-policies/` (by `scripts/test.sh`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codex_jobhost::policy::builtin::Keep;
-use codex_jobhost::policy::{
-    Decision, FilterOutcome, Guest, GuestLimits, JobContext, Limits, LoadSource, Policies, PolicyEngine, PolicySet,
-    Request, World,
-};
+use codex_jobhost::policy::{Decision, FilterOutcome, Limits, LoadSource, Policies, PolicyEngine, World};
+use common::{command, guest, job, launch, user_policies, wasm};
 use serde_json::json;
-
-/// A built guest: `$GUEST_POLICIES_DIR/<name>.wasm`, by default
-/// `guest-policies/target/wasm32-wasip2/release`.
-fn wasm(name: &str) -> PathBuf {
-    let dir = std::env::var_os("GUEST_POLICIES_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-policies/target/wasm32-wasip2/release")
-    });
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: build the guests first (cargo build --release --target wasm32-wasip2 --manifest-path guest-policies/Cargo.toml)",
-        path.display()
-    );
-    path
-}
-
-fn guest(engine: &PolicyEngine, name: &str, config: serde_json::Value) -> Guest {
-    let (component, _) = engine.load(&wasm(name)).unwrap();
-    Guest::new(name, Arc::new(component), config.to_string(), GuestLimits::default())
-}
-
-/// The policy set of a user-level `config.toml` holding `toml` (the home must outlive the set).
-fn user_policies(toml: &str) -> (tempfile::TempDir, Arc<PolicySet>) {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("config.toml"), toml).unwrap();
-    let set = Policies::new(home.path()).for_cwd(home.path()).unwrap();
-    (home, set)
-}
-
-fn job() -> JobContext {
-    JobContext {
-        job_id: "0192f5d2-6a1b-7c3d-8e4f-0123456789ab".into(),
-        backend: "exec".into(),
-        cwd: "/w".into(),
-        project_root: None,
-        prompt: "p".into(),
-    }
-}
-
-fn command(c: &str) -> Request {
-    Request::Command { command: c.into(), cwd: "/w".into(), reason: None }
-}
-
-fn launch(mode: &str) -> Request {
-    Request::Launch { approval_mode: mode.into(), sandbox: None, model: None }
-}
 
 #[test]
 fn the_allowlist_decides_with_its_settings() {

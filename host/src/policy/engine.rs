@@ -14,7 +14,7 @@ use wasmtime::{Config, Engine};
 
 use super::World;
 use super::bindings::{self, PACKAGE, SUPPORTED};
-use super::guest::{LoadedComponent, State};
+use super::guest::{LoadedComponent, State, WorldPre};
 
 /// How often the epoch advances; guest deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -43,7 +43,7 @@ impl PolicyEngine {
         let engine = shared_engine()?.clone();
         let linker = |add: fn(&mut Linker<State>) -> wasmtime::Result<()>| -> Result<Linker<State>> {
             let mut linker = Linker::new(&engine);
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+            add_guest_wasi(&mut linker)?;
             add(&mut linker)?;
             Ok(linker)
         };
@@ -70,11 +70,14 @@ impl PolicyEngine {
         check_header(&bytes).with_context(|| format!("policy component {shown} is refused"))?;
         let (component, source) =
             self.compile_cached(&bytes).with_context(|| format!("policy component {shown} does not compile"))?;
-        let (world, version) =
+        let (world, version, interface) =
             self.identify(&component).with_context(|| format!("policy component {shown} is refused"))?;
         let linker = &self.linkers[world as usize];
         let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
             format!("policy component {shown} needs imports the host does not offer (it may only import `{PACKAGE}/host` and WASI 0.2)")
+        })?;
+        let pre = WorldPre::new(world, &interface, pre).map_err(anyhow::Error::from).with_context(|| {
+            format!("policy component {shown} does not match the {} world of {PACKAGE}@{version}", world.world_name())
         })?;
         Ok((LoadedComponent { path: path.to_path_buf(), world, version, pre }, source))
     }
@@ -110,8 +113,9 @@ impl PolicyEngine {
         hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The world a component implements and the WIT version it was built against.
-    fn identify(&self, component: &Component) -> Result<(World, String)> {
+    /// The world a component implements, the WIT version it was built
+    /// against, and the name it exports the world's interface under.
+    fn identify(&self, component: &Component) -> Result<(World, String, String)> {
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let mut found = Vec::new();
@@ -126,24 +130,68 @@ impl PolicyEngine {
                 "filter" => World::Filter,
                 _ => continue,
             };
-            found.push((world, version.to_owned()));
+            found.push((world, version.to_owned(), name.clone()));
         }
         match found.as_slice() {
             [] => bail!(
                 "it implements none of the worlds approval-policy, output-truncation, event-filter of {PACKAGE} (its exports: {})",
                 if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
             ),
-            [(world, version)] => {
+            [(world, version, name)] => {
                 if !version_supported(version) {
                     bail!(
                         "it was built for {PACKAGE}@{version}; this host supports {PACKAGE}@{SUPPORTED}.x (rebuild it against the host's wit/)"
                     );
                 }
-                Ok((*world, version.clone()))
+                Ok((*world, version.clone(), name.clone()))
             }
             _ => bail!("it exports more than one policy interface; a component implements exactly one world"),
         }
     }
+}
+
+/// The part of WASI 0.2 a Rust `wasm32-wasip2` guest needs to start, print
+/// and fail cleanly: streams, stdio, environment (empty), exit, the wall
+/// clock (frozen), random, and the filesystem (with nothing opened).
+///
+/// Left out on purpose: `wasi:clocks/monotonic-clock`, whose
+/// `subscribe-duration` is the one way a guest could sleep in a host call,
+/// where the deadline cannot stop it; and `wasi:sockets`. Every pollable a
+/// guest can still make (stdio streams) is ready at once, so `wasi:io/poll`
+/// never blocks. A component importing more is refused at load, naming the import.
+fn add_guest_wasi(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::WasiView;
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+
+    struct HasTable;
+    impl wasmtime::component::HasData for HasTable {
+        type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+    }
+    let l = linker;
+    sync::io::error::add_to_linker::<State, HasTable>(l, |t| t.ctx().table)?;
+    sync::io::poll::add_to_linker::<State, HasTable>(l, |t| t.ctx().table)?;
+    sync::io::streams::add_to_linker::<State, HasTable>(l, |t| t.ctx().table)?;
+    cli::exit::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::environment::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::stdin::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::stdout::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::stderr::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::terminal_input::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::terminal_output::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::terminal_stdin::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::terminal_stdout::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    cli::terminal_stderr::add_to_linker::<State, WasiCli>(l, State::cli)?;
+    clocks::wall_clock::add_to_linker::<State, WasiClocks>(l, State::clocks)?;
+    random::random::add_to_linker::<State, WasiRandom>(l, State::random)?;
+    random::insecure::add_to_linker::<State, WasiRandom>(l, State::random)?;
+    random::insecure_seed::add_to_linker::<State, WasiRandom>(l, State::random)?;
+    filesystem::preopens::add_to_linker::<State, WasiFilesystem>(l, State::filesystem)?;
+    sync::filesystem::types::add_to_linker::<State, WasiFilesystem>(l, State::filesystem)?;
+    Ok(())
 }
 
 /// `0.1.x` for the `0.1` line; for 1.0 and later, the same major.
@@ -196,6 +244,9 @@ fn shared_engine() -> Result<&'static Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    // One memory per core module: no guest needs more, and each counts
+    // against the same budget anyway (see `GuestBudget`).
+    config.wasm_multi_memory(false);
     let engine = Engine::new(&config)?;
     let mut started = false;
     let engine = ENGINE.get_or_init(|| {

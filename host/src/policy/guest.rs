@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::{InstancePre, ResourceTable};
-use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, approval, filter, truncation};
@@ -19,7 +19,8 @@ use super::{Decision, FilterAction, JobContext, Limits, PolicyEvent, Request, Wo
 pub struct GuestLimits {
     /// Wall-clock time one call may take (epoch interruption).
     pub deadline: Duration,
-    /// Linear memory an instance may grow to, in bytes.
+    /// What an instance may hold in all its linear memories and tables
+    /// together, in bytes.
     pub memory: usize,
 }
 
@@ -37,8 +38,65 @@ pub struct LoadedComponent {
     pub world: World,
     /// The WIT package version it was built against (`0.1.0`).
     pub version: String,
-    /// Instantiation with imports resolved ahead of time.
-    pub pre: InstancePre<State>,
+    /// Instantiation with imports resolved and exports type-checked ahead of time.
+    pub pre: WorldPre,
+}
+
+/// A component ready to instantiate as the world it implements; making one
+/// type-checks its exports against that world of the WIT package.
+pub enum WorldPre {
+    /// `approval-policy`.
+    Approval(approval::ApprovalPolicyPre<State>),
+    /// `output-truncation`.
+    Truncation(truncation::OutputTruncationPre<State>),
+    /// `event-filter`.
+    Filter(filter::EventFilterPre<State>),
+}
+
+impl WorldPre {
+    /// Type-checks `pre`'s exports against `world`, whose interface the
+    /// component exports as `interface` (e.g. `codex-jobhost:policy/approval@0.1.0`).
+    ///
+    /// Errors: an export is missing or its type differs from the WIT's
+    /// (the message names the export).
+    pub fn new(world: World, interface: &str, pre: InstancePre<State>) -> wasmtime::Result<Self> {
+        use approval::codex_jobhost::policy::types::JobInfo as ApprovalJob;
+        use approval::exports::codex_jobhost::policy::approval as a;
+        use filter::codex_jobhost::policy::types::JobInfo as FilterJob;
+        use filter::exports::codex_jobhost::policy::filter as f;
+        use truncation::codex_jobhost::policy::types::JobInfo as TruncationJob;
+        use truncation::exports::codex_jobhost::policy::truncation as t;
+        // The generated bindings check an interface's function types only when
+        // an instance is made; checking here refuses a bad component at load.
+        match world {
+            World::Approval => typecheck::<(&ApprovalJob, &a::Request), (a::Decision,)>(&pre, interface, "decide")?,
+            World::Truncation => {
+                typecheck::<(&TruncationJob, &str, t::Limits), (String,)>(&pre, interface, "truncate")?
+            }
+            World::Filter => typecheck::<(&FilterJob, &f::Event), (f::Action,)>(&pre, interface, "filter")?,
+        }
+        Ok(match world {
+            World::Approval => WorldPre::Approval(approval::ApprovalPolicyPre::new(pre)?),
+            World::Truncation => WorldPre::Truncation(truncation::OutputTruncationPre::new(pre)?),
+            World::Filter => WorldPre::Filter(filter::EventFilterPre::new(pre)?),
+        })
+    }
+
+    fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            WorldPre::Approval(p) => p.engine(),
+            WorldPre::Truncation(p) => p.engine(),
+            WorldPre::Filter(p) => p.engine(),
+        }
+    }
+
+    fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Exports> {
+        Ok(match self {
+            WorldPre::Approval(p) => Exports::Approval(p.instantiate(store)?),
+            WorldPre::Truncation(p) => Exports::Truncation(p.instantiate(store)?),
+            WorldPre::Filter(p) => Exports::Filter(p.instantiate(store)?),
+        })
+    }
 }
 
 /// The store data of a guest instance: an empty WASI context (no files,
@@ -46,7 +104,7 @@ pub struct LoadedComponent {
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: CappedMemory,
+    limits: GuestBudget,
     /// The JSON settings returned by `config()`.
     pub(crate) config: Arc<str>,
     /// The component's name, for its log lines.
@@ -182,6 +240,7 @@ impl Guest {
         let ticks = self.limits.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64;
         // One tick more: the deadline counts from the next tick, which may be close.
         warm.store.set_epoch_deadline(ticks + 1);
+        warm.store.data_mut().limits.refused = false;
         let result = f(&mut warm.store, &warm.exports);
         match result {
             Ok(r) => {
@@ -198,7 +257,12 @@ impl Guest {
             Some(wasmtime::Trap::Interrupt) => {
                 format!("ran past its deadline of {} ms", self.limits.deadline.as_millis())
             }
-            _ if memory_full => format!("exceeded its memory cap of {} MiB ({e:#})", self.limits.memory >> 20),
+            _ if memory_full => {
+                format!(
+                    "exceeded its memory cap of {} MiB (memories and tables together) ({e:#})",
+                    self.limits.memory >> 20
+                )
+            }
             Some(trap) => format!("trapped: {trap} ({e:#})"),
             None => format!("failed: {e:#}"),
         }
@@ -212,8 +276,7 @@ impl Guest {
             .wall_clock(Frozen)
             .monotonic_clock(Frozen)
             .build();
-        let limits =
-            CappedMemory { inner: StoreLimitsBuilder::new().memory_size(self.limits.memory).build(), refused: false };
+        let limits = GuestBudget { limit: self.limits.memory, used: 0, refused: false };
         let state = State {
             wasi,
             table: ResourceTable::new(),
@@ -225,43 +288,87 @@ impl Guest {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(u64::MAX / 2);
-        let instance = self.component.pre.instantiate(&mut store)?;
-        let exports = match self.component.world {
-            World::Approval => Exports::Approval(approval::ApprovalPolicy::new(&mut store, &instance)?),
-            World::Truncation => Exports::Truncation(truncation::OutputTruncation::new(&mut store, &instance)?),
-            World::Filter => Exports::Filter(filter::EventFilter::new(&mut store, &instance)?),
-        };
+        let exports = self.component.pre.instantiate(&mut store)?;
         Ok(Warm { store, exports })
     }
 }
 
-/// `StoreLimits`, remembering whether it refused to grow a memory, so a
-/// failure can be reported as the cap it was.
-struct CappedMemory {
-    inner: StoreLimits,
+/// Checks that `interface`'s export `func` has the type `fn(Params) -> Results`.
+fn typecheck<Params, Results>(pre: &InstancePre<State>, interface: &str, func: &str) -> wasmtime::Result<()>
+where
+    Params: wasmtime::component::ComponentNamedList + wasmtime::component::Lower,
+    Results: wasmtime::component::ComponentNamedList + wasmtime::component::Lift,
+{
+    use wasmtime::component::types::ComponentItem;
+    let component = pre.component();
+    let found = component.get_export_index(None, interface).and_then(|i| component.get_export(Some(&i), func));
+    match found {
+        Some((ComponentItem::ComponentFunc(ty), _)) => ty
+            .typecheck::<Params, Results>(&pre.instance_type())
+            .map_err(|e| e.context(format!("export `{func}` of `{interface}` has the wrong type"))),
+        Some(_) => Err(wasmtime::format_err!("export `{func}` of `{interface}` is not a function")),
+        None => Err(wasmtime::format_err!("`{interface}` has no export `{func}`")),
+    }
+}
+
+/// One memory budget for a whole guest instance: every linear memory and
+/// every table of every core instance inside the component counts against
+/// it (a table element as [`TABLE_ELEMENT_BYTES`]), so a guest cannot get
+/// around its cap with many memories or a huge table. Counts of core
+/// instances, memories and tables are capped too.
+struct GuestBudget {
+    /// Bytes the guest may hold in memories and tables together.
+    limit: usize,
+    /// Bytes it holds now.
+    used: usize,
+    /// Whether a growth was refused during the current call, so a failure
+    /// can be reported as the cap it was.
     refused: bool,
 }
 
-impl ResourceLimiter for CappedMemory {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
-        self.refused |= !allowed;
-        Ok(allowed)
+/// What one table element counts against the budget: wasmtime keeps a
+/// pointer per element.
+pub const TABLE_ELEMENT_BYTES: usize = 8;
+/// Core instances one component may make (a Rust guest makes about 5).
+const MAX_CORE_INSTANCES: usize = 32;
+/// Linear memories across a component's core instances (a Rust guest has 1).
+const MAX_MEMORIES: usize = 4;
+/// Tables across a component's core instances (a Rust guest has about 3).
+const MAX_TABLES: usize = 16;
+
+impl GuestBudget {
+    fn grow(&mut self, more_bytes: usize) -> bool {
+        match self.used.checked_add(more_bytes) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                true
+            }
+            _ => {
+                self.refused = true;
+                false
+            }
+        }
+    }
+}
+
+impl ResourceLimiter for GuestBudget {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow(desired.saturating_sub(current)))
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow(desired.saturating_sub(current).saturating_mul(TABLE_ELEMENT_BYTES)))
     }
 
     fn instances(&self) -> usize {
-        self.inner.instances()
+        MAX_CORE_INSTANCES
     }
 
     fn tables(&self) -> usize {
-        self.inner.tables()
+        MAX_TABLES
     }
 
     fn memories(&self) -> usize {
-        self.inner.memories()
+        MAX_MEMORIES
     }
 }

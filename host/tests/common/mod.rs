@@ -1,0 +1,53 @@
+//! Helpers shared by the policy tests: built guests, a job, requests.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use codex_jobhost::policy::{Guest, GuestLimits, JobContext, Policies, PolicyEngine, PolicySet, Request};
+
+/// A built guest: `$GUEST_POLICIES_DIR/<name>.wasm`, by default
+/// `guest-policies/target/wasm32-wasip2/release`.
+pub fn wasm(name: &str) -> PathBuf {
+    let dir = std::env::var_os("GUEST_POLICIES_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-policies/target/wasm32-wasip2/release")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guests first (cargo build --release --target wasm32-wasip2 --manifest-path guest-policies/Cargo.toml)",
+        path.display()
+    );
+    path
+}
+
+pub fn guest(engine: &PolicyEngine, name: &str, config: serde_json::Value) -> Guest {
+    let (component, _) = engine.load(&wasm(name)).unwrap();
+    Guest::new(name, Arc::new(component), config.to_string(), GuestLimits::default())
+}
+
+/// The policy set of a user-level `config.toml` holding `toml` (the home must outlive the set).
+pub fn user_policies(toml: &str) -> (tempfile::TempDir, Arc<PolicySet>) {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config.toml"), toml).unwrap();
+    let set = Policies::new(home.path()).for_cwd(home.path()).unwrap();
+    (home, set)
+}
+
+pub fn job() -> JobContext {
+    JobContext {
+        job_id: "0192f5d2-6a1b-7c3d-8e4f-0123456789ab".into(),
+        backend: "exec".into(),
+        cwd: "/w".into(),
+        project_root: None,
+        prompt: "p".into(),
+    }
+}
+
+pub fn command(c: &str) -> Request {
+    Request::Command { command: c.into(), cwd: "/w".into(), reason: None }
+}
+
+pub fn launch(mode: &str) -> Request {
+    Request::Launch { approval_mode: mode.into(), sandbox: None, model: None }
+}
