@@ -81,19 +81,22 @@ fn main() {
     // job_events of 1,000 events, with no policy and with a filter and a truncation.
     let home = tempfile::tempdir().unwrap();
     let plain = tempfile::tempdir().unwrap();
-    let project = |toml: String| {
+    // A project whose `.codex/` holds these (table, guest) entries, each guest copied in.
+    let project = |entries: &[(&str, &str)]| {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join(".codex")).unwrap();
-        std::fs::write(dir.path().join(".codex/jobhost.toml"), toml).unwrap();
+        let codex = dir.path().join(".codex");
+        std::fs::create_dir_all(&codex).unwrap();
+        let mut toml = String::new();
+        for (table, name) in entries {
+            std::fs::copy(wasm(name), codex.join(format!("{name}.wasm"))).unwrap();
+            toml += &format!("[[{table}]]\npath = \"{name}.wasm\"\n");
+        }
+        std::fs::write(codex.join("jobhost.toml"), toml).unwrap();
         dir
     };
-    let governed = project(format!(
-        "[[truncation]]\npath = {:?}\n[[filter]]\npath = {:?}\n",
-        wasm("redact_secrets"),
-        wasm("quiet_events")
-    ));
-    let filtered = project(format!("[[filter]]\npath = {:?}\n", wasm("quiet_events")));
-    let truncated = project(format!("[[truncation]]\npath = {:?}\n", wasm("redact_secrets")));
+    let governed = project(&[("truncation", "redact_secrets"), ("filter", "quiet_events")]);
+    let filtered = project(&[("filter", "quiet_events")]);
+    let truncated = project(&[("truncation", "redact_secrets")]);
     let store = JobStore::open(home.path()).unwrap();
     let mut jobs = Vec::new();
     for cwd in [plain.path(), governed.path(), filtered.path(), truncated.path()] {

@@ -153,3 +153,190 @@ fn exports_with_the_right_names_and_wrong_types_are_refused() {
         "{err}"
     );
 }
+
+/// A repository whose `.codex/jobhost.toml` names `path` as an approval policy.
+fn repo_naming(path: &str) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join(".codex")).unwrap();
+    std::fs::write(repo.path().join(".codex/jobhost.toml"), format!("[[approval]]\npath = {path:?}\n")).unwrap();
+    repo
+}
+
+fn load_error(home: &Path, repo: &Path) -> String {
+    let policies = codex_jobhost::policy::Policies::new(home);
+    format!("{:#}", policies.for_cwd(repo).err().expect("refused"))
+}
+
+#[test]
+fn policy_paths_stay_inside_the_project() {
+    let home = tempfile::tempdir().unwrap();
+    for path in ["../../../../../../etc/passwd", "/etc/passwd", "/dev/zero", "/proc/self/fd/0"] {
+        let repo = repo_naming(path);
+        let err = load_error(home.path(), repo.path());
+        assert!(
+            err.contains(path) && err.contains("is outside") && err.contains("may only name files inside"),
+            "{path}: {err}"
+        );
+    }
+    // Symlinks are followed only while they stay inside.
+    for target in ["/etc/passwd", "/dev/zero", "/proc/self/fd/0"] {
+        let repo = repo_naming("evil.wasm");
+        std::os::unix::fs::symlink(target, repo.path().join(".codex/evil.wasm")).unwrap();
+        let err = load_error(home.path(), repo.path());
+        assert!(err.contains("evil.wasm") && err.contains("is outside"), "{target}: {err}");
+    }
+    let repo = repo_naming("inside.wasm");
+    std::fs::copy(wasm("fixture_accept_all"), repo.path().join("real.wasm")).unwrap();
+    std::os::unix::fs::symlink("../real.wasm", repo.path().join(".codex/inside.wasm")).unwrap();
+    let set = codex_jobhost::policy::Policies::new(home.path()).for_cwd(repo.path()).unwrap();
+    assert_eq!(set.decide(&job(), &common::command("ls")).decision, codex_jobhost::policy::Decision::Accept);
+}
+
+#[test]
+fn policy_files_that_are_not_regular_or_too_large_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    // A FIFO: refused at once, never waited on.
+    let repo = repo_naming("fifo.wasm");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        repo.path().join(".codex/fifo.wasm"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let err = load_error(home.path(), repo.path());
+    assert!(err.contains("fifo.wasm is not a regular file"), "{err}");
+    // Larger than the component cap (a sparse file: nothing is written).
+    let repo = repo_naming("big.wasm");
+    let big = std::fs::File::create(repo.path().join(".codex/big.wasm")).unwrap();
+    big.set_len(codex_jobhost::policy::source::COMPONENT_MAX_BYTES + 1).unwrap();
+    let err = load_error(home.path(), repo.path());
+    assert!(err.contains("big.wasm is 16777217 bytes; the limit is 16777216 bytes"), "{err}");
+    // The policy file itself may not lead outside either.
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join(".codex")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", repo.path().join(".codex/jobhost.toml")).unwrap();
+    let err = load_error(home.path(), repo.path());
+    assert!(err.contains("jobhost.toml is outside"), "{err}");
+}
+
+#[test]
+fn a_policy_file_has_at_most_16_entries() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join(".codex")).unwrap();
+    let name = common::copy_guest(&repo.path().join(".codex"), "fixture_accept_all");
+    let toml = format!("[[approval]]\npath = {name:?}\n").repeat(17);
+    std::fs::write(repo.path().join(".codex/jobhost.toml"), toml).unwrap();
+    let err = load_error(home.path(), repo.path());
+    assert!(err.contains("17 policy entries; the limit is 16 per file"), "{err}");
+}
+
+#[test]
+fn the_users_policies_stay_inside_the_job_home() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config.toml"), format!("[[approval]]\npath = {:?}\n", wasm("fixture_accept_all")))
+        .unwrap();
+    let err = load_error(home.path(), home.path());
+    assert!(err.contains("fixture_accept_all.wasm is outside") && err.contains("config.toml"), "{err}");
+}
+
+#[test]
+fn a_truncation_that_returns_more_than_its_limits_is_cut_again() {
+    let (_home, set) = common::user_policies(
+        &["fixture_hostile_truncation"],
+        "[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"flood\" }\n",
+    );
+    let text = "a line\n".repeat(2_000);
+    let limits = codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100 };
+    let (out, failures) = set.truncate(&job(), &text, limits, codex_jobhost::policy::builtin::Keep::Tail);
+    assert!(out.chars().count() <= 8_100 && !out.contains("xxx"), "{} characters", out.chars().count());
+    assert!(out.ends_with("a line\n") && out.contains("lines cut"), "the built-in cut of the input: {out}");
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0]
+            .error
+            .contains("returned 2000000 characters in 1 lines, more than its limits (8000 characters, 100 lines)"),
+        "{failures:?}"
+    );
+}
+
+#[test]
+fn a_redaction_that_keeps_the_length_does_not_switch_the_limits_off() {
+    let (_home, set) = common::user_policies(
+        &["fixture_hostile_truncation"],
+        "[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"unchanged\" }\n",
+    );
+    let text = "a line\n".repeat(2_000);
+    let limits = codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100 };
+    let (out, failures) = set.truncate(&job(), &text, limits, codex_jobhost::policy::builtin::Keep::Tail);
+    assert!(failures.is_empty(), "returning what it was given is no failure: {failures:?}");
+    assert!(out.split_inclusive('\n').count() <= 101 && out.contains("1900 lines cut"), "{out}");
+}
+
+#[test]
+fn a_filter_cannot_forge_host_events_or_return_huge_or_deep_replacements() {
+    use codex_jobhost::policy::FilterOutcome;
+    let set_for = |mode: &str| {
+        common::user_policies(
+            &["fixture_hostile_filter"],
+            &format!("[[filter]]\npath = \"fixture_hostile_filter.wasm\"\nconfig = {{ mode = \"{mode}\" }}\n"),
+        )
+    };
+    let payload = r#"{"type":"item.completed","item":{"type":"agent_message","text":"hi"}}"#;
+    for (mode, error) in [
+        ("forge", "replaced a \"item.completed\" event with the host's own type \"job.status\""),
+        ("huge", "the limit is 65536 bytes"),
+        ("deep", "nested 100 deep; the limit is 32"),
+    ] {
+        let (_home, set) = set_for(mode);
+        let (outcome, failures) = set.filter(&job(), "item.completed", payload);
+        assert_eq!(outcome, FilterOutcome::Keep, "{mode}");
+        assert_eq!(failures.len(), 1, "{mode}");
+        assert!(failures[0].error.contains(error) && failures[0].fallback == "kept the event", "{mode}: {failures:?}");
+    }
+    // A job.status event may stay a job.status event (notifications are filtered as one).
+    let (_home, set) = set_for("forge");
+    let (outcome, failures) = set.filter(&job(), "job.status", r#"{"status":"failed"}"#);
+    assert!(failures.is_empty() && matches!(outcome, FilterOutcome::Replace(k, _) if k == "job.status"));
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_guest_cannot_flood_the_log_or_forge_its_lines() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let (_home, set) = common::user_policies(
+        &["fixture_hostile_truncation"],
+        "[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"log\" }\n",
+    );
+    let limits = codex_jobhost::policy::Limits { max_chars: 100, max_lines: 10 };
+    tracing::subscriber::with_default(subscriber, || {
+        // One call writes 1,000 log lines and prints 1,000 more.
+        let (out, failures) = set.truncate(&job(), "text", limits, codex_jobhost::policy::builtin::Keep::Tail);
+        assert_eq!((out.as_str(), failures.len()), ("text", 0));
+    });
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    // 20 lines a call, then one line saying how many were held back.
+    assert_eq!(lines.len(), 21, "{log}");
+    assert!(lines[20].contains("1980 log lines held back"), "{}", lines[20]);
+    assert!(lines.iter().all(|l| l.contains("component=\"fixture_hostile_truncation\"")), "{log}");
+    assert!(lines[0].contains(r"guest line 0\nERROR codex_jobhost: forged host line\u{1b}[31m"), "{}", lines[0]);
+    assert!(!log.contains('\x1b') && !log.contains('\x07'), "no control character reaches the log");
+}

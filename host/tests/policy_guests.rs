@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use codex_jobhost::policy::builtin::Keep;
 use codex_jobhost::policy::{Decision, FilterOutcome, Limits, LoadSource, Policies, PolicyEngine, World};
-use common::{command, guest, job, launch, user_policies, wasm};
+use common::{command, copy_guest, guest, job, launch, user_policies, wasm};
 use serde_json::json;
 
 #[test]
@@ -44,7 +44,7 @@ fn a_memory_hog_is_stopped_at_the_cap() {
 
 #[test]
 fn a_trap_is_a_failure_and_the_set_fails_closed() {
-    let (_home, set) = user_policies(&format!("[[approval]]\npath = {:?}\n", wasm("fixture_trap")));
+    let (_home, set) = user_policies(&["fixture_trap"], "[[approval]]\npath = \"fixture_trap.wasm\"\n");
     let verdict = set.decide(&job(), &launch("suggest"));
     assert!(matches!(&verdict.decision, Decision::Decline(r) if r.contains("trapped")), "{verdict:?}");
     assert_eq!(verdict.failures.len(), 1);
@@ -67,13 +67,16 @@ fn a_project_cannot_widen_what_its_user_allows() {
     let repo = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("config.toml"),
-        format!("[[approval]]\npath = {:?}\nconfig = {{ deny = [\"rm -rf\"] }}\n", wasm("command_allowlist")),
+        format!(
+            "[[approval]]\npath = {:?}\nconfig = {{ deny = [\"rm -rf\"] }}\n",
+            copy_guest(home.path(), "command_allowlist")
+        ),
     )
     .unwrap();
     std::fs::create_dir_all(repo.path().join(".codex")).unwrap();
     std::fs::write(
         repo.path().join(".codex/jobhost.toml"),
-        format!("[[approval]]\npath = {:?}\n", wasm("fixture_accept_all")),
+        format!("[[approval]]\npath = {:?}\n", copy_guest(&repo.path().join(".codex"), "fixture_accept_all")),
     )
     .unwrap();
     let policies = Policies::new(home.path());
@@ -103,12 +106,10 @@ fn a_replaced_wasm_takes_effect_at_the_next_lookup() {
 
 #[test]
 fn truncations_chain_and_filters_drop() {
-    let (_home, set) = user_policies(&format!(
-        "[[truncation]]\npath = {:?}\nconfig = {{ cut = false }}\n[[truncation]]\npath = {:?}\nconfig = {{ head_share = 0.5 }}\n[[filter]]\npath = {:?}\n",
-        wasm("redact_secrets"),
-        wasm("head_tail"),
-        wasm("quiet_events")
-    ));
+    let (_home, set) = user_policies(
+        &["redact_secrets", "head_tail", "quiet_events"],
+        "[[truncation]]\npath = \"redact_secrets.wasm\"\nconfig = { cut = false }\n[[truncation]]\npath = \"head_tail.wasm\"\nconfig = { head_share = 0.5 }\n[[filter]]\npath = \"quiet_events.wasm\"\n",
+    );
     let text: String = (0..10).map(|i| format!("line {i} key sk-abcdefghijklmnopqrstuv\n")).collect();
     let (out, failures) = set.truncate(&job(), &text, Limits { max_chars: 10_000, max_lines: 4 }, Keep::Tail);
     assert!(failures.is_empty());
@@ -122,11 +123,10 @@ fn truncations_chain_and_filters_drop() {
 
 #[test]
 fn replacements_chain_and_bad_ones_keep_the_event() {
-    let (_home, set) = user_policies(&format!(
-        "[[filter]]\npath = {:?}\n[[filter]]\npath = {:?}\n",
-        wasm("fixture_replace_events"),
-        wasm("quiet_events")
-    ));
+    let (_home, set) = user_policies(
+        &["fixture_replace_events", "quiet_events"],
+        "[[filter]]\npath = \"fixture_replace_events.wasm\"\n[[filter]]\npath = \"quiet_events.wasm\"\n",
+    );
     // The next filter sees the replacement: quiet-events drops what became `item.updated`.
     assert_eq!(set.filter(&job(), "turn.started", "{}"), (FilterOutcome::Drop, Vec::new()));
     let (replaced, failures) = set.filter(&job(), "thread.started", r#"{"thread_id":"t"}"#);
@@ -192,28 +192,35 @@ impl std::io::Write for Captured {
 }
 
 #[test]
-fn what_a_guest_prints_goes_to_the_log_without_limit() {
+fn what_a_guest_prints_goes_to_the_log_within_its_rate() {
     let log = Captured::default();
     let writer = log.clone();
     let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
     let engine = PolicyEngine::new(None).unwrap();
     let g = guest(&engine, "fixture_chatty", json!({}));
+    let begun = Instant::now();
     tracing::subscriber::with_default(subscriber, || {
-        // 200 calls print 200 KiB: more than any fixed buffer a store might keep.
+        // 200 calls print 400 lines, 200 KiB: more than any fixed buffer a store
+        // might keep, and more than the component's rate allows.
         for _ in 0..200 {
             assert_eq!(g.decide(&job(), &command("ls")).unwrap(), Decision::Accept);
         }
     });
+    let elapsed = begun.elapsed().as_secs_f64();
     assert_eq!(g.instantiations(), 1, "printing never fails the instance");
     let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.iter().filter(|l| l.contains("stream=\"stdout\"") && l.contains("chatty xxx")).count(), 200);
-    assert_eq!(
-        lines
-            .iter()
-            .filter(|l| l.contains("stream=\"stderr\"") && l.contains(": to stderr, in two writes component="))
-            .count(),
-        200
+    let stdout = lines.iter().filter(|l| l.contains("stream=\"stdout\"") && l.contains("chatty xxx")).count();
+    let stderr = lines
+        .iter()
+        .filter(|l| l.contains("stream=\"stderr\"") && l.contains(": to stderr, in two writes component="))
+        .count();
+    // The burst of 100 lines is logged whole; after it, 10 lines a second.
+    let allowed = 100.0 + 10.0 * elapsed;
+    assert!(
+        stdout + stderr >= 100 && (stdout + stderr) as f64 <= allowed + 1.0,
+        "{stdout} + {stderr} lines in {elapsed} s"
     );
+    assert!(lines.iter().any(|l| l.contains("log lines held back")), "what is held back is reported");
     assert!(lines.iter().all(|l| l.contains("component=\"fixture_chatty\"")), "{}", lines[0]);
 }

@@ -319,6 +319,17 @@ pub fn guest_wasm(name: &str) -> PathBuf {
 
 impl World {
     /// Writes the project policy file `<work dir>/.codex/jobhost.toml`.
+    /// Copies the built guest `name` into the project's `.codex/` (a project
+    /// policy may only name files inside the project); returns the path to
+    /// write in `jobhost.toml`.
+    pub fn project_guest(&self, name: &str) -> Result<String> {
+        let dir = self.work_dir().join(".codex");
+        std::fs::create_dir_all(&dir)?;
+        let file = format!("{name}.wasm");
+        std::fs::copy(guest_wasm(name), dir.join(&file))?;
+        Ok(file)
+    }
+
     pub fn project_policy(&self, toml: &str) -> Result<()> {
         let dir = self.work_dir().join(".codex");
         std::fs::create_dir_all(&dir)?;

@@ -8,7 +8,7 @@ use serde_json::json;
 #[tokio::test]
 async fn a_declined_launch_starts_nothing() -> Result<()> {
     let world = World::new([])?;
-    world.project_policy(&format!("[[approval]]\npath = {:?}\n", guest_wasm("command_allowlist")))?;
+    world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("command_allowlist")?))?;
     let server = world.serve().await?;
     let mut args = world.start_args("go wild");
     args["approval_policy"] = json!("full-auto");
@@ -32,8 +32,8 @@ async fn truncation_and_filter_policies_shape_what_callers_see() -> Result<()> {
     ])?;
     world.project_policy(&format!(
         "[[truncation]]\npath = {:?}\n\n[[filter]]\npath = {:?}\nconfig = {{ drop_types = [\"turn.started\"] }}\n",
-        guest_wasm("redact_secrets"),
-        guest_wasm("quiet_events"),
+        world.project_guest("redact_secrets")?,
+        world.project_guest("quiet_events")?,
     ))?;
     let server = world.serve().await?;
     let mut args = world.start_args("print the token");
@@ -82,10 +82,10 @@ async fn a_broken_policy_never_means_no_policy() -> Result<()> {
     world.project_policy("[[approval]]\npath = \"missing.wasm\"\n")?;
     let err = server.err("job_start", world.start_args("x")).await?;
     assert!(err.contains("missing.wasm does not exist") && err.contains("jobhost.toml"), "{err}");
-    world.project_policy(&format!("[[filter]]\npath = {:?}\n", guest_wasm("fixture_trap")))?;
+    world.project_policy(&format!("[[filter]]\npath = {:?}\n", world.project_guest("fixture_trap")?))?;
     let err = server.err("job_start", world.start_args("x")).await?;
     assert!(err.contains("listed under [[filter]] but implements the approval-policy world"), "{err}");
-    world.project_policy(&format!("[[approval]]\npath = {:?}\n", guest_wasm("fixture_infinite_loop")))?;
+    world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("fixture_infinite_loop")?))?;
     let err = server.err("job_start", world.start_args("x")).await?;
     assert!(err.contains("deadline"), "an endless policy declines: {err}");
     assert!(world.model.requests().is_empty());

@@ -48,6 +48,9 @@ impl Event {
 /// `data` is `{"component", "path", "world", "error", "fallback"}`.
 pub const POLICY_ERROR_EVENT: &str = "policy_error";
 
+/// The event types only the host writes: a filter may not turn another event into one.
+pub const HOST_EVENT_TYPES: [&str; 3] = [STATUS_EVENT, OUTPUT_EVENT, POLICY_ERROR_EVENT];
+
 /// Calls `f` on every string of text in `value`, in place: what truncation
 /// policies shorten. Object keys, and the values of `type`, `id` and `*_id`
 /// keys, are left alone: they are tags and references, not output, and a cut

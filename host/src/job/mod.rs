@@ -13,7 +13,7 @@ pub mod status;
 pub mod store;
 pub mod supervisor;
 
-pub use event::Event;
+pub use event::{Event, HOST_EVENT_TYPES};
 pub use event_log::EventWriter;
 pub use id::JobId;
 pub use meta::{JobMeta, JobOptions};

@@ -5,6 +5,7 @@
 use wasmtime::component::HasSelf;
 
 use super::guest::State;
+use super::guest_log::Source;
 use super::{ChangeKind, Decision, JobContext, Request};
 
 /// The WIT package the host implements, and the versions it accepts: every
@@ -38,14 +39,14 @@ macro_rules! impl_host {
 
             fn log(&mut self, level: $world::codex_jobhost::policy::host::Level, message: String) {
                 use $world::codex_jobhost::policy::host::Level;
-                let component = &*self.name;
-                match level {
-                    Level::Trace => tracing::trace!(component, "{message}"),
-                    Level::Debug => tracing::debug!(component, "{message}"),
-                    Level::Info => tracing::info!(component, "{message}"),
-                    Level::Warn => tracing::warn!(component, "{message}"),
-                    Level::Error => tracing::error!(component, "{message}"),
-                }
+                let level = match level {
+                    Level::Trace => tracing::Level::TRACE,
+                    Level::Debug => tracing::Level::DEBUG,
+                    Level::Info => tracing::Level::INFO,
+                    Level::Warn => tracing::Level::WARN,
+                    Level::Error => tracing::Level::ERROR,
+                };
+                self.log.line(Source::Log(level), &message);
             }
         }
         impl $world::codex_jobhost::policy::types::Host for State {}

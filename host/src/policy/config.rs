@@ -10,7 +10,8 @@
 //! memory_mib = 16
 //!
 //! [[approval]]              # also [[truncation]] and [[filter]]; any number, run in order
-//! path = "policies/command_allowlist.wasm"   # relative to this file's directory
+//! path = "policies/command_allowlist.wasm"   # relative to this file's directory; must stay inside
+//!                                            # the project root (user file: the job home)
 //! name = "allowlist"        # optional; default: the file name without .wasm
 //! config = { allow = ["ls", "cargo test"], deny = ["rm -rf /"] }   # given to the guest as JSON
 //! ```
@@ -28,12 +29,15 @@ use serde::Deserialize;
 
 use super::engine::{LoadSource, PolicyEngine};
 use super::guest::{GuestLimits, LoadedComponent};
+use super::source::{self, COMPONENT_MAX_BYTES, POLICY_FILE_MAX_BYTES};
 use super::{Guest, PolicySet, World};
 
 /// The project file, relative to the project root.
 pub const PROJECT_FILE: &str = ".codex/jobhost.toml";
 /// The user file, relative to the job home.
 pub const USER_FILE: &str = "config.toml";
+/// Most `[[approval]]`, `[[truncation]]` and `[[filter]]` entries one policy file may hold.
+pub const MAX_ENTRIES_PER_FILE: usize = 16;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +82,11 @@ fn stamp(path: &Path) -> Stamp {
 /// The nearest ancestor of `cwd` (itself included) that holds
 /// `.codex/jobhost.toml` or `.git`.
 pub fn project_root(cwd: &Path) -> Option<PathBuf> {
-    cwd.ancestors().find(|dir| dir.join(PROJECT_FILE).is_file() || dir.join(".git").exists()).map(Path::to_path_buf)
+    // Any file there marks the root, a symlink or a FIFO too: the loader then
+    // refuses it, so a broken policy file never silently means no policy.
+    cwd.ancestors()
+        .find(|dir| dir.join(PROJECT_FILE).symlink_metadata().is_ok() || dir.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 struct CachedSet {
@@ -135,9 +143,15 @@ impl Policies {
         let mut set = PolicySet { project_root: root.clone(), ..PolicySet::default() };
         let mut limits = GuestLimits::default();
         for (i, file) in files.iter().enumerate() {
-            let Some(parsed) = read_file(file)? else {
+            // The user's file governs the home; a project's, its root.
+            let jail = if i == 0 { self.home.as_path() } else { root.as_deref().unwrap_or(Path::new("/")) };
+            let Some(parsed) = read_file(jail, file)? else {
                 continue;
             };
+            let entries = parsed.approval.len() + parsed.truncation.len() + parsed.filter.len();
+            if entries > MAX_ENTRIES_PER_FILE {
+                bail!("{}: {entries} policy entries; the limit is {MAX_ENTRIES_PER_FILE} per file", file.display());
+            }
             set.sources.push(file.clone());
             if let Some(l) = &parsed.limits {
                 if i > 0 {
@@ -153,7 +167,7 @@ impl Policies {
             ] {
                 for entry in entries {
                     let path = base.join(&entry.path);
-                    let component = self.component(&path).with_context(|| format!("in {}", file.display()))?;
+                    let component = self.component(jail, &path).with_context(|| format!("in {}", file.display()))?;
                     if component.world != world {
                         bail!(
                             "{}: {} is listed under [[{}]] but implements the {} world",
@@ -184,18 +198,18 @@ impl Policies {
         Ok(set)
     }
 
-    /// A loaded component, reused while its file is unchanged.
-    fn component(&self, path: &Path) -> Result<Arc<LoadedComponent>> {
+    /// A loaded component from a file inside `jail`, reused while the file is unchanged.
+    fn component(&self, jail: &Path, path: &Path) -> Result<Arc<LoadedComponent>> {
         let now = stamp(path);
-        if now.is_none() {
-            bail!("policy component {} does not exist", path.display());
-        }
         if let Some((s, c)) = self.components.lock().unwrap().get(path) {
-            if *s == now {
+            if now.is_some() && *s == now {
                 return Ok(Arc::clone(c));
             }
         }
-        let (component, source) = self.engine()?.load(path)?;
+        let Some(bytes) = source::read_inside(jail, path, COMPONENT_MAX_BYTES, "policy component")? else {
+            bail!("policy component {} does not exist", path.display());
+        };
+        let (component, source) = self.engine()?.load_bytes(path, &bytes)?;
         tracing::info!(path = %path.display(), world = component.world.world_name(), from = ?source, "loaded policy component");
         let component = Arc::new(component);
         self.components.lock().unwrap().insert(path.to_path_buf(), (now, Arc::clone(&component)));
@@ -209,14 +223,12 @@ impl Policies {
     }
 }
 
-fn read_file(path: &Path) -> Result<Option<PolicyFile>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read policy file {}", path.display()));
-        }
+/// A policy file under `jail`, parsed; `None` when it does not exist.
+fn read_file(jail: &Path, path: &Path) -> Result<Option<PolicyFile>> {
+    let Some(bytes) = source::read_inside(jail, path, POLICY_FILE_MAX_BYTES, "policy file")? else {
+        return Ok(None);
     };
+    let text = String::from_utf8(bytes).with_context(|| format!("policy file {} is not UTF-8", path.display()))?;
     let parsed = toml::from_str(&text).with_context(|| format!("policy file {} is not valid", path.display()))?;
     Ok(Some(parsed))
 }

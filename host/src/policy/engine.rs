@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine};
 use super::World;
 use super::bindings::{self, PACKAGE, SUPPORTED};
 use super::guest::{LoadedComponent, State, WorldPre};
+use super::source::{self, COMPONENT_MAX_BYTES};
 
 /// How often the epoch advances; guest deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -56,20 +57,28 @@ impl PolicyEngine {
         Ok(PolicyEngine { engine, linkers: Arc::new(linkers), cache_dir })
     }
 
-    /// Loads a component file: compiled code from the cache (keyed by the
-    /// sha256 of its bytes and the engine's compatibility hash, which includes
-    /// the wasmtime version) or compiled now; then its world and WIT version are
-    /// checked and its imports resolved.
-    ///
-    /// Errors name the file and the reason: unreadable, not WebAssembly, a
-    /// core module instead of a component, a WIT version the host does not
-    /// support, no world of `codex-jobhost:policy`, or imports the host does not offer.
+    /// Loads a component file named directly (`policy check`): a regular
+    /// file of at most [`COMPONENT_MAX_BYTES`]; then as [`PolicyEngine::load_bytes`].
     pub fn load(&self, path: &Path) -> Result<(LoadedComponent, LoadSource)> {
+        let bytes = source::read_file(path, COMPONENT_MAX_BYTES, "policy component")?;
+        self.load_bytes(path, &bytes)
+    }
+
+    /// Loads a component from its bytes, read from `path`: compiled code from
+    /// the cache (keyed by the sha256 of its bytes and the engine's
+    /// compatibility hash, which includes the wasmtime version) or compiled
+    /// now; then its world and WIT version are checked, its imports resolved
+    /// and its exports type-checked against the world.
+    ///
+    /// Errors name the file and the reason: not WebAssembly, a core module
+    /// instead of a component, a WIT version the host does not support, no
+    /// world of `codex-jobhost:policy`, exports of the wrong type, or imports
+    /// the host does not offer.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<(LoadedComponent, LoadSource)> {
         let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read policy component {shown}"))?;
-        check_header(&bytes).with_context(|| format!("policy component {shown} is refused"))?;
+        check_header(bytes).with_context(|| format!("policy component {shown} is refused"))?;
         let (component, source) =
-            self.compile_cached(&bytes).with_context(|| format!("policy component {shown} does not compile"))?;
+            self.compile_cached(bytes).with_context(|| format!("policy component {shown} does not compile"))?;
         let (world, version, interface) =
             self.identify(&component).with_context(|| format!("policy component {shown} is refused"))?;
         let linker = &self.linkers[world as usize];

@@ -11,7 +11,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 
 use super::bindings::{self, approval, filter, truncation};
 use super::engine::EPOCH_TICK;
-use super::guest_log::GuestLog;
+use super::guest_log::{GuestLog, LogBudget};
 use super::{Decision, FilterAction, JobContext, Limits, PolicyEvent, Request, World};
 
 /// Per-call limits of a guest.
@@ -107,8 +107,8 @@ pub struct State {
     limits: GuestBudget,
     /// The JSON settings returned by `config()`.
     pub(crate) config: Arc<str>,
-    /// The component's name, for its log lines.
-    pub(crate) name: Arc<str>,
+    /// Its log, within the component's limits.
+    pub(crate) log: Arc<LogBudget>,
 }
 
 impl WasiView for State {
@@ -159,6 +159,7 @@ pub struct Guest {
     limits: GuestLimits,
     warm: Mutex<Option<Warm>>,
     instantiations: AtomicU64,
+    log: Arc<LogBudget>,
 }
 
 impl Guest {
@@ -166,6 +167,7 @@ impl Guest {
     pub fn new(name: &str, component: Arc<LoadedComponent>, config: String, limits: GuestLimits) -> Self {
         Guest {
             name: name.into(),
+            log: LogBudget::new(name.into()),
             component,
             config: config.into(),
             limits,
@@ -232,6 +234,12 @@ impl Guest {
 
     /// Runs `f` on the warm instance, or a fresh one; a failed instance is dropped.
     fn call<R>(&self, f: impl FnOnce(&mut Store<State>, &Exports) -> wasmtime::Result<R>) -> Result<R, String> {
+        let result = self.call_inner(f);
+        self.log.end_call();
+        result
+    }
+
+    fn call_inner<R>(&self, f: impl FnOnce(&mut Store<State>, &Exports) -> wasmtime::Result<R>) -> Result<R, String> {
         let taken = self.warm.lock().unwrap().take();
         let mut warm = match taken {
             Some(w) => w,
@@ -271,8 +279,8 @@ impl Guest {
     fn instantiate(&self) -> wasmtime::Result<Warm> {
         self.instantiations.fetch_add(1, Ordering::Relaxed);
         let wasi = WasiCtxBuilder::new()
-            .stdout(GuestLog::new(Arc::clone(&self.name), "stdout"))
-            .stderr(GuestLog::new(Arc::clone(&self.name), "stderr"))
+            .stdout(GuestLog::new(Arc::clone(&self.log), "stdout"))
+            .stderr(GuestLog::new(Arc::clone(&self.log), "stderr"))
             .wall_clock(Frozen)
             .monotonic_clock(Frozen)
             .build();
@@ -282,7 +290,7 @@ impl Guest {
             table: ResourceTable::new(),
             limits,
             config: Arc::clone(&self.config),
-            name: Arc::clone(&self.name),
+            log: Arc::clone(&self.log),
         };
         let mut store = Store::new(self.component.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

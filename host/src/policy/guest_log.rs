@@ -1,20 +1,129 @@
-//! A guest's stdout or stderr: every line it prints goes to the host's tracing
-//! log, at `info`, with the component's name and the stream. Only an unfinished
-//! line is held, so a guest that prints on every call never fills a buffer.
+//! A guest's log: what it writes with the host's `log()` and what it prints
+//! to stdout or stderr goes to the host's tracing log, tagged with the
+//! component's name, within limits, so a guest can neither flood the host's
+//! log nor forge its lines:
+//!
+//! - control characters (newlines, escapes) are shown escaped (`\n`, `\u{1b}`);
+//! - a line is cut at [`LINE_MAX`] bytes;
+//! - one call may log [`LINES_PER_CALL`] lines;
+//! - one component may log [`BURST_LINES`] lines at once and [`LINES_PER_SECOND`]
+//!   after that (a token bucket shared by its instances);
+//! - what is held back is counted and reported in one line at the end of the call.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-/// Longest line held back waiting for its newline, in bytes; a longer one is
-/// logged in pieces of this size.
-const LINE_MAX: usize = 4096;
+/// Longest line logged, in bytes; the rest is cut (an unfinished printed line
+/// is logged in pieces of this size).
+pub const LINE_MAX: usize = 2048;
+/// Lines one call may log.
+pub const LINES_PER_CALL: u32 = 20;
+/// Lines a component may log at once, before the rate applies.
+pub const BURST_LINES: f64 = 100.0;
+/// Lines a component may log per second after its burst.
+pub const LINES_PER_SECOND: f64 = 10.0;
+
+/// Where a logged line came from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source {
+    /// The host's `log()` at this level.
+    Log(tracing::Level),
+    /// What the guest printed to this stream (`stdout`, `stderr`), at `info`.
+    Stream(&'static str),
+}
+
+/// The log limits of one component (one entry of a policy file), shared by
+/// its instances and their streams.
+pub(crate) struct LogBudget {
+    component: Arc<str>,
+    state: Mutex<BudgetState>,
+}
+
+struct BudgetState {
+    this_call: u32,
+    held_back: u64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl LogBudget {
+    pub(crate) fn new(component: Arc<str>) -> Arc<Self> {
+        let state = BudgetState { this_call: 0, held_back: 0, tokens: BURST_LINES, refilled: Instant::now() };
+        Arc::new(LogBudget { component, state: Mutex::new(state) })
+    }
+
+    /// Logs one line if the limits allow it, escaped and cut; counts it otherwise.
+    pub(crate) fn line(&self, source: Source, text: &str) {
+        {
+            let mut state = self.state.lock().unwrap();
+            let now = Instant::now();
+            let refill = now.duration_since(state.refilled).as_secs_f64() * LINES_PER_SECOND;
+            state.tokens = (state.tokens + refill).min(BURST_LINES);
+            state.refilled = now;
+            if state.this_call >= LINES_PER_CALL || state.tokens < 1.0 {
+                state.held_back += 1;
+                return;
+            }
+            state.this_call += 1;
+            state.tokens -= 1.0;
+        }
+        let text = escape(text);
+        let component = &*self.component;
+        match source {
+            Source::Stream(stream) => tracing::info!(component, stream, "{text}"),
+            Source::Log(tracing::Level::ERROR) => tracing::error!(component, "{text}"),
+            Source::Log(tracing::Level::WARN) => tracing::warn!(component, "{text}"),
+            Source::Log(tracing::Level::INFO) => tracing::info!(component, "{text}"),
+            Source::Log(tracing::Level::DEBUG) => tracing::debug!(component, "{text}"),
+            Source::Log(_) => tracing::trace!(component, "{text}"),
+        }
+    }
+
+    /// Ends a call: reports how many lines were held back, and starts the
+    /// next call's count.
+    pub(crate) fn end_call(&self) {
+        let held_back = {
+            let mut state = self.state.lock().unwrap();
+            state.this_call = 0;
+            std::mem::take(&mut state.held_back)
+        };
+        if held_back > 0 {
+            tracing::warn!(
+                component = &*self.component,
+                "{held_back} log lines held back (limits: {LINES_PER_CALL} lines a call, {BURST_LINES} at once, {LINES_PER_SECOND} a second)"
+            );
+        }
+    }
+}
+
+/// `text` cut to [`LINE_MAX`] bytes, with control characters escaped so a
+/// line cannot start another or colour the terminal.
+fn escape(text: &str) -> String {
+    let mut end = text.len().min(LINE_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + 8);
+    for c in text[..end].chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if end < text.len() {
+        out.push_str(&format!("… ({} bytes cut)", text.len() - end));
+    }
+    out
+}
 
 /// One output stream of one guest instance; clones share the unfinished line.
 #[derive(Clone)]
@@ -23,15 +132,15 @@ pub(crate) struct GuestLog {
 }
 
 struct Line {
-    component: Arc<str>,
+    budget: Arc<LogBudget>,
     stream: &'static str,
     held: Vec<u8>,
 }
 
 impl GuestLog {
-    /// The `stream` (`stdout` or `stderr`) of the component named `component`.
-    pub(crate) fn new(component: Arc<str>, stream: &'static str) -> Self {
-        GuestLog { line: Arc::new(Mutex::new(Line { component, stream, held: Vec::new() })) }
+    /// The `stream` (`stdout` or `stderr`) of a component, logged within its `budget`.
+    pub(crate) fn new(budget: Arc<LogBudget>, stream: &'static str) -> Self {
+        GuestLog { line: Arc::new(Mutex::new(Line { budget, stream, held: Vec::new() })) }
     }
 
     fn write_bytes(&self, bytes: &[u8]) {
@@ -53,7 +162,7 @@ impl GuestLog {
 impl Line {
     fn log(&self, start: usize, end: usize) {
         let text = String::from_utf8_lossy(&self.held[start..end]);
-        tracing::info!(component = &*self.component, stream = self.stream, "{}", text.trim_end_matches('\r'));
+        self.budget.line(Source::Stream(self.stream), text.trim_end_matches('\r'));
     }
 }
 

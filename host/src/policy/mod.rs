@@ -15,6 +15,7 @@ pub mod engine;
 pub mod guest;
 mod guest_log;
 pub mod set;
+pub mod source;
 pub mod trial;
 
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::builtin::{self, Keep};
 use super::{Decision, FilterAction, Guest, JobContext, Limits, PolicyEvent, Request, World};
+use crate::job::HOST_EVENT_TYPES;
 
 /// A component that failed during a call, and what was done instead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -107,6 +108,12 @@ impl PolicySet {
     /// Runs the truncation chain over `text`; each component gets the previous
     /// one's result. With none configured, or in place of one that fails, the
     /// built-in truncation keeping `keep`.
+    ///
+    /// The host holds guests to the limits: a result that is longer than
+    /// both the limits (plus room for a cut marker, see [`fits`]) and the text
+    /// the guest was given is its failure, replaced by the built-in cut; and
+    /// whatever the chain returns is cut to the limits again, so a
+    /// component that only redacts never switches the limits off.
     pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits, keep: Keep) -> (String, Vec<PolicyFailure>) {
         if self.truncation.is_empty() {
             return (builtin::truncate(text, limits, keep), Vec::new());
@@ -115,12 +122,24 @@ impl PolicySet {
         let mut text = text.to_owned();
         for guest in &self.truncation {
             text = match guest.truncate(job, &text, limits) {
-                Ok(t) => t,
+                Ok(t) if fits(&t, limits) || size(&t) <= size(&text) => t,
+                Ok(t) => {
+                    let (chars, lines) = size(&t);
+                    let error = format!(
+                        "returned {chars} characters in {lines} lines, more than its limits ({} characters, {} lines) and more than it was given",
+                        limits.max_chars, limits.max_lines
+                    );
+                    failures.push(failure(guest, error, "used the built-in truncation"));
+                    builtin::truncate(&text, limits, keep)
+                }
                 Err(error) => {
                     failures.push(failure(guest, error, "used the built-in truncation"));
                     builtin::truncate(&text, limits, keep)
                 }
             };
+        }
+        if !fits(&text, limits) {
+            text = builtin::truncate(&text, limits, keep);
         }
         (text, failures)
     }
@@ -137,13 +156,9 @@ impl PolicySet {
             match guest.filter(job, kind, payload) {
                 Ok(FilterAction::Keep) => {}
                 Ok(FilterAction::Drop) => return (FilterOutcome::Drop, failures),
-                Ok(FilterAction::Replace(event)) => match serde_json::from_str(&event.payload) {
+                Ok(FilterAction::Replace(event)) => match check_replacement(kind, payload, &event) {
                     Ok(value) => replaced = Some((event, value)),
-                    Err(e) => failures.push(failure(
-                        guest,
-                        format!("replaced the event with a payload that is not JSON: {e}"),
-                        "kept the event",
-                    )),
+                    Err(error) => failures.push(failure(guest, error, "kept the event")),
                 },
                 Err(error) => failures.push(failure(guest, error, "kept the event")),
             }
@@ -174,6 +189,76 @@ impl PolicySet {
             "filter": if self.filter.is_empty() { serde_json::json!("built-in: every event kept") } else { list(&self.filter).into() },
         })
     }
+}
+
+/// Room a truncation may take beyond its limits for a cut marker such as
+/// `[… 120 lines cut …]`: this many characters and 2 lines.
+pub const MARKER_ROOM: u32 = 100;
+
+/// Whether `text` keeps to `limits`, with [`MARKER_ROOM`] for cut markers.
+pub fn fits(text: &str, limits: Limits) -> bool {
+    let (chars, lines) = size(text);
+    chars <= limits.max_chars.saturating_add(MARKER_ROOM) as usize
+        && lines <= limits.max_lines.saturating_add(2) as usize
+}
+
+/// Characters and lines of `text`.
+fn size(text: &str) -> (usize, usize) {
+    (text.chars().count(), text.split_inclusive('\n').count())
+}
+
+/// Longest event type a replacement may have, in bytes.
+pub const REPLACEMENT_TYPE_MAX: usize = 64;
+/// Largest replacement payload, in bytes: the larger of this and twice the original's.
+pub const REPLACEMENT_PAYLOAD_MIN_CAP: usize = 64 << 10;
+/// Deepest nesting of arrays and objects in a replacement payload.
+pub const REPLACEMENT_DEPTH_MAX: usize = 32;
+
+/// A filter's replacement for the event `kind` / `payload`, parsed, or why
+/// the host refuses it: a host-owned type ([`HOST_EVENT_TYPES`]) taken by
+/// another event, a type that is long or has control characters, a payload
+/// that is not JSON, too large or too deep.
+fn check_replacement(kind: &str, payload: &str, event: &PolicyEvent) -> Result<Value, String> {
+    if event.kind != kind && HOST_EVENT_TYPES.contains(&event.kind.as_str()) {
+        return Err(format!("replaced a {kind:?} event with the host's own type {:?}", event.kind));
+    }
+    if event.kind.len() > REPLACEMENT_TYPE_MAX || event.kind.chars().any(char::is_control) {
+        return Err(format!(
+            "replaced the event type with {}: expected at most {REPLACEMENT_TYPE_MAX} bytes without control characters",
+            crate::job::id::quote_short(&event.kind)
+        ));
+    }
+    let cap = REPLACEMENT_PAYLOAD_MIN_CAP.max(payload.len().saturating_mul(2));
+    if event.payload.len() > cap {
+        return Err(format!(
+            "replaced the event with a payload of {} bytes; the limit is {cap} bytes",
+            event.payload.len()
+        ));
+    }
+    let value: Value = serde_json::from_str(&event.payload)
+        .map_err(|e| format!("replaced the event with a payload that is not JSON: {e}"))?;
+    let depth = depth(&value);
+    if depth > REPLACEMENT_DEPTH_MAX {
+        return Err(format!(
+            "replaced the event with a payload nested {depth} deep; the limit is {REPLACEMENT_DEPTH_MAX}"
+        ));
+    }
+    Ok(value)
+}
+
+/// How deep arrays and objects nest in `value`: `[]` is 1, `[[1]]` 2, a scalar 0.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => continue,
+        }
+        deepest = deepest.max(d);
+    }
+    deepest
 }
 
 fn failure(guest: &Guest, error: String, fallback: &'static str) -> PolicyFailure {

@@ -26,9 +26,21 @@ pub fn guest(engine: &PolicyEngine, name: &str, config: serde_json::Value) -> Gu
     Guest::new(name, Arc::new(component), config.to_string(), GuestLimits::default())
 }
 
-/// The policy set of a user-level `config.toml` holding `toml` (the home must outlive the set).
-pub fn user_policies(toml: &str) -> (tempfile::TempDir, Arc<PolicySet>) {
+/// Copies the built guest `name` into `dir` (policies may only name files
+/// inside the directory their file governs); returns its file name there.
+pub fn copy_guest(dir: &Path, name: &str) -> String {
+    let file = format!("{name}.wasm");
+    std::fs::copy(wasm(name), dir.join(&file)).unwrap();
+    file
+}
+
+/// The policy set of a user-level `config.toml` holding `toml`, with the
+/// `guests` copied into the home as `<name>.wasm` (the home must outlive the set).
+pub fn user_policies(guests: &[&str], toml: &str) -> (tempfile::TempDir, Arc<PolicySet>) {
     let home = tempfile::tempdir().unwrap();
+    for name in guests {
+        copy_guest(home.path(), name);
+    }
     std::fs::write(home.path().join("config.toml"), toml).unwrap();
     let set = Policies::new(home.path()).for_cwd(home.path()).unwrap();
     (home, set)
