@@ -340,3 +340,54 @@ fn a_guest_cannot_flood_the_log_or_forge_its_lines() {
     assert!(lines[0].contains(r"guest line 0\nERROR codex_jobhost: forged host line\u{1b}[31m"), "{}", lines[0]);
     assert!(!log.contains('\x1b') && !log.contains('\x07'), "no control character reaches the log");
 }
+
+#[test]
+fn simultaneous_loads_of_one_component_compile_it_once() {
+    use codex_jobhost::policy::LoadSource;
+    let cache = tempfile::tempdir().unwrap();
+    let sources: Vec<LoadSource> = std::thread::scope(|scope| {
+        let loads: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let engine = PolicyEngine::new(Some(cache.path().to_path_buf())).unwrap();
+                    engine.load(&wasm("head_tail")).unwrap().1
+                })
+            })
+            .collect();
+        loads.into_iter().map(|l| l.join().unwrap()).collect()
+    });
+    assert_eq!(sources.iter().filter(|s| **s == LoadSource::Compiled).count(), 1, "{sources:?}");
+    assert_eq!(sources.iter().filter(|s| **s == LoadSource::Cache).count(), 3, "{sources:?}");
+}
+
+#[test]
+fn the_component_cache_is_trimmed_least_recently_used_first() {
+    use codex_jobhost::policy::LoadSource;
+    let cache = tempfile::tempdir().unwrap();
+    let entries = || -> Vec<PathBuf> {
+        let mut e: Vec<PathBuf> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect();
+        e.sort();
+        e
+    };
+    let mut engine = PolicyEngine::new(Some(cache.path().to_path_buf())).unwrap();
+    engine.load(&wasm("head_tail")).unwrap();
+    engine.load(&wasm("quiet_events")).unwrap();
+    let sizes: u64 = entries().iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    // Room for two entries of about this size, not three.
+    engine.set_cache_limit(sizes + sizes / 4);
+    // Both entries last used long ago; then head_tail is used again, so
+    // quiet_events is the least recently used.
+    for entry in entries() {
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+        std::fs::File::options().write(true).open(entry).unwrap().set_modified(long_ago).unwrap();
+    }
+    assert_eq!(engine.load(&wasm("head_tail")).unwrap().1, LoadSource::Cache);
+    engine.load(&wasm("redact_secrets")).unwrap();
+    assert_eq!(entries().len(), 2);
+    assert_eq!(engine.load(&wasm("head_tail")).unwrap().1, LoadSource::Cache);
+    assert_eq!(engine.load(&wasm("quiet_events")).unwrap().1, LoadSource::Compiled, "it was trimmed");
+}

@@ -26,7 +26,12 @@ pub struct PolicyEngine {
     engine: Engine,
     linkers: Arc<[Linker<State>; 3]>,
     cache_dir: Option<PathBuf>,
+    cache_max_bytes: u64,
 }
+
+/// The most the compiled-component cache holds by default, in bytes: 512 MiB.
+/// Beyond it, the least recently used entries are removed.
+pub const CACHE_MAX_BYTES: u64 = 512 << 20;
 
 /// Where a load found its compiled code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +59,7 @@ impl PolicyEngine {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the component cache {}", dir.display()))?;
         }
-        Ok(PolicyEngine { engine, linkers: Arc::new(linkers), cache_dir })
+        Ok(PolicyEngine { engine, linkers: Arc::new(linkers), cache_dir, cache_max_bytes: CACHE_MAX_BYTES })
     }
 
     /// Loads a component file named directly (`policy check`): a regular
@@ -95,12 +100,19 @@ impl PolicyEngine {
         let Some(dir) = &self.cache_dir else {
             return Ok((Component::from_binary(&self.engine, bytes)?, LoadSource::Compiled));
         };
-        let entry = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
+        let key = self.cache_key(bytes);
+        let entry = dir.join(format!("{key}.cwasm"));
+        // One compile per content at a time, across threads and processes:
+        // the others wait here, then find the entry.
+        let _compiling = lock(&dir.join(format!("{key}.lock")))?;
         if entry.is_file() {
             // SAFETY: the cache holds only what this host wrote; wasmtime checks
             // the header and engine compatibility and refuses what does not match.
             match unsafe { Component::deserialize_file(&self.engine, &entry) } {
-                Ok(component) => return Ok((component, LoadSource::Cache)),
+                Ok(component) => {
+                    touch(&entry); // its age orders the trim: least recently used first
+                    return Ok((component, LoadSource::Cache));
+                }
                 Err(e) => tracing::warn!("recompiling {}: the cache entry does not load: {e:#}", entry.display()),
             }
         }
@@ -112,7 +124,16 @@ impl PolicyEngine {
         if let Err(e) = tmp.persist(&entry) {
             tracing::warn!("cannot write the cache entry {}: {e}", entry.display());
         }
+        if let Err(e) = trim(dir, self.cache_max_bytes, &entry) {
+            tracing::warn!("cannot trim the component cache {}: {e:#}", dir.display());
+        }
         Ok((component, LoadSource::Compiled))
+    }
+
+    /// Sets the most the on-disk cache may hold, in bytes (default
+    /// [`CACHE_MAX_BYTES`]); it is trimmed after each compile.
+    pub fn set_cache_limit(&mut self, bytes: u64) {
+        self.cache_max_bytes = bytes;
     }
 
     fn cache_key(&self, bytes: &[u8]) -> String {
@@ -222,6 +243,58 @@ fn check_header(bytes: &[u8]) -> Result<()> {
         bail!(
             "it is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
         );
+    }
+    Ok(())
+}
+
+/// An exclusive `flock` on `path` (created if needed), held until dropped.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
+}
+
+/// Marks a cache entry as used now.
+fn touch(entry: &Path) {
+    let touched =
+        std::fs::OpenOptions::new().write(true).open(entry).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::debug!("cannot mark {} as used: {e}", entry.display());
+    }
+}
+
+/// Removes the least recently used entries (and their lock files) until the
+/// cache holds at most `max` bytes; `keep`, the entry just written, stays.
+fn trim(dir: &Path, max: u64, keep: &Path) -> Result<()> {
+    let mut entries = Vec::new();
+    for item in std::fs::read_dir(dir)? {
+        let item = item?;
+        let path = item.path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            let meta = item.metadata()?;
+            entries.push((meta.modified()?, meta.len(), path));
+        }
+    }
+    let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+    entries.sort();
+    for (_, len, path) in entries {
+        if total <= max {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        std::fs::remove_file(&path)?;
+        // A load waiting on this lock compiles again at worst; nothing tears.
+        let _ = std::fs::remove_file(path.with_extension("lock"));
+        total -= len;
+        tracing::info!(entry = %path.display(), "removed from the component cache (least recently used)");
     }
     Ok(())
 }
