@@ -5,7 +5,7 @@ mod lifecycle;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use jiff::Timestamp;
@@ -120,6 +120,11 @@ pub struct StatusReport {
     pub output_tail: String,
     /// Whether older output was left out of `output_tail`.
     pub output_truncated: bool,
+    /// Whether the policies' time budget for this request (`[limits]
+    /// request_budget_ms`, default 2 s) ran out: from there on the result got
+    /// the built-in truncation and no event filters. Absent when it did not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub policy_budget_exhausted: bool,
 }
 
 /// `job_events` arguments.
@@ -152,6 +157,11 @@ pub struct EventsPage {
     pub next_cursor: u64,
     /// Whether events after `next_cursor` already exist.
     pub has_more: bool,
+    /// Whether the policies' time budget for this request (`[limits]
+    /// request_budget_ms`, default 2 s) ran out: from there on the result got
+    /// the built-in truncation and no event filters. Absent when it did not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub policy_budget_exhausted: bool,
 }
 
 /// An [`Event`] as returned to callers.
@@ -211,6 +221,11 @@ pub struct NotificationPage {
     pub notifications: Vec<Notification>,
     /// Pass to the next `job_notifications` call.
     pub next_cursor: u64,
+    /// Whether the policies' time budget for this request (`[limits]
+    /// request_budget_ms`, default 2 s) ran out: from there on the result got
+    /// the built-in truncation and no event filters. Absent when it did not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub policy_budget_exhausted: bool,
 }
 
 /// `job_cancel` result.
@@ -397,14 +412,16 @@ impl JobHost {
     ///
     /// Errors: [`InvalidInput`] for a malformed or unknown id.
     pub fn status(&self, job_id: &str, tail_lines: Option<usize>) -> Result<StatusReport> {
+        let begun = Instant::now();
         let id = JobId::parse(job_id)?;
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
         let tail_lines = tail_lines.unwrap_or(100);
         let (raw_tail, omitted) = job.tail_output(tail_lines, STATUS_TAIL_BYTES)?;
         let (set, ctx) = self.policy_for(&meta)?;
+        let policies = set.within(begun);
         let limits = Limits { max_lines: u32::try_from(tail_lines).unwrap_or(u32::MAX), ..builtin::OUTPUT_LIMITS };
-        let (output_tail, failures) = set.truncate(&ctx, &raw_tail, limits, Keep::Tail);
+        let (output_tail, failures) = policies.truncate(&ctx, &raw_tail, limits, Keep::Tail);
         self.record_policy_failures(&job, failures);
         let output_truncated = omitted || output_tail != raw_tail;
         Ok(StatusReport {
@@ -424,6 +441,7 @@ impl JobHost {
             event_count: job.event_count()?,
             output_tail,
             output_truncated,
+            policy_budget_exhausted: policies.exhausted(),
         })
     }
 
@@ -434,6 +452,7 @@ impl JobHost {
     /// Errors: [`InvalidInput`] for a bad id, a cursor past the end, or a limit outside 1..=1000;
     /// a policy file or component that cannot be loaded.
     pub fn events(&self, req: &EventsRequest) -> Result<EventsPage> {
+        let begun = Instant::now();
         let id = JobId::parse(&req.job_id)?;
         let limit = req.limit.unwrap_or(20);
         if !(1..=1000).contains(&limit) {
@@ -442,6 +461,7 @@ impl JobHost {
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
         let (set, ctx) = self.policy_for(&meta)?;
+        let policies = set.within(begun);
         let types = req.event_types.as_deref().unwrap_or_default();
         let limits = Limits {
             max_chars: match req.truncate.unwrap_or(1024) {
@@ -461,7 +481,7 @@ impl JobHost {
                     return None;
                 }
                 if let Some(data) = data {
-                    let (outcome, failed) = set.filter(&ctx, &e.kind, data);
+                    let (outcome, failed) = policies.filter(&ctx, &e.kind, data);
                     failures.extend(failed);
                     match outcome {
                         FilterOutcome::Keep => {}
@@ -479,7 +499,7 @@ impl JobHost {
                         text.clone_from(cut);
                         return;
                     }
-                    let (cut, failed) = set.truncate(&ctx, text, limits, Keep::Head);
+                    let (cut, failed) = policies.truncate(&ctx, text, limits, Keep::Head);
                     failures.extend(failed);
                     if recurs {
                         cut_once.insert(std::mem::replace(text, cut.clone()), cut);
@@ -497,6 +517,7 @@ impl JobHost {
             events: events.into_iter().map(EventView::from).collect(),
             next_cursor,
             has_more,
+            policy_budget_exhausted: policies.exhausted(),
         })
     }
 
@@ -606,19 +627,27 @@ impl JobHost {
         if !(1..=1000).contains(&limit) {
             return Err(invalid(format!("invalid limit {limit}: expected 1 to 1000")));
         }
+        let begun = Instant::now();
         let (notes, next_cursor) = self.store.read_notifications(cursor.unwrap_or(0), limit)?;
         let mut notifications = Vec::with_capacity(notes.len());
+        let mut policy_budget_exhausted = false;
         for note in notes {
-            if let Some(note) = self.filter_notification(note)? {
+            if let Some(note) = self.filter_notification(note, begun, &mut policy_budget_exhausted)? {
                 notifications.push(note);
             }
         }
-        Ok(NotificationPage { notifications, next_cursor })
+        Ok(NotificationPage { notifications, next_cursor, policy_budget_exhausted })
     }
 
     /// Passes a notification through its job's event filters as a `job.status`
-    /// event. A replacement that is not a notification keeps the original.
-    fn filter_notification(&self, note: Notification) -> Result<Option<Notification>> {
+    /// event, within the budget of the request that began at `begun` (sets
+    /// `exhausted` when it ran out). A replacement that is not a notification keeps the original.
+    fn filter_notification(
+        &self,
+        note: Notification,
+        begun: Instant,
+        exhausted: &mut bool,
+    ) -> Result<Option<Notification>> {
         let Ok(job) = JobId::parse(&note.job_id).map_err(anyhow::Error::from).and_then(|id| self.store.job(id)) else {
             return Ok(Some(note)); // its job was deleted; nothing to filter by
         };
@@ -626,7 +655,9 @@ impl JobHost {
         if !set.has_filters() {
             return Ok(Some(note));
         }
-        let (outcome, mut failures) = set.filter(&ctx, STATUS_EVENT, &serde_json::to_string(&note)?);
+        let policies = set.within(begun);
+        let (outcome, mut failures) = policies.filter(&ctx, STATUS_EVENT, &serde_json::to_string(&note)?);
+        *exhausted |= policies.exhausted();
         let shown = match outcome {
             FilterOutcome::Keep => Some(note),
             FilterOutcome::Drop => None,

@@ -391,3 +391,29 @@ fn the_component_cache_is_trimmed_least_recently_used_first() {
     assert_eq!(engine.load(&wasm("head_tail")).unwrap().1, LoadSource::Cache);
     assert_eq!(engine.load(&wasm("quiet_events")).unwrap().1, LoadSource::Compiled, "it was trimmed");
 }
+
+#[test]
+fn a_request_that_runs_out_of_policy_time_gets_the_built_in_behaviour() {
+    use codex_jobhost::policy::builtin::Keep;
+    let (_home, set) = common::user_policies(
+        &["fixture_hostile_truncation", "fixture_replace_events"],
+        "[limits]\ndeadline_ms = 60000\nrequest_budget_ms = 1\n\
+         [[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"slow\" }\n\
+         [[filter]]\npath = \"fixture_replace_events.wasm\"\n",
+    );
+    let limits = codex_jobhost::policy::Limits { max_chars: 3, max_lines: 10 };
+    let request = set.within(std::time::Instant::now());
+    // The first call may or may not start inside 1 ms; it takes far longer than that.
+    request.truncate(&job(), "hello", limits, Keep::Head);
+    // After it: the built-in cut, every event kept (the filter would replace this one).
+    assert_eq!(request.truncate(&job(), "hello", limits, Keep::Head).0, "hel…[2 more chars]");
+    assert!(request.exhausted());
+    assert_eq!(request.filter(&job(), "thread.started", "{}").0, codex_jobhost::policy::FilterOutcome::Keep);
+    // A new request has its own budget.
+    let (replaced, _) = set.within(std::time::Instant::now() + std::time::Duration::from_secs(60)).filter(
+        &job(),
+        "thread.started",
+        "{}",
+    );
+    assert!(matches!(replaced, codex_jobhost::policy::FilterOutcome::Replace(..)), "{replaced:?}");
+}

@@ -91,3 +91,26 @@ async fn a_broken_policy_never_means_no_policy() -> Result<()> {
     assert!(world.model.requests().is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_page_that_runs_out_of_policy_time_falls_back_and_says_so() -> Result<()> {
+    let world = World::new([Reply::Command("echo one".into()), Reply::Message("two".into())])?;
+    // Each call of this truncation spins for tens of milliseconds or more, well
+    // inside its own deadline; the request's budget of 1 ms runs out after the first.
+    std::fs::create_dir_all(world.jobhost_home())?;
+    std::fs::write(world.jobhost_home().join("config.toml"), "[limits]\ndeadline_ms = 60000\nrequest_budget_ms = 1\n")?;
+    world.project_policy(&format!(
+        "[[truncation]]\npath = {:?}\nconfig = {{ mode = \"slow\" }}\n",
+        world.project_guest("fixture_hostile_truncation")?
+    ))?;
+    let server = world.serve().await?;
+    let job = server.start_job(world.start_args("go")).await?;
+    server.wait_done(&job, 120).await?;
+    let page = server.ok("job_events", json!({"job_id": job, "limit": 1000, "truncate": 5})).await?;
+    assert_eq!(page["policy_budget_exhausted"], true, "{page}");
+    // The rest of the page got the built-in cut to 5 characters.
+    let shown = serde_json::to_string(&page["events"])?;
+    assert!(shown.contains("more chars]"), "{shown}");
+    assert!(!page["events"].as_array().unwrap().iter().any(|e| e["type"] == "policy_error"), "no failure: {page}");
+    Ok(())
+}

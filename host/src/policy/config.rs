@@ -6,8 +6,9 @@
 //!
 //! ```toml
 //! [limits]                  # user file only: per-call limits of every guest
-//! deadline_ms = 100
-//! memory_mib = 16
+//! deadline_ms = 100        # one call
+//! memory_mib = 16          # one instance: its memories and tables together
+//! request_budget_ms = 2000 # all the calls of one request (a job_events page, a job_status)
 //!
 //! [[approval]]              # also [[truncation]] and [[filter]]; any number, run in order
 //! path = "policies/command_allowlist.wasm"   # relative to this file's directory; must stay inside
@@ -60,6 +61,7 @@ struct PolicyFile {
 struct LimitsTable {
     deadline_ms: Option<u64>,
     memory_mib: Option<u64>,
+    request_budget_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +160,12 @@ impl Policies {
                     bail!("{}: [limits] belongs in the user's {USER_FILE}, not in a project file", file.display());
                 }
                 limits = limits_from(l, file)?;
+                if let Some(ms) = l.request_budget_ms {
+                    if !(1..=600_000).contains(&ms) {
+                        bail!("{}: invalid limits.request_budget_ms {ms}: expected 1 to 600000", file.display());
+                    }
+                    set.request_budget = Duration::from_millis(ms);
+                }
             }
             let base = file.parent().unwrap_or(Path::new("/"));
             for (world, entries) in [

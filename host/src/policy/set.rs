@@ -1,7 +1,9 @@
 //! A layered policy set: the user's components first, then the project's, and
 //! the rules that combine their answers.
 
+use std::cell::Cell;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -48,7 +50,6 @@ pub enum FilterOutcome {
 }
 
 /// The policies in force for one project, in order: the user's, then the project's.
-#[derive(Default)]
 pub struct PolicySet {
     /// The project root the set was resolved for.
     pub project_root: Option<PathBuf>,
@@ -57,12 +58,75 @@ pub struct PolicySet {
     pub(crate) approval: Vec<Guest>,
     pub(crate) truncation: Vec<Guest>,
     pub(crate) filter: Vec<Guest>,
+    /// The time one request's guest calls may take together (see [`PolicySet::within`]).
+    pub request_budget: Duration,
+}
+
+/// Default of [`PolicySet::request_budget`]: 2 s, set by `[limits] request_budget_ms`.
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(2);
+
+/// One request's use of a [`PolicySet`]: its truncation and filter calls
+/// share a time budget. Once it has run out, the rest of the request gets the
+/// built-in behaviour (the built-in cut, every event kept), and
+/// [`Budgeted::exhausted`] says so, for the result to say so too.
+pub struct Budgeted<'a> {
+    set: &'a PolicySet,
+    deadline: Instant,
+    exhausted: Cell<bool>,
+}
+
+impl Budgeted<'_> {
+    /// Whether the budget ran out, so part of the request got the built-in behaviour.
+    pub fn exhausted(&self) -> bool {
+        self.exhausted.get()
+    }
+
+    fn out(&self) -> bool {
+        if !self.exhausted.get() && Instant::now() >= self.deadline {
+            self.exhausted.set(true);
+        }
+        self.exhausted.get()
+    }
+
+    /// [`PolicySet::truncate`] while the budget lasts, the built-in cut after.
+    pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits, keep: Keep) -> (String, Vec<PolicyFailure>) {
+        if self.out() {
+            return (builtin::truncate(text, limits, keep), Vec::new());
+        }
+        self.set.truncate(job, text, limits, keep)
+    }
+
+    /// [`PolicySet::filter`] while the budget lasts; every event kept after.
+    pub fn filter(&self, job: &JobContext, kind: &str, payload: &str) -> (FilterOutcome, Vec<PolicyFailure>) {
+        if self.out() {
+            return (FilterOutcome::Keep, Vec::new());
+        }
+        self.set.filter(job, kind, payload)
+    }
+}
+
+impl Default for PolicySet {
+    fn default() -> Self {
+        PolicySet {
+            project_root: None,
+            sources: Vec::new(),
+            approval: Vec::new(),
+            truncation: Vec::new(),
+            filter: Vec::new(),
+            request_budget: REQUEST_BUDGET,
+        }
+    }
 }
 
 impl PolicySet {
     /// Whether nothing is configured (the built-in defaults hold).
     pub fn is_empty(&self) -> bool {
         self.approval.is_empty() && self.truncation.is_empty() && self.filter.is_empty()
+    }
+
+    /// This set for one request that began at `begun`, with [`PolicySet::request_budget`] from then.
+    pub fn within(&self, begun: Instant) -> Budgeted<'_> {
+        Budgeted { set: self, deadline: begun + self.request_budget, exhausted: Cell::new(false) }
     }
 
     /// Whether any truncation component is configured.
