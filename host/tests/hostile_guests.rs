@@ -14,10 +14,19 @@ use wasm_encoder::{
     Instruction as I, MemorySection, MemoryType, Module, RefType, TableSection, TableType, TypeSection, ValType,
 };
 
+/// What a hand-made truncation does when the host refuses to grow its table.
+#[derive(Clone, Copy, PartialEq)]
+enum OnRefusal {
+    /// Traps.
+    Trap,
+    /// Goes on as if nothing happened (and traps only when `max_chars` is 0).
+    Ignore,
+}
+
 /// A component made by hand: an `output-truncation` whose `truncate` grows
-/// its funcref table by `grow` elements per call (trapping when refused) and
-/// returns `"ok"`; with `memories` linear memories in its one core module.
-fn handmade_truncation(dir: &Path, name: &str, grow: i32, memories: u32) -> PathBuf {
+/// its funcref table by `grow` elements per call and returns `"ok"`; with
+/// `memories` linear memories in its one core module.
+fn handmade_truncation(dir: &Path, name: &str, grow: i32, memories: u32, on_refusal: OnRefusal) -> PathBuf {
     let mut module = Module::new();
     let mut types = TypeSection::new();
     types.ty().function([ValType::I32; 4], [ValType::I32]); // cabi_realloc
@@ -73,19 +82,23 @@ fn handmade_truncation(dir: &Path, name: &str, grow: i32, memories: u32) -> Path
     }
     code.function(&realloc);
     let mut truncate = Function::new([]);
-    for i in [
-        I::RefNull(HeapType::FUNC),
-        I::I32Const(grow),
-        I::TableGrow(0),
-        I::I32Const(-1),
-        I::I32Eq,
-        I::If(wasm_encoder::BlockType::Empty),
-        I::Unreachable,
-        I::End,
-        I::I32Const(16), // the result: (ptr 32, len 2) at 16, "ok" at 32
-        I::End,
-    ] {
-        truncate.instruction(&i);
+    let grow_table = [I::RefNull(HeapType::FUNC), I::I32Const(grow), I::TableGrow(0)];
+    let body: Vec<I> = match on_refusal {
+        OnRefusal::Trap => {
+            let trap_if_refused =
+                [I::I32Const(-1), I::I32Eq, I::If(wasm_encoder::BlockType::Empty), I::Unreachable, I::End];
+            grow_table.into_iter().chain(trap_if_refused).collect()
+        }
+        OnRefusal::Ignore => {
+            // Parameter 13 is `limits.max-chars`.
+            let trap_if_zero =
+                [I::LocalGet(13), I::I32Eqz, I::If(wasm_encoder::BlockType::Empty), I::Unreachable, I::End];
+            trap_if_zero.into_iter().chain(grow_table).chain([I::Drop]).collect()
+        }
+    };
+    // The result: (ptr 32, len 2) at 16, "ok" at 32.
+    for i in body.iter().chain(&[I::I32Const(16), I::End]) {
+        truncate.instruction(i);
     }
     code.function(&truncate);
     module.section(&code);
@@ -113,7 +126,7 @@ fn limits() -> codex_jobhost::policy::Limits {
 fn tables_count_against_the_memory_budget() {
     let dir = tempfile::tempdir().unwrap();
     // 1 Mi elements a call: 8 MiB counted; the second call passes 16 MiB.
-    let path = handmade_truncation(dir.path(), "table_grower", 1 << 20, 1);
+    let path = handmade_truncation(dir.path(), "table_grower", 1 << 20, 1, OnRefusal::Trap);
     let engine = PolicyEngine::new(None).unwrap();
     let (component, _) = engine.load(&path).unwrap();
     let g = Guest::new("table_grower", Arc::new(component), "{}".into(), GuestLimits::default());
@@ -125,9 +138,26 @@ fn tables_count_against_the_memory_budget() {
 }
 
 #[test]
+fn a_trap_after_a_refused_growth_is_reported_as_the_trap_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = handmade_truncation(dir.path(), "shrugs", 1 << 20, 1, OnRefusal::Ignore);
+    let engine = PolicyEngine::new(None).unwrap();
+    let (component, _) = engine.load(&path).unwrap();
+    let g = Guest::new("shrugs", Arc::new(component), "{}".into(), GuestLimits::default());
+    assert_eq!(g.truncate(&job(), "text", limits()).unwrap(), "ok");
+    // The host refuses the second growth; the guest goes on.
+    assert_eq!(g.truncate(&job(), "text", limits()).unwrap(), "ok");
+    assert_eq!(g.instantiations(), 1);
+    // An unrelated trap on the same instance is a trap, not the memory cap.
+    let zero = codex_jobhost::policy::Limits { max_chars: 0, max_lines: 10 };
+    let err = g.truncate(&job(), "text", zero).unwrap_err();
+    assert!(err.starts_with("trapped:") && !err.contains("memory cap"), "{err}");
+}
+
+#[test]
 fn a_core_module_with_two_memories_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = handmade_truncation(dir.path(), "two_memories", 1, 2);
+    let path = handmade_truncation(dir.path(), "two_memories", 1, 2, OnRefusal::Trap);
     let engine = PolicyEngine::new(None).unwrap();
     let err = format!("{:#}", engine.load(&path).err().unwrap());
     assert!(err.contains("two_memories.wasm") && err.contains("memor"), "{err}");

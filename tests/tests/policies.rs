@@ -114,3 +114,22 @@ async fn a_page_that_runs_out_of_policy_time_falls_back_and_says_so() -> Result<
     assert!(!page["events"].as_array().unwrap().iter().any(|e| e["type"] == "policy_error"), "no failure: {page}");
     Ok(())
 }
+
+#[test]
+fn policy_check_refuses_exports_of_the_wrong_type_and_imports_the_host_does_not_offer() -> Result<()> {
+    let check = |guest: &str| -> Result<(bool, String)> {
+        let home = tempfile::tempdir()?;
+        let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
+            .args(["--home".as_ref(), home.path().as_os_str(), "policy".as_ref(), "check".as_ref()])
+            .arg(guest_wasm(guest))
+            .output()?;
+        Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    };
+    let (ok, err) = check("fixture_wrong_types")?;
+    assert!(!ok && err.contains("does not match the approval-policy world"), "{err}");
+    let (ok, err) = check("fixture_sleeper")?;
+    assert!(!ok && err.contains("wasi:clocks/monotonic-clock"), "{err}");
+    let (ok, err) = check("command_allowlist")?;
+    assert!(ok, "{err}");
+    Ok(())
+}

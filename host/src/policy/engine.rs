@@ -88,7 +88,7 @@ impl PolicyEngine {
             self.identify(&component).with_context(|| format!("policy component {shown} is refused"))?;
         let linker = &self.linkers[world as usize];
         let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
-            format!("policy component {shown} needs imports the host does not offer (it may only import `{PACKAGE}/host` and WASI 0.2)")
+            format!("policy component {shown} needs imports the host does not offer (it may import `{PACKAGE}/host` and, of WASI 0.2, only io, cli, wall-clock, random and filesystem: no monotonic clock, so no sleeping, and no sockets)")
         })?;
         let pre = WorldPre::new(world, &interface, pre).map_err(anyhow::Error::from).with_context(|| {
             format!("policy component {shown} does not match the {} world of {PACKAGE}@{version}", world.world_name())
