@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use codex_jobhost::host::EventsRequest;
 use codex_jobhost::job::{JobId, JobMeta, JobOptions, JobStatus, JobStore};
-use codex_jobhost::policy::{Decision, Guest, GuestLimits, JobContext, LoadSource, PolicyEngine, Request};
+use codex_jobhost::policy::{Decision, Guest, GuestLimits, JobContext, LoadSource, Policies, PolicyEngine, Request};
 use codex_jobhost::{HostConfig, JobHost};
 use serde_json::json;
 
@@ -35,6 +35,45 @@ fn show(name: &str, d: Duration) {
     println!("{name:<58} {:>12.3} µs", d.as_secs_f64() * 1e6);
 }
 
+/// The process's resident set, in KiB (Linux `/proc/self/status`).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Resident memory added by policy sets of many entries, each instantiated
+/// by one `decide`: one entry first (the engine's own cost), then the most a
+/// user file and a project file may hold together (2 × 16), then one file of
+/// 64 entries, which the host refuses.
+fn memory_of_many_entries(job: &JobContext, request: &Request) {
+    let home = tempfile::tempdir().unwrap();
+    let policies = Policies::new(home.path());
+    let project = |entries: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let codex = dir.path().join(".codex");
+        std::fs::create_dir_all(&codex).unwrap();
+        std::fs::copy(wasm("command_allowlist"), codex.join("allowlist.wasm")).unwrap();
+        std::fs::write(codex.join("jobhost.toml"), "[[approval]]\npath = \"allowlist.wasm\"\n".repeat(entries))
+            .unwrap();
+        dir
+    };
+    std::fs::copy(wasm("command_allowlist"), home.path().join("allowlist.wasm")).unwrap();
+    let before = rss_kib();
+    let one = project(1);
+    policies.for_cwd(one.path()).unwrap().decide(job, request);
+    let after_one = rss_kib();
+    std::fs::write(home.path().join("config.toml"), "[[approval]]\npath = \"allowlist.wasm\"\n".repeat(16)).unwrap();
+    let most = project(16);
+    let set = policies.for_cwd(most.path()).unwrap();
+    set.decide(job, request);
+    let after_most = rss_kib();
+    println!("{:<58} {:>12} KiB", "RSS added: engine + 1 entry, after one decide", after_one - before);
+    println!("{:<58} {:>12} KiB", "RSS added: 32 entries (16 user + 16 project), one decide", after_most - after_one);
+    let refused = policies.for_cwd(project(64).path()).err().unwrap();
+    println!("64 entries in one file: {refused:#}");
+}
+
 fn main() {
     let job = JobContext {
         job_id: JobId::new().to_string(),
@@ -44,6 +83,7 @@ fn main() {
         prompt: "p".into(),
     };
     let request = Request::Command { command: "cargo test --all".into(), cwd: "/w".into(), reason: None };
+    memory_of_many_entries(&job, &request);
     let engine = PolicyEngine::new(None).unwrap();
     let (component, _) = engine.load(&wasm("command_allowlist")).unwrap();
     let component = Arc::new(component);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::{ResourceLimiter, Store};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, approval, filter, truncation};
 use super::engine::EPOCH_TICK;
@@ -117,7 +117,8 @@ impl WasiView for State {
     }
 }
 
-/// Time stands still for guests: the WIT gives them no clock.
+/// Time stands still for guests: the WIT gives them no clock. (The
+/// monotonic clock is not linked at all: see `add_guest_wasi`.)
 struct Frozen;
 
 impl HostWallClock for Frozen {
@@ -126,15 +127,6 @@ impl HostWallClock for Frozen {
     }
     fn now(&self) -> Duration {
         Duration::ZERO
-    }
-}
-
-impl HostMonotonicClock for Frozen {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
     }
 }
 
@@ -282,7 +274,6 @@ impl Guest {
             .stdout(GuestLog::new(Arc::clone(&self.log), "stdout"))
             .stderr(GuestLog::new(Arc::clone(&self.log), "stderr"))
             .wall_clock(Frozen)
-            .monotonic_clock(Frozen)
             .build();
         let limits = GuestBudget { limit: self.limits.memory, used: 0, refused: false };
         let state = State {
