@@ -17,11 +17,11 @@ use tokio::sync::{OnceCell, watch};
 use crate::backend::{CodexCli, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
-use crate::job::event::{POLICY_ERROR_EVENT, STATUS_EVENT, for_each_text};
+use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
 use crate::job::supervisor;
 use crate::job::{
-    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn, TurnSpec,
+    Event, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn, TurnSpec,
 };
 use crate::policy::builtin::{self, Keep};
 use crate::policy::{Decision, FilterOutcome, JobContext, Limits, Policies, PolicyFailure, PolicySet, Request};
@@ -125,6 +125,11 @@ pub struct StatusReport {
     /// the built-in truncation and no event filters. Absent when it did not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub policy_budget_exhausted: bool,
+    /// Policy components that failed while this result was made, once per
+    /// component and error, and what the host did instead. Absent when none did.
+    /// (Reads write nothing: failures are reported here and logged once.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_errors: Vec<PolicyFailure>,
 }
 
 /// `job_events` arguments.
@@ -162,6 +167,11 @@ pub struct EventsPage {
     /// the built-in truncation and no event filters. Absent when it did not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub policy_budget_exhausted: bool,
+    /// Policy components that failed while this result was made, once per
+    /// component and error, and what the host did instead. Absent when none did.
+    /// (Reads write nothing: failures are reported here and logged once.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_errors: Vec<PolicyFailure>,
 }
 
 /// An [`Event`] as returned to callers.
@@ -226,6 +236,11 @@ pub struct NotificationPage {
     /// the built-in truncation and no event filters. Absent when it did not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub policy_budget_exhausted: bool,
+    /// Policy components that failed while this result was made, once per
+    /// component and error, and what the host did instead. Absent when none did.
+    /// (Reads write nothing: failures are reported here and logged once.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_errors: Vec<PolicyFailure>,
 }
 
 /// `job_cancel` result.
@@ -422,7 +437,6 @@ impl JobHost {
         let policies = set.within(begun);
         let limits = Limits { max_lines: u32::try_from(tail_lines).unwrap_or(u32::MAX), ..builtin::OUTPUT_LIMITS };
         let (output_tail, failures) = policies.truncate(&ctx, &raw_tail, limits, Keep::Tail);
-        self.record_policy_failures(&job, failures);
         let output_truncated = omitted || output_tail != raw_tail;
         Ok(StatusReport {
             job_id: id.to_string(),
@@ -442,6 +456,7 @@ impl JobHost {
             output_tail,
             output_truncated,
             policy_budget_exhausted: policies.exhausted(),
+            policy_errors: once_each(failures),
         })
     }
 
@@ -509,7 +524,6 @@ impl JobHost {
                 });
                 Some(e)
             })?;
-        self.record_policy_failures(&job, failures);
         let has_more = next_cursor < job.event_count()?;
         Ok(EventsPage {
             job_id: id.to_string(),
@@ -518,6 +532,7 @@ impl JobHost {
             next_cursor,
             has_more,
             policy_budget_exhausted: policies.exhausted(),
+            policy_errors: once_each(failures),
         })
     }
 
@@ -532,22 +547,6 @@ impl JobHost {
             prompt: meta.prompt.clone(),
         };
         Ok((set, ctx))
-    }
-
-    /// Records each failed component once as a `policy_error` event on the job.
-    fn record_policy_failures(&self, job: &JobDir, mut failures: Vec<PolicyFailure>) {
-        // Once per component and error, however many events a failing component saw.
-        let mut seen = std::collections::HashSet::new();
-        failures.retain(|f| seen.insert((f.component.clone(), f.error.clone())));
-        if failures.is_empty() {
-            return;
-        }
-        let recorded = job.event_writer().and_then(|mut events| {
-            failures.iter().try_for_each(|f| events.append(POLICY_ERROR_EVENT, serde_json::to_value(f)?).map(drop))
-        });
-        if let Err(e) = recorded {
-            tracing::error!(job = %job.id(), "cannot record a policy failure: {e:#}");
-        }
     }
 
     /// Jobs newest first, optionally by status and working directory.
@@ -631,22 +630,25 @@ impl JobHost {
         let (notes, next_cursor) = self.store.read_notifications(cursor.unwrap_or(0), limit)?;
         let mut notifications = Vec::with_capacity(notes.len());
         let mut policy_budget_exhausted = false;
+        let mut failures = Vec::new();
         for note in notes {
-            if let Some(note) = self.filter_notification(note, begun, &mut policy_budget_exhausted)? {
+            if let Some(note) = self.filter_notification(note, begun, &mut policy_budget_exhausted, &mut failures)? {
                 notifications.push(note);
             }
         }
-        Ok(NotificationPage { notifications, next_cursor, policy_budget_exhausted })
+        Ok(NotificationPage { notifications, next_cursor, policy_budget_exhausted, policy_errors: once_each(failures) })
     }
 
     /// Passes a notification through its job's event filters as a `job.status`
     /// event, within the budget of the request that began at `begun` (sets
-    /// `exhausted` when it ran out). A replacement that is not a notification keeps the original.
+    /// `exhausted` when it ran out; adds failed components to `failures`). A
+    /// replacement that is not a notification keeps the original.
     fn filter_notification(
         &self,
         note: Notification,
         begun: Instant,
         exhausted: &mut bool,
+        failures: &mut Vec<PolicyFailure>,
     ) -> Result<Option<Notification>> {
         let Ok(job) = JobId::parse(&note.job_id).map_err(anyhow::Error::from).and_then(|id| self.store.job(id)) else {
             return Ok(Some(note)); // its job was deleted; nothing to filter by
@@ -656,7 +658,8 @@ impl JobHost {
             return Ok(Some(note));
         }
         let policies = set.within(begun);
-        let (outcome, mut failures) = policies.filter(&ctx, STATUS_EVENT, &serde_json::to_string(&note)?);
+        let (outcome, failed) = policies.filter(&ctx, STATUS_EVENT, &serde_json::to_string(&note)?);
+        failures.extend(failed);
         *exhausted |= policies.exhausted();
         let shown = match outcome {
             FilterOutcome::Keep => Some(note),
@@ -673,7 +676,6 @@ impl JobHost {
                 }
             },
         };
-        self.record_policy_failures(&job, failures);
         Ok(shown)
     }
 
@@ -683,6 +685,13 @@ impl JobHost {
         let job = self.store.job(JobId::parse(job_id)?)?;
         job.read_output(offset, max)
     }
+}
+
+/// `failures` with each component and error once.
+fn once_each(mut failures: Vec<PolicyFailure>) -> Vec<PolicyFailure> {
+    let mut seen = std::collections::HashSet::new();
+    failures.retain(|f| seen.insert((f.component.clone(), f.error.clone())));
+    failures
 }
 
 /// What the supervisor runs for the job's current turn.

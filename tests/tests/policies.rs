@@ -133,3 +133,32 @@ fn policy_check_refuses_exports_of_the_wrong_type_and_imports_the_host_does_not_
     assert!(ok, "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn reads_write_nothing_and_report_policy_failures_in_the_result() -> Result<()> {
+    let world = World::new([Reply::Command("echo one".into()), Reply::Message("two".into())])?;
+    // This truncation returns 2,000,000 characters whatever it is given: a failure on every call.
+    world.project_policy(&format!(
+        "[[truncation]]\npath = {:?}\nconfig = {{ mode = \"flood\" }}\n",
+        world.project_guest("fixture_hostile_truncation")?
+    ))?;
+    let server = world.serve().await?;
+    let job = server.start_job(world.start_args("go")).await?;
+    let status = server.wait_done(&job, 120).await?;
+    let count = status["event_count"].as_u64().unwrap();
+    let errors = status["policy_errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{status}");
+    assert_eq!(errors[0]["component"], "fixture_hostile_truncation");
+    assert_eq!(errors[0]["fallback"], "used the built-in truncation");
+    assert!(errors[0]["error"].as_str().unwrap().contains("returned 2000000 characters"), "{status}");
+    for _ in 0..2 {
+        let page = server.ok("job_events", json!({"job_id": job, "limit": 1000})).await?;
+        assert_eq!(page["has_more"], false, "{page}");
+        assert_eq!(page["next_cursor"].as_u64(), Some(count), "no event was added by reading");
+        // Once per component and error, however many strings it failed on.
+        assert_eq!(page["policy_errors"].as_array().map(Vec::len), Some(1), "{page}");
+    }
+    let again = server.ok("job_status", json!({"job_id": job})).await?;
+    assert_eq!(again["event_count"].as_u64(), Some(count));
+    Ok(())
+}

@@ -44,8 +44,10 @@ impl Event {
     }
 }
 
-/// Event type of a policy component's failure, recorded by the host:
-/// `data` is `{"component", "path", "world", "error", "fallback"}`.
+/// Event type of a policy component's failure: `data` is `{"component",
+/// "path", "world", "error", "fallback"}`. Older versions wrote one on reads;
+/// reads now report failures in their result (`policy_errors`) and write
+/// nothing, but the type stays the host's own.
 pub const POLICY_ERROR_EVENT: &str = "policy_error";
 
 /// The event types only the host writes: a filter may not turn another event into one.

@@ -26,7 +26,7 @@ pub use guest::{Guest, GuestLimits};
 pub use set::{Budgeted, FilterOutcome, PolicyFailure, PolicySet, Verdict};
 
 /// The three kinds of policy component, by the WIT world they implement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum World {
     /// `approval-policy`: `decide(job, request) -> decision`.

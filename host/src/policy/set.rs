@@ -5,7 +5,8 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::builtin::{self, Keep};
@@ -13,7 +14,7 @@ use super::{Decision, FilterAction, Guest, JobContext, Limits, PolicyEvent, Requ
 use crate::job::HOST_EVENT_TYPES;
 
 /// A component that failed during a call, and what was done instead.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PolicyFailure {
     /// The entry's name.
     pub component: String,
@@ -24,7 +25,7 @@ pub struct PolicyFailure {
     /// What went wrong (trap, deadline, memory cap, bad output).
     pub error: String,
     /// What the host did instead.
-    pub fallback: &'static str,
+    pub fallback: String,
 }
 
 /// An approval outcome: the strictest decision and who made it.
@@ -325,13 +326,26 @@ fn depth(value: &Value) -> usize {
     deepest
 }
 
+/// A failure, logged the first time this component fails with this error
+/// (the log would otherwise get a line per event of every read).
 fn failure(guest: &Guest, error: String, fallback: &'static str) -> PolicyFailure {
-    tracing::warn!(component = &*guest.name, path = %guest.component.path.display(), "policy failed, {fallback}: {error}");
+    static LOGGED: std::sync::Mutex<Option<std::collections::HashSet<(PathBuf, String)>>> = std::sync::Mutex::new(None);
+    let first = {
+        let mut logged = LOGGED.lock().unwrap();
+        let logged = logged.get_or_insert_default();
+        if logged.len() >= 4096 {
+            logged.clear(); // bounded: a long-lived server logs a recurring failure again, rarely
+        }
+        logged.insert((guest.component.path.clone(), error.clone()))
+    };
+    if first {
+        tracing::warn!(component = &*guest.name, path = %guest.component.path.display(), "policy failed, {fallback}: {error}");
+    }
     PolicyFailure {
         component: guest.name.to_string(),
         path: guest.component.path.clone(),
         world: guest.component.world,
         error,
-        fallback,
+        fallback: fallback.to_owned(),
     }
 }
