@@ -427,7 +427,7 @@ fn a_request_that_runs_out_of_policy_time_gets_the_built_in_behaviour() {
     use codex_jobhost::policy::builtin::Keep;
     let (_home, set) = common::user_policies(
         &["fixture_hostile_truncation", "fixture_replace_events"],
-        "[limits]\ndeadline_ms = 60000\nrequest_budget_ms = 1\n\
+        "[limits]\ndeadline_ms = 60000\nfuel = 1000000000000\nrequest_budget_ms = 1\n\
          [[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"slow\" }\n\
          [[filter]]\npath = \"fixture_replace_events.wasm\"\n",
     );
@@ -446,4 +446,48 @@ fn a_request_that_runs_out_of_policy_time_gets_the_built_in_behaviour() {
         "{}",
     );
     assert!(matches!(replaced, codex_jobhost::policy::FilterOutcome::Replace(..)), "{replaced:?}");
+}
+
+/// Runs `f` while every core is kept busy by spinning threads.
+fn under_load<R>(f: impl FnOnce() -> R) -> R {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..cores * 2 {
+            scope.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            });
+        }
+        let result = f();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })
+}
+
+#[test]
+fn fuel_gives_a_cpu_heavy_guest_the_same_answer_on_an_idle_and_a_loaded_machine() {
+    use codex_jobhost::policy::builtin::Keep;
+    // 200 million loop iterations: more than the default fuel allows, and far
+    // less than a deadline of 60 s on any machine, so fuel alone decides.
+    let outcome = |fuel: &str| {
+        let (_home, set) = common::user_policies(
+            &["fixture_hostile_truncation"],
+            &format!(
+                "[limits]\ndeadline_ms = 60000\n{fuel}\n[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = {{ mode = \"slow\" }}\n"
+            ),
+        );
+        let limits = codex_jobhost::policy::Limits { max_chars: 3, max_lines: 10 };
+        let idle = set.truncate(&job(), "hello", limits, Keep::Head);
+        let loaded = under_load(|| set.truncate(&job(), "hello", limits, Keep::Head));
+        (idle, loaded)
+    };
+    let (idle, loaded) = outcome("");
+    assert_eq!(idle, loaded);
+    assert!(idle.1.len() == 1 && idle.1[0].error.contains("ran out of fuel"), "{idle:?}");
+    let (idle, loaded) = outcome("fuel = 10000000000");
+    assert_eq!(idle, loaded);
+    assert_eq!(idle, ("hello".to_owned(), Vec::new()), "within its fuel the guest's answer stands");
 }

@@ -87,7 +87,7 @@ async fn a_broken_policy_never_means_no_policy() -> Result<()> {
     assert!(err.contains("listed under [[filter]] but implements the approval-policy world"), "{err}");
     world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("fixture_infinite_loop")?))?;
     let err = server.err("job_start", world.start_args("x")).await?;
-    assert!(err.contains("deadline"), "an endless policy declines: {err}");
+    assert!(err.contains("ran out of fuel"), "an endless policy declines: {err}");
     assert!(world.model.requests().is_empty());
     Ok(())
 }
@@ -96,9 +96,12 @@ async fn a_broken_policy_never_means_no_policy() -> Result<()> {
 async fn a_page_that_runs_out_of_policy_time_falls_back_and_says_so() -> Result<()> {
     let world = World::new([Reply::Command("echo one".into()), Reply::Message("two".into())])?;
     // Each call of this truncation spins for tens of milliseconds or more, well
-    // inside its own deadline; the request's budget of 1 ms runs out after the first.
+    // inside its own limits; the request's budget of 1 ms runs out after the first.
     std::fs::create_dir_all(world.jobhost_home())?;
-    std::fs::write(world.jobhost_home().join("config.toml"), "[limits]\ndeadline_ms = 60000\nrequest_budget_ms = 1\n")?;
+    std::fs::write(
+        world.jobhost_home().join("config.toml"),
+        "[limits]\ndeadline_ms = 60000\nfuel = 1000000000000\nrequest_budget_ms = 1\n",
+    )?;
     world.project_policy(&format!(
         "[[truncation]]\npath = {:?}\nconfig = {{ mode = \"slow\" }}\n",
         world.project_guest("fixture_hostile_truncation")?

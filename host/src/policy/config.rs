@@ -6,7 +6,8 @@
 //!
 //! ```toml
 //! [limits]                  # user file only: per-call limits of every guest
-//! deadline_ms = 100        # one call
+//! fuel = 200000000        # one call: WebAssembly instructions, about
+//! deadline_ms = 2000       # one call: a wall-clock backstop
 //! memory_mib = 16          # one instance: its memories and tables together
 //! request_budget_ms = 2000 # all the calls of one request (a job_events page, a job_status)
 //!
@@ -61,6 +62,7 @@ struct PolicyFile {
 struct LimitsTable {
     deadline_ms: Option<u64>,
     memory_mib: Option<u64>,
+    fuel: Option<u64>,
     request_budget_ms: Option<u64>,
 }
 
@@ -248,6 +250,12 @@ fn limits_from(table: &LimitsTable, file: &Path) -> Result<GuestLimits> {
             bail!("{}: invalid limits.deadline_ms {ms}: expected 1 to 60000", file.display());
         }
         limits.deadline = Duration::from_millis(ms);
+    }
+    if let Some(fuel) = table.fuel {
+        if !(1_000..=1_000_000_000_000).contains(&fuel) {
+            bail!("{}: invalid limits.fuel {fuel}: expected 1000 to 1000000000000", file.display());
+        }
+        limits.fuel = fuel;
     }
     if let Some(mib) = table.memory_mib {
         if !(1..=4096).contains(&mib) {

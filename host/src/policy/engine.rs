@@ -325,6 +325,8 @@ fn shared_engine() -> Result<&'static Engine> {
     }
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // Fuel bounds a guest's work deterministically; the epoch deadline is the backstop.
+    config.consume_fuel(true);
     config.wasm_component_model(true);
     // One memory per core module: no guest needs more, and each counts
     // against the same budget anyway (see `GuestBudget`).

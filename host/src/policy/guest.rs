@@ -17,8 +17,12 @@ use super::{Decision, FilterAction, JobContext, Limits, PolicyEvent, Request, Wo
 /// Per-call limits of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestLimits {
-    /// Wall-clock time one call may take (epoch interruption).
+    /// Wall-clock time one call may take (epoch interruption): a generous
+    /// backstop; [`GuestLimits::fuel`] is what bounds a guest's work.
     pub deadline: Duration,
+    /// Fuel one call may burn: about one unit per WebAssembly instruction, so
+    /// a guest's work is bounded the same on an idle and a loaded machine.
+    pub fuel: u64,
     /// What an instance may hold in all its linear memories and tables
     /// together, in bytes.
     pub memory: usize,
@@ -26,9 +30,13 @@ pub struct GuestLimits {
 
 impl Default for GuestLimits {
     fn default() -> Self {
-        GuestLimits { deadline: Duration::from_millis(100), memory: 16 << 20 }
+        GuestLimits { deadline: Duration::from_secs(2), memory: 16 << 20, fuel: DEFAULT_FUEL }
     }
 }
+
+/// Default [`GuestLimits::fuel`]: 200 million units, about 0.1 to 0.3 s of
+/// CPU; the example policies use less than a thousandth of it per call.
+pub const DEFAULT_FUEL: u64 = 200_000_000;
 
 /// A compiled, linked component: what a [`Guest`] instantiates.
 pub struct LoadedComponent {
@@ -240,6 +248,7 @@ impl Guest {
         let ticks = self.limits.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64;
         // One tick more: the deadline counts from the next tick, which may be close.
         warm.store.set_epoch_deadline(ticks + 1);
+        warm.store.set_fuel(self.limits.fuel).map_err(|e| format!("cannot set fuel: {e}"))?;
         warm.store.data_mut().limits.refused = false;
         let result = f(&mut warm.store, &warm.exports);
         match result {
@@ -254,6 +263,9 @@ impl Guest {
     fn describe(&self, e: &wasmtime::Error, store: &Store<State>) -> String {
         let memory_full = store.data().limits.refused;
         match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::OutOfFuel) => {
+                format!("ran out of fuel: more than {} instructions in one call", self.limits.fuel)
+            }
             Some(wasmtime::Trap::Interrupt) => {
                 format!("ran past its deadline of {} ms", self.limits.deadline.as_millis())
             }
@@ -287,6 +299,7 @@ impl Guest {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(u64::MAX / 2);
+        store.set_fuel(self.limits.fuel)?; // instantiation runs the guest's start code
         let exports = self.component.pre.instantiate(&mut store)?;
         Ok(Warm { store, exports })
     }
