@@ -185,9 +185,17 @@ impl PolicySet {
         }
         let mut failures = Vec::new();
         let mut text = text.to_owned();
+        let mut fitting = false;
         for guest in &self.truncation {
             text = match guest.truncate(job, &text, limits) {
-                Ok(t) if fits(&t, limits) || size(&t) <= size(&text) => t,
+                Ok(t) if fits(&t, limits) => {
+                    fitting = true;
+                    t
+                }
+                Ok(t) if size(&t) <= size(&text) => {
+                    fitting = false;
+                    t
+                }
                 Ok(t) => {
                     let (chars, lines) = size(&t);
                     let error = format!(
@@ -195,15 +203,17 @@ impl PolicySet {
                         limits.max_chars, limits.max_lines
                     );
                     failures.push(failure(guest, error, "used the built-in truncation"));
+                    fitting = true;
                     builtin::truncate(&text, limits, keep)
                 }
                 Err(error) => {
                     failures.push(failure(guest, error, "used the built-in truncation"));
+                    fitting = true;
                     builtin::truncate(&text, limits, keep)
                 }
             };
         }
-        if !fits(&text, limits) {
+        if !fitting {
             text = builtin::truncate(&text, limits, keep);
         }
         (text, failures)
@@ -261,10 +271,12 @@ impl PolicySet {
 pub const MARKER_ROOM: u32 = 100;
 
 /// Whether `text` keeps to `limits`, with [`MARKER_ROOM`] for cut markers.
+/// Counts only what its byte length does not settle.
 pub fn fits(text: &str, limits: Limits) -> bool {
-    let (chars, lines) = size(text);
-    chars <= limits.max_chars.saturating_add(MARKER_ROOM) as usize
-        && lines <= limits.max_lines.saturating_add(2) as usize
+    let max_chars = limits.max_chars.saturating_add(MARKER_ROOM) as usize;
+    let max_lines = limits.max_lines.saturating_add(2) as usize;
+    (text.len() <= max_chars || text.chars().count() <= max_chars)
+        && (text.len() < max_lines || text.split_inclusive('\n').count() <= max_lines)
 }
 
 /// Characters and lines of `text`.
