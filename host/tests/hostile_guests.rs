@@ -332,36 +332,18 @@ fn a_filter_cannot_forge_host_events_or_return_huge_or_deep_replacements() {
     assert!(failures.is_empty() && matches!(outcome, FilterOutcome::Replace(k, _) if k == "job.status"));
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_guest_cannot_flood_the_log_or_forge_its_lines() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
     let (_home, set) = common::user_policies(
         &["fixture_hostile_truncation"],
         "[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"log\" }\n",
     );
     let limits = codex_jobhost::policy::Limits { max_chars: 100, max_lines: 10 };
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), log) = common::capture_log(|| {
         // One call writes 1,000 log lines and prints 1,000 more.
         let (out, failures) = set.truncate(&job(), "text", limits, codex_jobhost::policy::builtin::Keep::Tail);
         assert_eq!((out.as_str(), failures.len()), ("text", 0));
     });
-    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().collect();
     // 20 lines a call, then one line saying how many were held back.
     assert_eq!(lines.len(), 21, "{log}");

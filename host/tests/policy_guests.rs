@@ -187,29 +187,12 @@ fn compiled_components_come_back_from_the_cache() {
     assert_eq!(component.world, World::Truncation);
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn what_a_guest_prints_goes_to_the_log_within_its_rate() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
     let engine = PolicyEngine::new(None).unwrap();
     let g = guest(&engine, "fixture_chatty", json!({}));
     let begun = Instant::now();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), log) = common::capture_log(|| {
         // 200 calls print 400 lines, 200 KiB: more than any fixed buffer a store
         // might keep, and more than the component's rate allows.
         for _ in 0..200 {
@@ -218,7 +201,6 @@ fn what_a_guest_prints_goes_to_the_log_within_its_rate() {
     });
     let elapsed = begun.elapsed().as_secs_f64();
     assert_eq!(g.instantiations(), 1, "printing never fails the instance");
-    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().collect();
     let stdout = lines.iter().filter(|l| l.contains("stream=\"stdout\"") && l.contains("chatty xxx")).count();
     let stderr = lines
