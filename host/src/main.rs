@@ -107,6 +107,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match cli.command {
         // One thread is plenty for a supervisor and keeps it small.
@@ -145,10 +146,21 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => mcp::serve_stdio(host).await,
         Command::Doctor => doctor(&host).await,
-        Command::Policy { command } => policy(&host, command),
+        Command::Policy { command } => off_runtime(&host, move |host| policy(host, command)).await,
         Command::Jobs { command } => jobs(&host, command).await,
         Command::Supervise { .. } => unreachable!(),
     }
+}
+
+/// Runs `f` on a blocking thread: policy guests run there, where WASI's
+/// synchronous streams may block on the runtime (on a runtime thread, a guest
+/// that prints would panic with "Cannot start a runtime from within a runtime").
+async fn off_runtime<R: Send + 'static>(
+    host: &std::sync::Arc<JobHost>,
+    f: impl FnOnce(&JobHost) -> Result<R> + Send + 'static,
+) -> Result<R> {
+    let host = std::sync::Arc::clone(host);
+    tokio::task::spawn_blocking(move || f(&host)).await?
 }
 
 async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()> {
@@ -167,7 +179,10 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
                 );
             }
         }
-        JobsCommand::Show { id } => println!("{}", serde_json::to_string_pretty(&host.status(&id, Some(20))?)?),
+        JobsCommand::Show { id } => {
+            let status = off_runtime(host, move |host| host.status(&id, Some(20))).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
         JobsCommand::Logs { id, follow } => {
             let mut offset = 0;
             let mut out = std::io::stdout().lock();
@@ -179,7 +194,8 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
                 if !bytes.is_empty() {
                     continue;
                 }
-                if !follow || host.status(&id, Some(0))?.status.is_terminal() {
+                let job = id.clone();
+                if !follow || off_runtime(host, move |host| host.status(&job, Some(0))).await?.status.is_terminal() {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;

@@ -165,3 +165,25 @@ async fn reads_write_nothing_and_report_policy_failures_in_the_result() -> Resul
     assert_eq!(again["event_count"].as_u64(), Some(count));
     Ok(())
 }
+
+#[test]
+fn policy_test_runs_a_guest_that_prints_and_shows_a_panic() -> Result<()> {
+    let run = |guest: &str| -> Result<(bool, String, String)> {
+        let home = tempfile::tempdir()?;
+        let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
+            .args(["--home".as_ref(), home.path().as_os_str(), "policy".as_ref(), "test".as_ref()])
+            .arg(guest_wasm(guest))
+            .args(["--request", r#"{"command": {"command": "ls", "cwd": "/w"}}"#])
+            .output()?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
+    };
+    // It prints on every call: printing must not abort `policy test`.
+    let (ok, stdout, stderr) = run("fixture_chatty")?;
+    assert!(ok && stdout.contains("\"accept\""), "{stdout}{stderr}");
+    // A panic's message reaches the error, not only the log.
+    let (ok, _, stderr) = run("fixture_trap")?;
+    assert!(!ok && stderr.contains("trapped") && stderr.contains("this policy always traps"), "{stderr}");
+    assert!(!stderr.contains("Cannot start a runtime"), "{stderr}");
+    Ok(())
+}

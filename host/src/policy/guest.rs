@@ -234,7 +234,11 @@ impl Guest {
 
     /// Runs `f` on the warm instance, or a fresh one; a failed instance is dropped.
     fn call<R>(&self, f: impl FnOnce(&mut Store<State>, &Exports) -> wasmtime::Result<R>) -> Result<R, String> {
-        let result = self.call_inner(f);
+        let result = self.call_inner(f).map_err(|error| match self.log.stderr_tail() {
+            // A panic's message is what a policy author needs to see.
+            Some(printed) => format!("{error}; it printed to stderr: {printed}"),
+            None => error,
+        });
         self.log.end_call();
         result
     }
@@ -275,7 +279,10 @@ impl Guest {
                     self.limits.memory >> 20
                 )
             }
-            Some(trap) => format!("trapped: {trap} ({e:#})"),
+            Some(trap) => {
+                tracing::debug!(component = &*self.name, "trap: {e:?}");
+                format!("trapped: {trap}")
+            }
             None => format!("failed: {e:#}"),
         }
     }

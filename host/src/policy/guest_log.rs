@@ -52,11 +52,24 @@ struct BudgetState {
     held_back: u64,
     tokens: f64,
     refilled: Instant,
+    /// The last lines the guest printed to stderr in this call (a panic
+    /// message), whatever the limits, for a failure's error.
+    stderr_tail: std::collections::VecDeque<String>,
 }
+
+/// Lines of stderr kept for a failure's error, each cut to [`STDERR_LINE_MAX`] bytes.
+const STDERR_TAIL_LINES: usize = 4;
+const STDERR_LINE_MAX: usize = 300;
 
 impl LogBudget {
     pub(crate) fn new(component: Arc<str>) -> Arc<Self> {
-        let state = BudgetState { this_call: 0, held_back: 0, tokens: BURST_LINES, refilled: Instant::now() };
+        let state = BudgetState {
+            this_call: 0,
+            held_back: 0,
+            tokens: BURST_LINES,
+            refilled: Instant::now(),
+            stderr_tail: Default::default(),
+        };
         Arc::new(LogBudget { component, state: Mutex::new(state) })
     }
 
@@ -64,6 +77,12 @@ impl LogBudget {
     pub(crate) fn line(&self, source: Source, text: &str) {
         {
             let mut state = self.state.lock().unwrap();
+            if matches!(source, Source::Stream("stderr")) && !text.trim().is_empty() {
+                if state.stderr_tail.len() == STDERR_TAIL_LINES {
+                    state.stderr_tail.pop_front();
+                }
+                state.stderr_tail.push_back(escape(text, STDERR_LINE_MAX));
+            }
             let now = Instant::now();
             let refill = now.duration_since(state.refilled).as_secs_f64() * LINES_PER_SECOND;
             state.tokens = (state.tokens + refill).min(BURST_LINES);
@@ -75,7 +94,7 @@ impl LogBudget {
             state.this_call += 1;
             state.tokens -= 1.0;
         }
-        let text = escape(text);
+        let text = escape(text, LINE_MAX);
         let component = &*self.component;
         match source {
             Source::Stream(stream) => tracing::info!(component, stream, "{text}"),
@@ -87,12 +106,19 @@ impl LogBudget {
         }
     }
 
+    /// What the guest printed last to stderr in this call, one line joined by ` | `, if anything.
+    pub(crate) fn stderr_tail(&self) -> Option<String> {
+        let state = self.state.lock().unwrap();
+        (!state.stderr_tail.is_empty()).then(|| state.stderr_tail.iter().cloned().collect::<Vec<_>>().join(" | "))
+    }
+
     /// Ends a call: reports how many lines were held back, and starts the
     /// next call's count.
     pub(crate) fn end_call(&self) {
         let held_back = {
             let mut state = self.state.lock().unwrap();
             state.this_call = 0;
+            state.stderr_tail.clear();
             std::mem::take(&mut state.held_back)
         };
         if held_back > 0 {
@@ -104,10 +130,10 @@ impl LogBudget {
     }
 }
 
-/// `text` cut to [`LINE_MAX`] bytes, with control characters escaped so a
-/// line cannot start another or colour the terminal.
-fn escape(text: &str) -> String {
-    let mut end = text.len().min(LINE_MAX);
+/// `text` cut to `max` bytes, with control characters escaped so a line
+/// cannot start another or colour the terminal.
+fn escape(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
