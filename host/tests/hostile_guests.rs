@@ -473,3 +473,48 @@ fn fuel_gives_a_cpu_heavy_guest_the_same_answer_on_an_idle_and_a_loaded_machine(
     assert_eq!(idle, loaded);
     assert_eq!(idle, ("hello".to_owned(), Vec::new()), "within its fuel the guest's answer stands");
 }
+
+#[test]
+fn a_redaction_that_fails_withholds_the_text() {
+    use codex_jobhost::policy::builtin::Keep;
+    let limits = codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100 };
+    let secret = "token sk-abcdefghijklmnopqrstuv\n";
+    for (entry, withheld) in [
+        // Named as a redaction: fails closed by default.
+        ("name = \"redact-corp\"\nconfig = { mode = \"flood\" }", true),
+        ("config = { mode = \"flood\" }\non_failure = \"closed\"", true),
+        ("name = \"redact-corp\"\nconfig = { mode = \"flood\" }\non_failure = \"open\"", false),
+        ("config = { mode = \"flood\" }", false),
+    ] {
+        let (_home, set) = common::user_policies(
+            &["fixture_hostile_truncation"],
+            &format!("[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\n{entry}\n"),
+        );
+        let (out, failures) = set.truncate(&job(), secret, limits, Keep::Tail);
+        assert_eq!(failures.len(), 1, "{entry}");
+        if withheld {
+            assert!(out.starts_with("[withheld: truncation policy ") && out.ends_with(" failed]"), "{entry}: {out}");
+            assert_eq!(failures[0].fallback, "withheld the text (fails closed)");
+        } else {
+            assert_eq!(out, secret, "{entry}: the built-in cut of a short text is the text");
+        }
+    }
+    // When a request's policy time runs out, a fail-closed chain withholds too.
+    let (_home, set) = common::user_policies(
+        &["fixture_hostile_truncation"],
+        "[limits]\nrequest_budget_ms = 1\n[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nname = \"redact-corp\"\n",
+    );
+    let request = set.within(std::time::Instant::now() - std::time::Duration::from_secs(1));
+    let (out, _) = request.truncate(&job(), secret, limits, Keep::Tail);
+    assert_eq!(out, "[withheld: truncation policy redact-corp ran out of time for this request]");
+    // on_failure belongs to truncations.
+    let home = tempfile::tempdir().unwrap();
+    let name = common::copy_guest(home.path(), "fixture_accept_all");
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("[[approval]]\npath = {name:?}\non_failure = \"closed\"\n"),
+    )
+    .unwrap();
+    let err = format!("{:#}", codex_jobhost::policy::Policies::new(home.path()).for_cwd(home.path()).err().unwrap());
+    assert!(err.contains("on_failure is for [[truncation]] entries"), "{err}");
+}

@@ -16,6 +16,9 @@
 //!                                            # the project root (user file: the job home)
 //! name = "allowlist"        # optional; default: the file name without .wasm
 //! config = { allow = ["ls", "cargo test"], deny = ["rm -rf /"] }   # given to the guest as JSON
+//! on_failure = "closed"    # [[truncation]] only: "closed" withholds the text when it
+//!                          # fails, "open" shows the built-in cut; default: closed for a
+//!                          # component whose name has "redact" in it, open otherwise
 //! ```
 //!
 //! Changes to either file or to a `.wasm` take effect at the next lookup: the
@@ -32,7 +35,7 @@ use serde::Deserialize;
 use super::engine::{LoadSource, PolicyEngine};
 use super::guest::{GuestLimits, LoadedComponent};
 use super::source::{self, COMPONENT_MAX_BYTES, POLICY_FILE_MAX_BYTES};
-use super::{Guest, PolicySet, World};
+use super::{FailureMode, Guest, PolicySet, World};
 
 /// The project file, relative to the project root.
 pub const PROJECT_FILE: &str = ".codex/jobhost.toml";
@@ -71,6 +74,8 @@ struct LimitsTable {
 struct Entry {
     path: PathBuf,
     name: Option<String>,
+    /// Truncation entries only: what a failure shows (see [`FailureMode`]).
+    on_failure: Option<FailureMode>,
     #[serde(default)]
     config: toml::Table,
 }
@@ -194,7 +199,16 @@ impl Policies {
                             .unwrap_or_else(|| path.display().to_string())
                     });
                     let config = serde_json::to_string(&entry.config)?;
-                    let guest = Guest::new(&name, component, config, limits);
+                    if entry.on_failure.is_some() && world != World::Truncation {
+                        bail!(
+                            "{}: on_failure is for [[truncation]] entries; {} is under [[{}]]",
+                            file.display(),
+                            path.display(),
+                            world.table()
+                        );
+                    }
+                    let on_failure = entry.on_failure.unwrap_or_else(|| FailureMode::default_for(&name));
+                    let guest = Guest::new(&name, component, config, limits).on_failure(on_failure);
                     match world {
                         World::Approval => set.approval.push(guest),
                         World::Truncation => set.truncation.push(guest),

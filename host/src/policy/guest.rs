@@ -160,6 +160,28 @@ pub struct Guest {
     warm: Mutex<Option<Warm>>,
     instantiations: AtomicU64,
     log: Arc<LogBudget>,
+    /// What a failure of this truncation shows.
+    pub failure_mode: FailureMode,
+}
+
+/// What a caller sees when a truncation component fails (or a request's
+/// policy time runs out): the built-in cut of the text (`open`), or a marker
+/// in its place (`closed`), so a redaction that fails never shows what it hides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// The built-in cut.
+    Open,
+    /// `[withheld: truncation policy NAME failed]`.
+    Closed,
+}
+
+impl FailureMode {
+    /// The default for an entry named `name`: closed for a redaction (its
+    /// name has `redact` in it), open otherwise.
+    pub fn default_for(name: &str) -> Self {
+        if name.to_ascii_lowercase().contains("redact") { FailureMode::Closed } else { FailureMode::Open }
+    }
 }
 
 impl Guest {
@@ -168,12 +190,19 @@ impl Guest {
         Guest {
             name: name.into(),
             log: LogBudget::new(name.into()),
+            failure_mode: FailureMode::default_for(name),
             component,
             config: config.into(),
             limits,
             warm: Mutex::new(None),
             instantiations: AtomicU64::new(0),
         }
+    }
+
+    /// This entry with failures shown as `mode` says.
+    pub fn on_failure(mut self, mode: FailureMode) -> Self {
+        self.failure_mode = mode;
+        self
     }
 
     /// `decide(job, request)`. Errors: the guest trapped, ran past its

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{Policies, project_root};
 pub use engine::{LoadSource, PolicyEngine};
-pub use guest::{Guest, GuestLimits};
+pub use guest::{FailureMode, Guest, GuestLimits};
 pub use set::{Budgeted, FilterOutcome, PolicyFailure, PolicySet, Verdict};
 
 /// The three kinds of policy component, by the WIT world they implement.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::builtin::{self, Keep};
-use super::{Decision, FilterAction, Guest, JobContext, Limits, PolicyEvent, Request, World};
+use super::{Decision, FailureMode, FilterAction, Guest, JobContext, Limits, PolicyEvent, Request, World};
 use crate::job::HOST_EVENT_TYPES;
 
 /// A component that failed during a call, and what was done instead.
@@ -89,9 +89,14 @@ impl Budgeted<'_> {
         self.exhausted.get()
     }
 
-    /// [`PolicySet::truncate`] while the budget lasts, the built-in cut after.
+    /// [`PolicySet::truncate`] while the budget lasts; after, the built-in
+    /// cut, or the text withheld when a truncation in the chain fails closed
+    /// (a redaction's secrets never show because time ran out).
     pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits, keep: Keep) -> (String, Vec<PolicyFailure>) {
         if self.out() {
+            if let Some(closed) = self.set.truncation.iter().find(|g| g.failure_mode == FailureMode::Closed) {
+                return (withheld(closed, "ran out of time for this request"), Vec::new());
+            }
             return (builtin::truncate(text, limits, keep), Vec::new());
         }
         self.set.truncate(job, text, limits, keep)
@@ -202,14 +207,12 @@ impl PolicySet {
                         "returned {chars} characters in {lines} lines, more than its limits ({} characters, {} lines) and more than it was given",
                         limits.max_chars, limits.max_lines
                     );
-                    failures.push(failure(guest, error, "used the built-in truncation"));
                     fitting = true;
-                    builtin::truncate(&text, limits, keep)
+                    failed(guest, error, &text, limits, keep, &mut failures)
                 }
                 Err(error) => {
-                    failures.push(failure(guest, error, "used the built-in truncation"));
                     fitting = true;
-                    builtin::truncate(&text, limits, keep)
+                    failed(guest, error, &text, limits, keep, &mut failures)
                 }
             };
         }
@@ -264,6 +267,33 @@ impl PolicySet {
             "filter": if self.filter.is_empty() { serde_json::json!("built-in: every event kept") } else { list(&self.filter).into() },
         })
     }
+}
+
+/// The text that stands for what a failed truncation `guest` returned: the
+/// built-in cut of its input, or, when it fails closed, a marker.
+fn failed(
+    guest: &Guest,
+    error: String,
+    text: &str,
+    limits: Limits,
+    keep: Keep,
+    failures: &mut Vec<PolicyFailure>,
+) -> String {
+    match guest.failure_mode {
+        FailureMode::Open => {
+            failures.push(failure(guest, error, "used the built-in truncation"));
+            builtin::truncate(text, limits, keep)
+        }
+        FailureMode::Closed => {
+            failures.push(failure(guest, error, "withheld the text (fails closed)"));
+            withheld(guest, "failed")
+        }
+    }
+}
+
+/// The marker shown in place of a text a fail-closed truncation could not shape.
+fn withheld(guest: &Guest, why: &str) -> String {
+    format!("[withheld: truncation policy {} {why}]", guest.name)
 }
 
 /// Room a truncation may take beyond its limits for a cut marker such as
