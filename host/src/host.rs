@@ -1,6 +1,7 @@
 //! `JobHost`: the one façade that the MCP tools and the CLI both call.
 
 mod lifecycle;
+mod shape;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -120,16 +121,9 @@ pub struct StatusReport {
     pub output_tail: String,
     /// Whether older output was left out of `output_tail`.
     pub output_truncated: bool,
-    /// Whether the policies' time budget for this request (`[limits]
-    /// request_budget_ms`, default 2 s) ran out: from there on the result got
-    /// the built-in truncation and no event filters. Absent when it did not.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub policy_budget_exhausted: bool,
-    /// Policy components that failed while this result was made, once per
-    /// component and error, and what the host did instead. Absent when none did.
-    /// (Reads write nothing: failures are reported here and logged once.)
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policy_errors: Vec<PolicyFailure>,
+    /// How the policies went while this result was made.
+    #[serde(flatten)]
+    pub policy: PolicyReport,
 }
 
 /// `job_events` arguments.
@@ -162,16 +156,9 @@ pub struct EventsPage {
     pub next_cursor: u64,
     /// Whether events after `next_cursor` already exist.
     pub has_more: bool,
-    /// Whether the policies' time budget for this request (`[limits]
-    /// request_budget_ms`, default 2 s) ran out: from there on the result got
-    /// the built-in truncation and no event filters. Absent when it did not.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub policy_budget_exhausted: bool,
-    /// Policy components that failed while this result was made, once per
-    /// component and error, and what the host did instead. Absent when none did.
-    /// (Reads write nothing: failures are reported here and logged once.)
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policy_errors: Vec<PolicyFailure>,
+    /// How the policies went while this result was made.
+    #[serde(flatten)]
+    pub policy: PolicyReport,
 }
 
 /// An [`Event`] as returned to callers.
@@ -206,11 +193,39 @@ pub struct ListRequest {
     pub limit: Option<usize>,
 }
 
+/// How the policies went while a result was made; flattened into the results
+/// that pass through them (both fields absent when all went well).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PolicyReport {
+    /// Whether the policies' time budget for this request (`[limits]
+    /// request_budget_ms`, default 2 s) ran out: from there on the result got
+    /// the built-in truncation (or, for a redaction, the text withheld) and no
+    /// event filters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub policy_budget_exhausted: bool,
+    /// Policy components that failed while this result was made, once per
+    /// component and error, and what the host did instead. (Reads write
+    /// nothing: failures are reported here and logged once.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_errors: Vec<PolicyFailure>,
+}
+
+impl PolicyReport {
+    fn new(exhausted: bool, mut failures: Vec<PolicyFailure>) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        failures.retain(|f| seen.insert((f.component.clone(), f.error.clone())));
+        PolicyReport { policy_budget_exhausted: exhausted, policy_errors: failures }
+    }
+}
+
 /// `job_list` result.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct JobList {
     /// Newest first.
     pub jobs: Vec<JobSummary>,
+    /// How the policies went (their redactions apply to every summary).
+    #[serde(flatten)]
+    pub policy: PolicyReport,
 }
 
 /// `job_wait` result.
@@ -222,6 +237,9 @@ pub struct WaitOutcome {
     pub pending: Vec<JobSummary>,
     /// Whether the time ran out before any finished.
     pub timed_out: bool,
+    /// How the policies went (their redactions apply to every summary).
+    #[serde(flatten)]
+    pub policy: PolicyReport,
 }
 
 /// `job_notifications` result.
@@ -231,16 +249,9 @@ pub struct NotificationPage {
     pub notifications: Vec<Notification>,
     /// Pass to the next `job_notifications` call.
     pub next_cursor: u64,
-    /// Whether the policies' time budget for this request (`[limits]
-    /// request_budget_ms`, default 2 s) ran out: from there on the result got
-    /// the built-in truncation and no event filters. Absent when it did not.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub policy_budget_exhausted: bool,
-    /// Policy components that failed while this result was made, once per
-    /// component and error, and what the host did instead. Absent when none did.
-    /// (Reads write nothing: failures are reported here and logged once.)
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policy_errors: Vec<PolicyFailure>,
+    /// How the policies went while this result was made.
+    #[serde(flatten)]
+    pub policy: PolicyReport,
 }
 
 /// `job_cancel` result.
@@ -436,9 +447,9 @@ impl JobHost {
         let (set, ctx) = self.policy_for(&meta)?;
         let policies = set.within(begun);
         let limits = Limits { max_lines: u32::try_from(tail_lines).unwrap_or(u32::MAX), ..builtin::OUTPUT_LIMITS };
-        let (output_tail, failures) = policies.truncate(&ctx, &raw_tail, limits, Keep::Tail);
+        let (output_tail, mut failures) = policies.truncate(&ctx, &raw_tail, limits, Keep::Tail);
         let output_truncated = omitted || output_tail != raw_tail;
-        Ok(StatusReport {
+        let report = StatusReport {
             job_id: id.to_string(),
             status: meta.status,
             turn: meta.turn,
@@ -455,9 +466,11 @@ impl JobHost {
             event_count: job.event_count()?,
             output_tail,
             output_truncated,
-            policy_budget_exhausted: policies.exhausted(),
-            policy_errors: once_each(failures),
-        })
+            policy: PolicyReport::default(),
+        };
+        let mut report = shape::redact(&set, &policies, &ctx, report, &mut failures)?;
+        report.policy = PolicyReport::new(policies.exhausted(), failures);
+        Ok(report)
     }
 
     /// Events after a cursor: filtered by type, then by the project's event
@@ -531,28 +544,33 @@ impl JobHost {
             events: events.into_iter().map(EventView::from).collect(),
             next_cursor,
             has_more,
-            policy_budget_exhausted: policies.exhausted(),
-            policy_errors: once_each(failures),
+            policy: PolicyReport::new(policies.exhausted(), failures),
         })
     }
 
     /// The policy set in force for a job, and the job as policies see it.
     fn policy_for(&self, meta: &JobMeta) -> Result<(Arc<PolicySet>, JobContext)> {
         let set = self.policies.for_cwd(&meta.cwd)?;
-        let ctx = JobContext {
+        let ctx = self.job_context(&set, meta);
+        Ok((set, ctx))
+    }
+
+    /// The job as the policies of `set` see it.
+    fn job_context(&self, set: &PolicySet, meta: &JobMeta) -> JobContext {
+        JobContext {
             job_id: meta.id.to_string(),
             backend: meta.backend.clone(),
             cwd: meta.cwd.display().to_string(),
             project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
             prompt: meta.prompt.clone(),
-        };
-        Ok((set, ctx))
+        }
     }
 
     /// Jobs newest first, optionally by status and working directory.
     ///
     /// Errors: [`InvalidInput`] for an unknown status, a relative cwd or a limit outside 1..=1000.
-    pub async fn list(&self, req: &ListRequest) -> Result<JobList> {
+    pub async fn list(self: &Arc<Self>, req: &ListRequest) -> Result<JobList> {
+        let begun = Instant::now();
         let status = req.status.as_deref().map(JobStatus::parse).transpose()?;
         let cwd = match &req.cwd {
             Some(c) if !Path::new(c).is_absolute() => {
@@ -569,7 +587,8 @@ impl JobHost {
         let jobs = self
             .registry
             .list(limit, |j| status.is_none_or(|s| j.status == s) && cwd.as_ref().is_none_or(|c| j.cwd.starts_with(c)));
-        Ok(JobList { jobs })
+        let (jobs, policy) = self.off_runtime(move |host| host.redact_summaries(jobs, begun)).await?;
+        Ok(JobList { jobs, policy })
     }
 
     /// Waits until one of `job_ids` (none: any job running when called) is in a
@@ -578,6 +597,7 @@ impl JobHost {
     ///
     /// Errors: [`InvalidInput`] for a bad or unknown id, or a timeout over 300 s.
     pub async fn wait(self: &Arc<Self>, job_ids: &[String], timeout_s: Option<u64>) -> Result<WaitOutcome> {
+        let begun = Instant::now();
         let timeout_s = timeout_s.unwrap_or(30);
         if timeout_s > WAIT_MAX_S {
             return Err(invalid(format!("invalid timeout_s {timeout_s}: expected 0 to {WAIT_MAX_S} seconds")));
@@ -611,12 +631,22 @@ impl JobHost {
             changes.borrow_and_update();
             let summaries: Vec<JobSummary> = ids.iter().filter_map(|id| self.registry.get(*id)).collect();
             let (finished, pending): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|j| j.status.is_terminal());
-            if !finished.is_empty() || pending.is_empty() {
-                return Ok(WaitOutcome { finished, pending, timed_out: false });
-            }
-            if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                return Ok(WaitOutcome { finished, pending, timed_out: true });
-            }
+            let timed_out = if !finished.is_empty() || pending.is_empty() {
+                false
+            } else if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                true
+            } else {
+                continue;
+            };
+            let shaped = self.off_runtime(move |host| {
+                let (finished, mut report) = host.redact_summaries(finished, begun)?;
+                let (pending, more) = host.redact_summaries(pending, begun)?;
+                report.policy_errors.extend(more.policy_errors);
+                report.policy_budget_exhausted |= more.policy_budget_exhausted;
+                Ok((finished, pending, report))
+            });
+            let (finished, pending, policy) = shaped.await?;
+            return Ok(WaitOutcome { finished, pending, timed_out, policy });
         }
     }
 
@@ -636,11 +666,15 @@ impl JobHost {
                 notifications.push(note);
             }
         }
-        Ok(NotificationPage { notifications, next_cursor, policy_budget_exhausted, policy_errors: once_each(failures) })
+        Ok(NotificationPage {
+            notifications,
+            next_cursor,
+            policy: PolicyReport::new(policy_budget_exhausted, failures),
+        })
     }
 
     /// Passes a notification through its job's event filters as a `job.status`
-    /// event, within the budget of the request that began at `begun` (sets
+    /// event, and its strings through the job's truncations (redaction), within the budget of the request that began at `begun` (sets
     /// `exhausted` when it ran out; adds failed components to `failures`). A
     /// replacement that is not a notification keeps the original.
     fn filter_notification(
@@ -654,44 +688,64 @@ impl JobHost {
             return Ok(Some(note)); // its job was deleted; nothing to filter by
         };
         let (set, ctx) = self.policy_for(&job.read_meta()?)?;
-        if !set.has_filters() {
-            return Ok(Some(note));
-        }
         let policies = set.within(begun);
-        let (outcome, failed) = policies.filter(&ctx, STATUS_EVENT, &serde_json::to_string(&note)?);
-        failures.extend(failed);
-        *exhausted |= policies.exhausted();
-        let shown = match outcome {
-            FilterOutcome::Keep => Some(note),
-            FilterOutcome::Drop => None,
-            FilterOutcome::Replace(_, payload) => match serde_json::from_value::<Notification>(payload) {
-                Ok(replaced) => Some(replaced),
-                Err(e) => {
-                    if let Some(last) =
-                        set.last_filter_failure(format!("replaced a notification with something that is not one: {e}"))
-                    {
-                        failures.push(last);
+        let shown = if set.has_filters() {
+            let (outcome, failed) = policies.filter(&ctx, STATUS_EVENT, &serde_json::to_string(&note)?);
+            failures.extend(failed);
+            match outcome {
+                FilterOutcome::Keep => Some(note),
+                FilterOutcome::Drop => None,
+                FilterOutcome::Replace(_, payload) => match serde_json::from_value::<Notification>(payload) {
+                    Ok(replaced) => Some(replaced),
+                    Err(e) => {
+                        let error = format!("replaced a notification with something that is not one: {e}");
+                        failures.extend(set.last_filter_failure(error));
+                        Some(note)
                     }
-                    Some(note)
-                }
-            },
+                },
+            }
+        } else {
+            Some(note)
         };
+        let shown = shown.map(|note| shape::redact(&set, &policies, &ctx, note, failures)).transpose()?;
+        *exhausted |= policies.exhausted();
         Ok(shown)
     }
 
-    /// Reads `output.log` from byte `offset`: at most `max` bytes and the offset after them
-    /// (for `jobs logs --follow`).
+    /// Runs `f` on a blocking thread: policy guests run there, where WASI's
+    /// synchronous streams may block on the runtime (on a runtime thread, a
+    /// guest that prints would panic with "Cannot start a runtime from within a runtime").
+    pub async fn off_runtime<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&JobHost) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let host = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&host)).await?
+    }
+
+    /// Reads `output.log` from byte `offset`: at most `max` bytes and the
+    /// offset after them (for `jobs logs --follow`). With truncation policies
+    /// configured, only whole lines are returned, each passed through them with
+    /// no length limit (redaction); an unfinished last line waits for its
+    /// newline unless it fills `max` alone or the job has ended.
     pub fn output_since(&self, job_id: &str, offset: u64, max: usize) -> Result<(Vec<u8>, u64)> {
         let job = self.store.job(JobId::parse(job_id)?)?;
-        job.read_output(offset, max)
+        let (bytes, next) = job.read_output(offset, max)?;
+        let meta = job.read_meta()?;
+        let (set, ctx) = self.policy_for(&meta)?;
+        if !set.has_truncations() || bytes.is_empty() {
+            return Ok((bytes, next));
+        }
+        let whole = match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None if bytes.len() >= max || meta.status.is_terminal() => bytes.len(),
+            None => return Ok((Vec::new(), offset)),
+        };
+        let text = String::from_utf8_lossy(&bytes[..whole]);
+        let policies = set.within(Instant::now());
+        let (shaped, _) = policies.truncate(&ctx, &text, shape::NO_LIMIT, Keep::Head);
+        Ok((shaped.into_bytes(), offset + whole as u64))
     }
-}
-
-/// `failures` with each component and error once.
-fn once_each(mut failures: Vec<PolicyFailure>) -> Vec<PolicyFailure> {
-    let mut seen = std::collections::HashSet::new();
-    failures.retain(|f| seen.insert((f.component.clone(), f.error.clone())));
-    failures
 }
 
 /// What the supervisor runs for the job's current turn.

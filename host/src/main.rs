@@ -146,21 +146,10 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => mcp::serve_stdio(host).await,
         Command::Doctor => doctor(&host).await,
-        Command::Policy { command } => off_runtime(&host, move |host| policy(host, command)).await,
+        Command::Policy { command } => host.off_runtime(move |host| policy(host, command)).await,
         Command::Jobs { command } => jobs(&host, command).await,
         Command::Supervise { .. } => unreachable!(),
     }
-}
-
-/// Runs `f` on a blocking thread: policy guests run there, where WASI's
-/// synchronous streams may block on the runtime (on a runtime thread, a guest
-/// that prints would panic with "Cannot start a runtime from within a runtime").
-async fn off_runtime<R: Send + 'static>(
-    host: &std::sync::Arc<JobHost>,
-    f: impl FnOnce(&JobHost) -> Result<R> + Send + 'static,
-) -> Result<R> {
-    let host = std::sync::Arc::clone(host);
-    tokio::task::spawn_blocking(move || f(&host)).await?
 }
 
 async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()> {
@@ -180,14 +169,15 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
             }
         }
         JobsCommand::Show { id } => {
-            let status = off_runtime(host, move |host| host.status(&id, Some(20))).await?;
+            let status = host.off_runtime(move |host| host.status(&id, Some(20))).await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
         JobsCommand::Logs { id, follow } => {
             let mut offset = 0;
             let mut out = std::io::stdout().lock();
             loop {
-                let (bytes, next) = host.output_since(&id, offset, 1 << 20)?;
+                let job = id.clone();
+                let (bytes, next) = host.off_runtime(move |host| host.output_since(&job, offset, 1 << 20)).await?;
                 out.write_all(&bytes)?;
                 out.flush()?;
                 offset = next;
@@ -195,7 +185,7 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
                     continue;
                 }
                 let job = id.clone();
-                if !follow || off_runtime(host, move |host| host.status(&job, Some(0))).await?.status.is_terminal() {
+                if !follow || host.off_runtime(move |host| host.status(&job, Some(0))).await?.status.is_terminal() {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;

@@ -187,3 +187,50 @@ fn policy_test_runs_a_guest_that_prints_and_shows_a_panic() -> Result<()> {
     assert!(!stderr.contains("Cannot start a runtime"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_redaction_hides_its_text_in_every_tools_result_and_the_cli() -> Result<()> {
+    let secret = "sk-proj-abcdefghijklmnopqrstuvwx";
+    let world = World::new([Reply::Message(format!("Here it is: {secret}"))])?;
+    world.project_policy(&format!("[[truncation]]\npath = {:?}\n", world.project_guest("redact_secrets")?))?;
+    let server = world.serve().await?;
+    let job = server.start_job(world.start_args(&format!("Remember {secret} and say it back"))).await?;
+    let mut results = Vec::new();
+    let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
+    assert_eq!(waited["finished"][0]["status"], "completed", "{waited}");
+    results.push(("job_wait", waited));
+    let status = server.ok("job_status", json!({"job_id": job})).await?;
+    assert!(status["last_message"].as_str().unwrap().contains("[REDACTED]"), "{status}");
+    assert!(status["prompt"].as_str().unwrap().contains("[REDACTED]"), "{status}");
+    results.push(("job_status", status));
+    results.push(("job_list", server.ok("job_list", json!({})).await?));
+    results.push(("job_events", server.ok("job_events", json!({"job_id": job, "limit": 1000})).await?));
+    results.push(("job_notifications", server.ok("job_notifications", json!({})).await?));
+    for (tool, result) in &results {
+        let shown = result.to_string();
+        assert!(!shown.contains(secret), "{tool} shows the secret: {shown}");
+        assert!(result.get("policy_errors").is_none(), "{tool}: {shown}");
+    }
+    // The CLI's `jobs show` goes through the same façade.
+    let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
+        .arg("--home")
+        .arg(world.jobhost_home())
+        .args(["jobs", "show", &job])
+        .output()?;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.contains("[REDACTED]") && !shown.contains(secret), "{shown}");
+    // So does `jobs logs`, the agent's raw output.
+    let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
+        .arg("--home")
+        .arg(world.jobhost_home())
+        .args(["jobs", "logs", &job])
+        .output()?;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.contains("[REDACTED]") && !shown.contains(secret), "{shown}");
+    let raw = std::fs::read_to_string(world.jobhost_home().join("jobs").join(&job).join("output.log"))?;
+    assert!(raw.contains(secret), "the raw output has it: {raw}");
+    // Nothing is lost on disk.
+    let meta = std::fs::read_to_string(world.jobhost_home().join("jobs").join(&job).join("meta.json"))?;
+    assert!(meta.contains(secret));
+    Ok(())
+}

@@ -67,7 +67,7 @@ pub fn for_each_text(value: &mut Value, f: &mut impl FnMut(&mut String)) {
 }
 
 /// Whether an object key holds a type tag or an identifier.
-fn is_tag(key: &str) -> bool {
+pub(crate) fn is_tag(key: &str) -> bool {
     key == "type" || key == "id" || key.ends_with("_id")
 }
 
