@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -22,10 +22,12 @@ use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
 use crate::job::supervisor;
 use crate::job::{
-    Event, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn, TurnSpec,
+    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn, TurnSpec,
 };
 use crate::policy::builtin::{self, Keep};
-use crate::policy::{Decision, FilterOutcome, JobContext, Limits, Policies, PolicyFailure, PolicySet, Request};
+use crate::policy::{
+    Decision, FilterOutcome, JobContext, Limits, PinnedSet, Policies, PolicyFailure, PolicySet, Request,
+};
 
 /// Most output `job_status` returns, from the end of `output.log`.
 const STATUS_TAIL_BYTES: u64 = 64 * 1024;
@@ -121,6 +123,9 @@ pub struct StatusReport {
     pub output_tail: String,
     /// Whether older output was left out of `output_tail`.
     pub output_truncated: bool,
+    /// The policy components the job runs under, pinned at its start, in the
+    /// order they run (empty: the built-in defaults).
+    pub policies: Vec<PolicyInForce>,
     /// How the policies went while this result was made.
     #[serde(flatten)]
     pub policy: PolicyReport,
@@ -191,6 +196,17 @@ pub struct ListRequest {
     pub cwd: Option<String>,
     /// Most jobs to return, 1 to 1000 (default 50).
     pub limit: Option<usize>,
+}
+
+/// A policy component a job runs under.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PolicyInForce {
+    /// Its world: `approval-policy`, `output-truncation` or `event-filter`.
+    pub world: crate::policy::World,
+    /// Its entry's name.
+    pub name: String,
+    /// The sha256 of its content, lowercase hex.
+    pub sha256: String,
 }
 
 /// How the policies went while a result was made; flattened into the results
@@ -347,11 +363,14 @@ impl JobHost {
         let id = JobId::new();
         // Off the async workers: a first load compiles the components (~0.2 s).
         let (host, judged) = (Arc::clone(self), (cwd.clone(), req.prompt.clone(), options.clone()));
-        tokio::task::spawn_blocking(move || host.judge_launch(id, &judged.0, &judged.1, &judged.2)).await??;
+        let set = tokio::task::spawn_blocking(move || host.judge_launch(id, &judged.0, &judged.1, &judged.2)).await??;
+        // The job runs under this set for good, whatever later edits to the project's policies.
+        let pinned = set.pin();
         let meta = JobMeta::queued(id, &req.prompt, cwd, exec::BACKEND, options, cli.located.clone());
         let spec = turn_spec(&meta, &req.prompt, cli)?;
         self.store.create(id, |job| {
             job.write_meta(&meta)?;
+            job.write_policies(&pinned)?;
             job.write_turn(&spec)?;
             job.event_writer()?.status(&meta, json!({"prompt": req.prompt}))?;
             Ok(())
@@ -365,7 +384,8 @@ impl JobHost {
     /// Errors: [`InvalidInput`] with the policy's reason when it declines,
     /// cancels or asks (a launch has nobody to ask yet), or when a policy
     /// cannot be loaded.
-    fn judge_launch(&self, id: JobId, cwd: &Path, prompt: &str, options: &JobOptions) -> Result<()> {
+    /// Returns the set that judged it, which the job then pins.
+    fn judge_launch(&self, id: JobId, cwd: &Path, prompt: &str, options: &JobOptions) -> Result<Arc<PolicySet>> {
         let set = self.policies.for_cwd(cwd).map_err(|e| invalid(format!("job_start refused: {e:#}")))?;
         let ctx = JobContext {
             job_id: id.to_string(),
@@ -382,7 +402,7 @@ impl JobHost {
         let verdict = set.decide(&ctx, &request);
         let by = verdict.decided_by.as_deref().unwrap_or("built-in");
         match verdict.decision {
-            Decision::Accept | Decision::AcceptForSession => Ok(()),
+            Decision::Accept | Decision::AcceptForSession => Ok(set),
             Decision::Decline(reason) | Decision::Cancel(reason) => {
                 Err(invalid(format!("job_start refused by policy {by}: {reason}")))
             }
@@ -444,7 +464,7 @@ impl JobHost {
         let meta = job.read_meta()?;
         let tail_lines = tail_lines.unwrap_or(100);
         let (raw_tail, omitted) = job.tail_output(tail_lines, STATUS_TAIL_BYTES)?;
-        let (set, ctx) = self.policy_for(&meta)?;
+        let (set, ctx) = self.policy_for(&job, &meta)?;
         let policies = set.within(begun);
         let limits = Limits { max_lines: u32::try_from(tail_lines).unwrap_or(u32::MAX), ..builtin::OUTPUT_LIMITS };
         let (output_tail, mut failures) = policies.truncate(&ctx, &raw_tail, limits, Keep::Tail);
@@ -466,6 +486,12 @@ impl JobHost {
             event_count: job.event_count()?,
             output_tail,
             output_truncated,
+            policies: set
+                .pin()
+                .entries
+                .into_iter()
+                .map(|e| PolicyInForce { world: e.world, name: e.name, sha256: e.sha256 })
+                .collect(),
             policy: PolicyReport::default(),
         };
         let mut report = shape::redact(&set, &policies, &ctx, report, &mut failures)?;
@@ -488,7 +514,7 @@ impl JobHost {
         }
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
-        let (set, ctx) = self.policy_for(&meta)?;
+        let (set, ctx) = self.policy_for(&job, &meta)?;
         let policies = set.within(begun);
         let types = req.event_types.as_deref().unwrap_or_default();
         let limits = Limits {
@@ -548,9 +574,14 @@ impl JobHost {
         })
     }
 
-    /// The policy set in force for a job, and the job as policies see it.
-    fn policy_for(&self, meta: &JobMeta) -> Result<(Arc<PolicySet>, JobContext)> {
-        let set = self.policies.for_cwd(&meta.cwd)?;
+    /// The policy set a job runs under, and the job as policies see it: the
+    /// set pinned at its start, or, for a job started before sets were
+    /// pinned, its project's set now.
+    fn policy_for(&self, job: &JobDir, meta: &JobMeta) -> Result<(Arc<PolicySet>, JobContext)> {
+        let set = match job.read_policies::<PinnedSet>()? {
+            Some(pinned) => self.policies.for_pinned(&pinned).with_context(|| format!("job {}", meta.id))?,
+            None => self.policies.for_cwd(&meta.cwd)?,
+        };
         let ctx = self.job_context(&set, meta);
         Ok((set, ctx))
     }
@@ -687,7 +718,7 @@ impl JobHost {
         let Ok(job) = JobId::parse(&note.job_id).map_err(anyhow::Error::from).and_then(|id| self.store.job(id)) else {
             return Ok(Some(note)); // its job was deleted; nothing to filter by
         };
-        let (set, ctx) = self.policy_for(&job.read_meta()?)?;
+        let (set, ctx) = self.policy_for(&job, &job.read_meta()?)?;
         let policies = set.within(begun);
         let shown = if set.has_filters() {
             let (outcome, failed) = policies.filter(&ctx, STATUS_EVENT, &serde_json::to_string(&note)?);
@@ -732,7 +763,7 @@ impl JobHost {
         let job = self.store.job(JobId::parse(job_id)?)?;
         let (bytes, next) = job.read_output(offset, max)?;
         let meta = job.read_meta()?;
-        let (set, ctx) = self.policy_for(&meta)?;
+        let (set, ctx) = self.policy_for(&job, &meta)?;
         if !set.has_truncations() || bytes.is_empty() {
             return Ok((bytes, next));
         }

@@ -234,3 +234,40 @@ async fn a_redaction_hides_its_text_in_every_tools_result_and_the_cli() -> Resul
     assert!(meta.contains(secret));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_job_keeps_the_policies_it_started_with() -> Result<()> {
+    let secret = "sk-proj-abcdefghijklmnopqrstuvwx";
+    let world = World::new([Reply::Message("done".into()), Reply::Message("done".into())])?;
+    let redact = world.project_guest("redact_secrets")?;
+    world.project_policy(&format!("[[truncation]]\npath = {redact:?}\n"))?;
+    let server = world.serve().await?;
+    let first = server.start_job(world.start_args(&format!("Use {secret}"))).await?;
+    let status = server.wait_done(&first, 120).await?;
+    assert_eq!(status["policies"][0]["name"], "redact_secrets", "{status}");
+    let sha = status["policies"][0]["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(sha.len(), 64);
+
+    // An agent (or anyone) edits the project's policies: the file and the component.
+    world.project_policy("")?;
+    std::fs::copy(guest_wasm("head_tail"), world.work_dir().join(".codex").join(&redact))?;
+    let status = server.ok("job_status", json!({"job_id": first})).await?;
+    let shown = status.to_string();
+    assert!(!shown.contains(secret) && status["prompt"].as_str().unwrap().contains("[REDACTED]"), "{shown}");
+    assert_eq!(status["policies"][0]["sha256"], sha.as_str());
+    let events = server.ok("job_events", json!({"job_id": first, "limit": 1000})).await?;
+    assert!(!events.to_string().contains(secret), "{events}");
+
+    // A job started after the edit runs under the new (empty) set.
+    let second = server.start_job(world.start_args(&format!("Use {secret}"))).await?;
+    let status = server.wait_done(&second, 120).await?;
+    assert!(status["prompt"].as_str().unwrap().contains(secret), "{status}");
+    assert_eq!(status["policies"], json!([]));
+
+    // A pinned copy that is gone is an error, never a silent switch to no policy.
+    std::fs::remove_file(world.jobhost_home().join("pinned").join(format!("{sha}.wasm")))?;
+    let fresh = world.serve().await?; // no warm copy in memory
+    let err = fresh.err("job_status", json!({"job_id": first})).await?;
+    assert!(err.contains("pinned copy of policy redact_secrets") && err.contains("is gone"), "{err}");
+    Ok(())
+}

@@ -19,16 +19,16 @@ use super::{JobHost, PolicyReport};
 use crate::job::event::{for_each_text, is_tag};
 use crate::job::{JobId, JobSummary};
 use crate::policy::builtin::Keep;
-use crate::policy::{Budgeted, JobContext, Limits, PolicyFailure, PolicySet};
+use crate::policy::{Budgeted, JobContext, Limits, PinnedSet, PolicyFailure, PolicySet};
 
 /// No length limit: redaction only (length limits apply where a field has its own).
 pub(super) const NO_LIMIT: Limits = Limits { max_chars: u32::MAX, max_lines: u32::MAX };
 
 /// Whether a top-level field of a result is the host's own, never shaped:
-/// tags and ids, the status, timestamps, and fields already shaped with their
-/// own limits (`output_tail`, `events`).
+/// tags and ids, the status, timestamps, the policies in force, and fields
+/// already shaped with their own limits (`output_tail`, `events`).
 fn is_hosts(key: &str) -> bool {
-    is_tag(key) || key == "status" || key.ends_with("_at") || key == "output_tail" || key == "events"
+    is_tag(key) || key.ends_with("_at") || ["status", "output_tail", "events", "policies"].contains(&key)
 }
 
 /// `value` with each of its caller-visible strings passed through the
@@ -67,25 +67,28 @@ impl JobHost {
         jobs: Vec<JobSummary>,
         begun: Instant,
     ) -> Result<(Vec<JobSummary>, PolicyReport)> {
-        let mut sets: HashMap<PathBuf, Arc<PolicySet>> = HashMap::new();
+        let mut sets: HashMap<PathBuf, Arc<PolicySet>> = HashMap::new(); // legacy jobs: by cwd
         let mut failures = Vec::new();
         let mut exhausted = false;
         let mut shaped = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let set = match sets.get(&job.cwd) {
-                Some(set) => Arc::clone(set),
-                None => {
-                    let set = self.policies.for_cwd(&job.cwd)?;
-                    sets.insert(job.cwd.clone(), Arc::clone(&set));
-                    set
-                }
+            let dir = self.store.job(JobId::parse(&job.job_id)?)?;
+            let set = match dir.read_policies::<PinnedSet>()? {
+                Some(pinned) => self.policies.for_pinned(&pinned)?,
+                None => match sets.get(&job.cwd) {
+                    Some(set) => Arc::clone(set),
+                    None => {
+                        let set = self.policies.for_cwd(&job.cwd)?;
+                        sets.insert(job.cwd.clone(), Arc::clone(&set));
+                        set
+                    }
+                },
             };
             if !set.has_truncations() {
                 shaped.push(job);
                 continue;
             }
-            let meta = self.store.job(JobId::parse(&job.job_id)?)?.read_meta()?;
-            let ctx = self.job_context(&set, &meta);
+            let ctx = self.job_context(&set, &dir.read_meta()?);
             let policies = set.within(begun);
             shaped.push(redact(&set, &policies, &ctx, job, &mut failures)?);
             exhausted |= policies.exhausted();

@@ -8,6 +8,7 @@
 //! <home>/jobs/<job_id>/output.log   the agent's raw stdout and stderr lines
 //! <home>/jobs/<job_id>/supervisor.log the supervisor's own log
 //! <home>/jobs/<job_id>/turn.json     TurnSpec: what the current turn's supervisor runs
+//! <home>/jobs/<job_id>/policies.json the policy set pinned at job_start (`policy::PinnedSet`)
 //! <home>/jobs/<job_id>/supervisor.lock held (flock) by the turn's supervisor for its whole life
 //! <home>/jobs/<job_id>/job.lock      held (flock) while a turn begins or its end is recorded
 //! <home>/queue/…                     one file per turn not yet ended; see `queue`
@@ -35,6 +36,7 @@ const OUTPUT: &str = "output.log";
 const FEED: &str = "notifications.jsonl";
 const SUPERVISOR_LOG: &str = "supervisor.log";
 const TURN: &str = "turn.json";
+const POLICIES: &str = "policies.json";
 const SUPERVISOR_LOCK: &str = "supervisor.lock";
 const JOB_LOCK: &str = "job.lock";
 
@@ -345,6 +347,24 @@ impl JobDir {
     /// Writes `turn.json` atomically.
     pub fn write_turn(&self, spec: &TurnSpec) -> Result<()> {
         self.replace_file(TURN, &serde_json::to_vec(spec)?)
+    }
+
+    /// Writes `policies.json`: the policy set the job runs under, pinned at its start.
+    pub fn write_policies<T: Serialize>(&self, pinned: &T) -> Result<()> {
+        self.replace_file(POLICIES, &serde_json::to_vec(pinned)?)
+    }
+
+    /// Reads `policies.json`; `None` for a job started before policies were
+    /// pinned (its policies are looked up by its cwd).
+    pub fn read_policies<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+        let bytes = match self.dir.read(POLICIES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}/{POLICIES}", self.path.display())),
+        };
+        let pinned = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}/{POLICIES} is not a valid pinned policy set", self.path.display()))?;
+        Ok(Some(pinned))
     }
 
     /// Reads `turn.json`.

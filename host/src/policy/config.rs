@@ -107,10 +107,14 @@ struct CachedSet {
 /// components behind them. The wasmtime engine is made on first need, so a
 /// host with no policies configured never pays for it.
 pub struct Policies {
-    home: PathBuf,
+    pub(super) home: PathBuf,
     engine: OnceLock<PolicyEngine>,
     components: Mutex<HashMap<PathBuf, (Stamp, Arc<LoadedComponent>)>>,
     sets: Mutex<HashMap<Option<PathBuf>, CachedSet>>,
+    /// Loaded components by the sha256 of their content (pinned sets).
+    pub(super) by_content: Mutex<HashMap<String, Arc<LoadedComponent>>>,
+    /// Pinned sets, by their JSON.
+    pub(super) pinned_sets: Mutex<HashMap<String, Arc<PolicySet>>>,
 }
 
 impl Policies {
@@ -121,6 +125,8 @@ impl Policies {
             engine: OnceLock::new(),
             components: Mutex::default(),
             sets: Mutex::default(),
+            by_content: Mutex::default(),
+            pinned_sets: Mutex::default(),
         }
     }
 
@@ -217,6 +223,7 @@ impl Policies {
                 }
             }
         }
+        set.limits = limits;
         let set = Arc::new(set);
         self.sets.lock().unwrap().insert(root, CachedSet { stamps, set: Arc::clone(&set) });
         Ok(set)
@@ -235,8 +242,11 @@ impl Policies {
         };
         let (component, source) = self.engine()?.load_bytes(path, &bytes)?;
         tracing::info!(path = %path.display(), world = component.world.world_name(), from = ?source, "loaded policy component");
+        // A job started under it runs under this content for good.
+        self.keep_pinned_copy(&component.sha256, &bytes)?;
         let component = Arc::new(component);
         self.components.lock().unwrap().insert(path.to_path_buf(), (now, Arc::clone(&component)));
+        self.by_content.lock().unwrap().insert(component.sha256.clone(), Arc::clone(&component));
         Ok(component)
     }
 

@@ -93,7 +93,8 @@ impl PolicyEngine {
         let pre = WorldPre::new(world, &interface, pre).map_err(anyhow::Error::from).with_context(|| {
             format!("policy component {shown} does not match the {} world of {PACKAGE}@{version}", world.world_name())
         })?;
-        Ok((LoadedComponent { path: path.to_path_buf(), world, version, pre }, source))
+        let sha256 = sha256_hex(bytes);
+        Ok((LoadedComponent { path: path.to_path_buf(), world, version, sha256, pre }, source))
     }
 
     fn compile_cached(&self, bytes: &[u8]) -> Result<(Component, LoadSource)> {
@@ -245,6 +246,11 @@ fn check_header(bytes: &[u8]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The sha256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An exclusive `flock` on `path` (created if needed), held until dropped.

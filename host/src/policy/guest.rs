@@ -46,6 +46,9 @@ pub struct LoadedComponent {
     pub world: World,
     /// The WIT package version it was built against (`0.1.0`).
     pub version: String,
+    /// The sha256 of the component file, lowercase hex: its identity when a
+    /// job pins it.
+    pub sha256: String,
     /// Instantiation with imports resolved and exports type-checked ahead of time.
     pub pre: WorldPre,
 }
@@ -167,7 +170,7 @@ pub struct Guest {
 /// What a caller sees when a truncation component fails (or a request's
 /// policy time runs out): the built-in cut of the text (`open`), or a marker
 /// in its place (`closed`), so a redaction that fails never shows what it hides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailureMode {
     /// The built-in cut.
@@ -197,6 +200,16 @@ impl Guest {
             warm: Mutex::new(None),
             instantiations: AtomicU64::new(0),
         }
+    }
+
+    /// Its settings, as the JSON `config()` returns to it.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// Its per-call limits.
+    pub fn limits(&self) -> GuestLimits {
+        self.limits
     }
 
     /// This entry with failures shown as `mode` says.

@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod guest;
 mod guest_log;
+pub mod pinned;
 pub mod set;
 pub mod source;
 pub mod trial;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use config::{Policies, project_root};
 pub use engine::{LoadSource, PolicyEngine};
 pub use guest::{FailureMode, Guest, GuestLimits};
+pub use pinned::{PinnedEntry, PinnedSet};
 pub use set::{Budgeted, FilterOutcome, PolicyFailure, PolicySet, Verdict};
 
 /// The three kinds of policy component, by the WIT world they implement.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::builtin::{self, Keep};
-use super::{Decision, FailureMode, FilterAction, Guest, JobContext, Limits, PolicyEvent, Request, World};
+use super::{Decision, FailureMode, FilterAction, Guest, GuestLimits, JobContext, Limits, PolicyEvent, Request, World};
 use crate::job::HOST_EVENT_TYPES;
 
 /// A component that failed during a call, and what was done instead.
@@ -61,6 +61,8 @@ pub struct PolicySet {
     pub(crate) filter: Vec<Guest>,
     /// The time one request's guest calls may take together (see [`PolicySet::within`]).
     pub request_budget: Duration,
+    /// The per-call limits of its guests (the user file's `[limits]`).
+    pub limits: GuestLimits,
 }
 
 /// Default of [`PolicySet::request_budget`]: 2 s, set by `[limits] request_budget_ms`.
@@ -120,6 +122,7 @@ impl Default for PolicySet {
             truncation: Vec::new(),
             filter: Vec::new(),
             request_budget: REQUEST_BUDGET,
+            limits: GuestLimits::default(),
         }
     }
 }
