@@ -381,10 +381,7 @@ impl JobHost {
 
     /// Asks the project's approval policies whether this launch may go ahead.
     ///
-    /// Errors: [`InvalidInput`] with the policy's reason when it declines,
-    /// cancels or asks (a launch has nobody to ask yet), or when a policy
-    /// cannot be loaded.
-    /// Returns the set that judged it, which the job then pins.
+    /// Returns the set that judged it, which the job then pins. Errors: see [`JobHost::judge`].
     fn judge_launch(&self, id: JobId, cwd: &Path, prompt: &str, options: &JobOptions) -> Result<Arc<PolicySet>> {
         let set = self.policies.for_cwd(cwd).map_err(|e| invalid(format!("job_start refused: {e:#}")))?;
         let ctx = JobContext {
@@ -394,20 +391,42 @@ impl JobHost {
             project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
             prompt: prompt.to_owned(),
         };
+        self.judge(&set, &ctx, options, "job_start")?;
+        Ok(set)
+    }
+
+    /// Asks `set`'s approval policies whether a turn with `options` may run
+    /// (`what`: `job_start`, or `job_reply`, judged by the job's pinned set).
+    /// The launch request carries the settings in effect after every option
+    /// is applied ([`exec::effective`]), not the ones asked for by name.
+    ///
+    /// Errors: [`InvalidInput`] with the policy's reason when it declines,
+    /// cancels or asks (a launch has nobody to ask yet); naming the options
+    /// the host cannot show a policy (unknown `extra_args`, `config` keys that
+    /// may change permissions, a `profile`) while an approval policy is
+    /// configured; or when a policy cannot be loaded.
+    fn judge(&self, set: &PolicySet, ctx: &JobContext, options: &JobOptions, what: &str) -> Result<()> {
+        let effective = exec::effective(options);
+        if set.has_approvals() && !effective.unjudgeable.is_empty() {
+            return Err(invalid(format!(
+                "{what} refused: the project's approval policies cannot judge {}; while an approval policy is configured, use approval_policy, sandbox and model instead",
+                effective.unjudgeable.join(", ")
+            )));
+        }
         let request = Request::Launch {
-            approval_mode: options.approval_policy.clone(),
-            sandbox: options.sandbox.clone(),
-            model: options.model.clone(),
+            approval_mode: effective.approval_mode,
+            sandbox: Some(effective.sandbox),
+            model: effective.model,
         };
-        let verdict = set.decide(&ctx, &request);
+        let verdict = set.decide(ctx, &request);
         let by = verdict.decided_by.as_deref().unwrap_or("built-in");
         match verdict.decision {
-            Decision::Accept | Decision::AcceptForSession => Ok(set),
+            Decision::Accept | Decision::AcceptForSession => Ok(()),
             Decision::Decline(reason) | Decision::Cancel(reason) => {
-                Err(invalid(format!("job_start refused by policy {by}: {reason}")))
+                Err(invalid(format!("{what} refused by policy {by}: {reason}")))
             }
             Decision::Ask => Err(invalid(format!(
-                "job_start refused: policy {by} asks for approval of this launch, and a launch cannot wait for one"
+                "{what} refused: policy {by} asks for approval of this launch, and a launch cannot wait for one"
             ))),
         }
     }
@@ -425,6 +444,15 @@ impl JobHost {
         check_prompt_size(prompt)?;
         let job = self.store.job(id)?;
         let cli = self.codex().await?;
+        // A reply starts a turn: the job's pinned policies judge it as they judged its launch.
+        let host = Arc::clone(self);
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let job = host.store.job(id)?;
+            let meta = job.read_meta()?;
+            let (set, ctx) = host.policy_for(&job, &meta)?;
+            host.judge(&set, &ctx, &meta.options, "job_reply")
+        })
+        .await??;
         let _lock = job.lock()?;
         let mut meta = job.read_meta()?;
         if !meta.status.can_move_to(JobStatus::Queued, Turn::Next) {

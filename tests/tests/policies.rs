@@ -271,3 +271,50 @@ async fn a_job_keeps_the_policies_it_started_with() -> Result<()> {
     assert!(err.contains("pinned copy of policy redact_secrets") && err.contains("is gone"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_launch_request_shows_the_policy_what_the_options_add_up_to() -> Result<()> {
+    let world = World::new([])?;
+    world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("command_allowlist")?))?;
+    let server = world.serve().await?;
+    // Asked as `suggest`, but the extra argument turns the sandbox and approvals off.
+    let mut args = world.start_args("x");
+    args["extra_args"] = json!(["--dangerously-bypass-approvals-and-sandbox"]);
+    let err = server.err("job_start", args).await?;
+    assert!(err.contains("refused by policy command_allowlist") && err.contains("full-auto"), "{err}");
+    // What the host cannot show the policy is refused while one is configured.
+    for (key, value, named) in [
+        (
+            "config",
+            json!(["sandbox_workspace_write.network_access=true"]),
+            "config \"sandbox_workspace_write.network_access=true\"",
+        ),
+        ("extra_args", json!(["--add-dir", "/"]), "extra_args \"--add-dir\""),
+        ("profile", json!("wide-open"), "profile \"wide-open\""),
+    ] {
+        let mut args = world.start_args("x");
+        args[key] = value;
+        let err = server.err("job_start", args).await?;
+        assert!(err.contains("cannot judge") && err.contains(named), "{key}: {err}");
+    }
+    assert!(world.model.requests().is_empty(), "no Codex started");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reply_is_judged_like_a_launch() -> Result<()> {
+    let world = World::new([Reply::Message("one".into())])?;
+    let server = world.serve().await?;
+    let mut args = world.start_args("go");
+    args["approval_policy"] = json!("full-auto");
+    let job = server.start_job(args).await?;
+    assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
+    // A job from before policies were pinned is judged by its project's policies now.
+    std::fs::remove_file(world.jobhost_home().join("jobs").join(&job).join("policies.json"))?;
+    world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("command_allowlist")?))?;
+    let err = server.err("job_reply", json!({"job_id": job, "prompt": "and now git push"})).await?;
+    assert!(err.contains("job_reply refused by policy command_allowlist") && err.contains("full-auto"), "{err}");
+    let status = server.ok("job_status", json!({"job_id": job})).await?;
+    assert_eq!((status["status"].as_str(), status["turn"].as_u64()), (Some("completed"), Some(0)), "{status}");
+    Ok(())
+}

@@ -91,6 +91,98 @@ pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput
     Ok(())
 }
 
+/// What decides what an agent may do, after every option of a job is
+/// applied as Codex reads them: `approval_policy` and `sandbox`, then
+/// `model`, `config` (`-c key=value`) and `extra_args`, later ones winning.
+/// This is what a launch request shows an approval policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effective {
+    /// `suggest`, `auto-edit` or `full-auto`.
+    pub approval_mode: String,
+    /// `read-only`, `workspace-write` or `danger-full-access` (no sandbox).
+    pub sandbox: String,
+    /// The model, if one was named.
+    pub model: Option<String>,
+    /// What the host cannot reason about and so cannot show a policy: unknown
+    /// `extra_args`, `config` keys that may change permissions, network access,
+    /// a `profile` (whose settings live in Codex's own config), each as given.
+    pub unjudgeable: Vec<String>,
+}
+
+/// `config` keys that change nothing an agent may do.
+const HARMLESS_CONFIG: [&str; 6] = [
+    "model_reasoning_effort",
+    "model_reasoning_summary",
+    "model_verbosity",
+    "hide_agent_reasoning",
+    "show_raw_agent_reasoning",
+    "project_doc_max_bytes",
+];
+
+/// The settings of `o` as Codex will apply them; see [`Effective`].
+pub fn effective(o: &JobOptions) -> Effective {
+    let mut e = Effective {
+        approval_mode: o.approval_policy.clone(),
+        sandbox: o.sandbox.clone().unwrap_or_else(|| {
+            match o.approval_policy.as_str() {
+                "suggest" => "read-only",
+                "auto-edit" => "workspace-write",
+                _ => "danger-full-access",
+            }
+            .to_owned()
+        }),
+        model: o.model.clone(),
+        unjudgeable: Vec::new(),
+    };
+    if o.approval_policy == "full-auto" {
+        e.sandbox = "danger-full-access".into();
+    }
+    if let Some(profile) = &o.profile {
+        e.unjudgeable.push(format!("profile {profile:?}"));
+    }
+    let mut config: Vec<&str> = o.config.iter().map(String::as_str).collect();
+    let mut args = o.extra_args.iter().map(String::as_str);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (arg, None),
+        };
+        let mut value = || inline.or_else(|| args.next());
+        match flag {
+            "--dangerously-bypass-approvals-and-sandbox" | "--yolo" => {
+                e.approval_mode = "full-auto".into();
+                e.sandbox = "danger-full-access".into();
+            }
+            "--full-auto" => {
+                e.approval_mode = "auto-edit".into();
+                e.sandbox = "workspace-write".into();
+            }
+            "--sandbox" | "-s" => match value() {
+                Some(v) => e.sandbox = v.to_owned(),
+                None => e.unjudgeable.push(arg.to_owned()),
+            },
+            "--model" | "-m" => e.model = value().map(str::to_owned),
+            "--config" | "-c" => match value() {
+                Some(v) => config.push(v),
+                None => e.unjudgeable.push(arg.to_owned()),
+            },
+            "--skip-git-repo-check" | "--json" => {}
+            _ => e.unjudgeable.push(format!("extra_args {arg:?}")),
+        }
+    }
+    for entry in config {
+        let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+        let value = value.trim().trim_matches('"');
+        match key.trim() {
+            "sandbox_mode" => e.sandbox = value.to_owned(),
+            "model" => e.model = Some(value.to_owned()),
+            key if HARMLESS_CONFIG.contains(&key) => {}
+            _ => e.unjudgeable.push(format!("config {entry:?}")),
+        }
+    }
+    e
+}
+
 /// The arguments after the program for the job's current turn: `exec --json …`
 /// for turn 0, `exec resume --json … <thread_id>` after it. The prompt is `-`,
 /// last, after `--`: Codex reads it from stdin, so its size meets no
@@ -261,6 +353,26 @@ impl TurnTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn effective_settings_apply_every_option() {
+        let o = |approval: &str, extra: &[&str], config: &[&str]| JobOptions {
+            approval_policy: approval.into(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            config: config.iter().map(|s| s.to_string()).collect(),
+            ..JobOptions::default()
+        };
+        let e = effective(&o("suggest", &["--dangerously-bypass-approvals-and-sandbox"], &[]));
+        assert_eq!((e.approval_mode.as_str(), e.sandbox.as_str()), ("full-auto", "danger-full-access"));
+        let e = effective(&o("suggest", &["--sandbox=workspace-write", "-m", "o4"], &["model_reasoning_effort=high"]));
+        assert_eq!((e.sandbox.as_str(), e.model.as_deref()), ("workspace-write", Some("o4")));
+        assert!(e.unjudgeable.is_empty());
+        let e = effective(&o("auto-edit", &["-c", "sandbox_mode=\"danger-full-access\"", "--add-dir", "/"], &[]));
+        assert_eq!(e.sandbox, "danger-full-access");
+        assert_eq!(e.unjudgeable, ["extra_args \"--add-dir\"", "extra_args \"/\""]);
+        let e = effective(&o("suggest", &[], &["sandbox_workspace_write.network_access=true"]));
+        assert_eq!(e.unjudgeable, ["config \"sandbox_workspace_write.network_access=true\""]);
+    }
     use crate::backend::codex_cli::Capabilities;
     use crate::job::JobId;
 

@@ -138,6 +138,11 @@ impl PolicySet {
         Budgeted { set: self, deadline: begun + self.request_budget, exhausted: Cell::new(false) }
     }
 
+    /// Whether any approval component is configured.
+    pub fn has_approvals(&self) -> bool {
+        !self.approval.is_empty()
+    }
+
     /// Whether any truncation component is configured.
     pub fn has_truncations(&self) -> bool {
         !self.truncation.is_empty()
