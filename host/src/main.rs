@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use codex_jobhost::host::ListRequest;
 use codex_jobhost::job::JobId;
@@ -54,16 +54,31 @@ enum Command {
 enum PolicyCommand {
     /// Which world and WIT version a component implements, or why it is refused.
     Check { file: PathBuf },
-    /// Run one decision, truncation or filter and print the result as JSON.
+    /// Run one call of a component (FILE --request JSON), or a table of cases
+    /// against a project's layered set (--cases FILE): exits 1 when a case fails.
     Test {
-        file: PathBuf,
+        /// The component, for one call with --request.
+        file: Option<PathBuf>,
         /// The input, JSON: an approval request ({"command": {"command": "ls", "cwd": "/w"}}),
         /// {"text": "...", "limits": {...}} for a truncation, {"kind": "...", "payload": {...}} for a filter.
-        #[arg(long)]
-        request: String,
+        #[arg(long, requires = "file", conflicts_with = "cases")]
+        request: Option<String>,
         /// The component's settings, JSON (as the `config` table in jobhost.toml would give them).
-        #[arg(long, default_value = "{}")]
+        #[arg(long, default_value = "{}", requires = "file")]
         config: String,
+        /// A TOML table of cases: requests, texts and events with what each should give.
+        #[arg(long, conflicts_with = "file")]
+        cases: Option<PathBuf>,
+        /// With --cases: a directory in the project whose policies to test [default: the current directory].
+        #[arg(long, requires = "cases")]
+        cwd: Option<PathBuf>,
+    },
+    /// Decide one approval request, read as JSON from stdin, by a project's
+    /// layered set: prints the decision, the deciding component and any failures.
+    Eval {
+        /// A directory in the project [default: the current directory].
+        #[arg(long)]
+        cwd: Option<PathBuf>,
     },
     /// The effective, layered policy set for a project.
     Show {
@@ -210,18 +225,39 @@ fn policy(host: &JobHost, command: PolicyCommand) -> Result<()> {
             let (c, _) = host.policies().load_file(&file)?;
             println!("{}: {} world of codex-jobhost:policy@{}", file.display(), c.world.world_name(), c.version);
         }
-        PolicyCommand::Test { file, request, config } => {
+        PolicyCommand::Test { file: Some(file), request: Some(request), config, .. } => {
             let (input, config) = (json("--request", &request)?, json("--config", &config)?);
             let (component, _) = host.policies().load_file(&file)?;
             let cwd = std::env::current_dir()?;
-            let job = JobContext {
-                job_id: JobId::new().to_string(),
-                backend: "exec".into(),
-                project_root: codex_jobhost::policy::project_root(&cwd).map(|p| p.display().to_string()),
-                cwd: cwd.display().to_string(),
-                prompt: "policy test".into(),
-            };
-            let out = codex_jobhost::policy::trial::call_once(component, &config.to_string(), &job, &input)?;
+            let out =
+                codex_jobhost::policy::trial::call_once(component, &config.to_string(), &trial_job(&cwd), &input)?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        PolicyCommand::Test { cases: Some(cases), cwd, .. } => {
+            let text = std::fs::read_to_string(&cases).with_context(|| format!("cannot read {}", cases.display()))?;
+            let parsed = codex_jobhost::policy::cases::parse(&text).with_context(|| cases.display().to_string())?;
+            let cwd = std::path::absolute(cwd.unwrap_or(std::env::current_dir()?))?;
+            let set = host.policies().for_cwd(&cwd)?;
+            let (report, failed) = codex_jobhost::policy::cases::run(&set, &trial_job(&cwd), &parsed);
+            print!("{report}");
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} cases failed", parsed.cases.len());
+            }
+        }
+        PolicyCommand::Test { .. } => {
+            return Err(InvalidInput::new("policy test needs FILE --request JSON, or --cases FILE").into());
+        }
+        PolicyCommand::Eval { cwd } => {
+            let mut input = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
+            let request: codex_jobhost::policy::Request = serde_json::from_str(&input).map_err(|e| {
+                InvalidInput::new(format!(
+                    "invalid request on stdin: {e}; expected e.g. {{\"command\": {{\"command\": \"ls\", \"cwd\": \"/w\"}}}}"
+                ))
+            })?;
+            let cwd = std::path::absolute(cwd.unwrap_or(std::env::current_dir()?))?;
+            let set = host.policies().for_cwd(&cwd)?;
+            let out = codex_jobhost::policy::cases::eval(&set, &trial_job(&cwd), &request);
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         PolicyCommand::Show { cwd } => {
@@ -230,6 +266,17 @@ fn policy(host: &JobHost, command: PolicyCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The job a policy sees in `policy test` and `policy eval`, working in `cwd`.
+fn trial_job(cwd: &std::path::Path) -> JobContext {
+    JobContext {
+        job_id: JobId::new().to_string(),
+        backend: "exec".into(),
+        project_root: codex_jobhost::policy::project_root(cwd).map(|p| p.display().to_string()),
+        cwd: cwd.display().to_string(),
+        prompt: "policy test".into(),
+    }
 }
 
 async fn doctor(host: &JobHost) -> Result<()> {

@@ -120,13 +120,11 @@ async fn a_page_that_runs_out_of_policy_time_falls_back_and_says_so() -> Result<
 
 #[test]
 fn policy_check_refuses_exports_of_the_wrong_type_and_imports_the_host_does_not_offer() -> Result<()> {
+    let home = tempfile::tempdir()?;
     let check = |guest: &str| -> Result<(bool, String)> {
-        let home = tempfile::tempdir()?;
-        let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
-            .args(["--home".as_ref(), home.path().as_os_str(), "policy".as_ref(), "check".as_ref()])
-            .arg(guest_wasm(guest))
-            .output()?;
-        Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+        let file = guest_wasm(guest).display().to_string();
+        let (ok, _, stderr) = cli(home.path(), home.path(), &["policy", "check", &file], "")?;
+        Ok((ok, stderr))
     };
     let (ok, err) = check("fixture_wrong_types")?;
     assert!(!ok && err.contains("does not match the approval-policy world"), "{err}");
@@ -168,15 +166,11 @@ async fn reads_write_nothing_and_report_policy_failures_in_the_result() -> Resul
 
 #[test]
 fn policy_test_runs_a_guest_that_prints_and_shows_a_panic() -> Result<()> {
+    let home = tempfile::tempdir()?;
+    let request = r#"{"command": {"command": "ls", "cwd": "/w"}}"#;
     let run = |guest: &str| -> Result<(bool, String, String)> {
-        let home = tempfile::tempdir()?;
-        let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
-            .args(["--home".as_ref(), home.path().as_os_str(), "policy".as_ref(), "test".as_ref()])
-            .arg(guest_wasm(guest))
-            .args(["--request", r#"{"command": {"command": "ls", "cwd": "/w"}}"#])
-            .output()?;
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
+        let file = guest_wasm(guest).display().to_string();
+        cli(home.path(), home.path(), &["policy", "test", &file, "--request", request], "")
     };
     // It prints on every call: printing must not abort `policy test`.
     let (ok, stdout, stderr) = run("fixture_chatty")?;
@@ -316,5 +310,88 @@ async fn a_reply_is_judged_like_a_launch() -> Result<()> {
     assert!(err.contains("job_reply refused by policy command_allowlist") && err.contains("full-auto"), "{err}");
     let status = server.ok("job_status", json!({"job_id": job})).await?;
     assert_eq!((status["status"].as_str(), status["turn"].as_u64()), (Some("completed"), Some(0)), "{status}");
+    Ok(())
+}
+
+/// Runs the host's CLI with `args` (and `stdin`), in `cwd`; returns (success, stdout, stderr).
+fn cli(home: &std::path::Path, cwd: &std::path::Path, args: &[&str], stdin: &str) -> Result<(bool, String, String)> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(codex_jobhost_e2e::host_bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().unwrap().write_all(stdin.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok((out.status.success(), text(&out.stdout), text(&out.stderr)))
+}
+
+#[test]
+fn policy_authors_test_a_project_with_cases_eval_and_show() -> Result<()> {
+    let world = World::new([])?;
+    world.project_policy(&format!(
+        "[[approval]]\npath = {:?}\nconfig = {{ allow = [\"ls\"], deny = [\"git push --force\"] }}\n\
+         [[truncation]]\npath = {:?}\n[[filter]]\npath = {:?}\n",
+        world.project_guest("command_allowlist")?,
+        world.project_guest("redact_secrets")?,
+        world.project_guest("quiet_events")?,
+    ))?;
+    let (home, work) = (world.jobhost_home(), world.work_dir());
+    let cases = work.join("cases.toml");
+    let good = r#"
+[[case]]
+name = "no force push"
+request = { command = { command = "git push --force origin main", cwd = "/w" } }
+expect = "decline"
+reason_contains = "git push --force"
+
+[[case]]
+name = "ls is fine"
+request = { command = { command = "ls -la", cwd = "/w" } }
+expect = "accept"
+
+[[case]]
+name = "keys are hidden"
+text = "key sk-proj-abcdefghijklmnopqrstuvwx"
+expect_text = "key [REDACTED]"
+
+[[case]]
+name = "reasoning is dropped"
+event = { kind = "item.completed", payload = { item = { type = "reasoning" } } }
+expect_action = "drop"
+"#;
+    std::fs::write(&cases, good)?;
+    let (ok, stdout, stderr) = cli(&home, &work, &["policy", "test", "--cases", "cases.toml"], "")?;
+    assert!(ok && stdout.contains("4 cases, 4 passed, 0 failed"), "{stdout}{stderr}");
+    std::fs::write(&cases, good.replace("expect = \"accept\"", "expect = \"ask\""))?;
+    let (ok, stdout, stderr) = cli(&home, &work, &["policy", "test", "--cases", "cases.toml"], "")?;
+    assert!(!ok && stderr.contains("1 of 4 cases failed"), "{stderr}");
+    assert!(
+        stdout.contains("FAIL  ls is fine\n      - expected: ask\n      + got:      accept (by command_allowlist)"),
+        "{stdout}"
+    );
+
+    let (ok, stdout, stderr) =
+        cli(&home, &work, &["policy", "eval"], r#"{"command": {"command": "git push --force", "cwd": "/w"}}"#)?;
+    let out: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert!(
+        ok && out["decided_by"] == "command_allowlist" && out["decision"]["decline"].is_string(),
+        "{stdout}{stderr}"
+    );
+
+    let (ok, stdout, _) = cli(&home, &work, &["policy", "show"], "")?;
+    let shown: serde_json::Value = serde_json::from_str(&stdout)?;
+    let approval = &shown["approval"][0];
+    assert!(ok && approval["sha256"].as_str().map(str::len) == Some(64), "{stdout}");
+    assert_eq!(approval["config"]["allow"], json!(["ls"]));
+    assert_eq!(shown["truncation"][0]["on_failure"], "closed", "a redaction fails closed: {stdout}");
+    world.project_policy("[[approval]]\npath = \"gone.wasm\"\n")?;
+    let (ok, _, stderr) = cli(&home, &work, &["policy", "show"], "")?;
+    assert!(!ok && stderr.contains("gone.wasm does not exist"), "{stderr}");
     Ok(())
 }

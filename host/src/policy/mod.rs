@@ -10,6 +10,7 @@
 
 pub mod bindings;
 pub mod builtin;
+pub mod cases;
 pub mod config;
 pub mod engine;
 pub mod guest;

@@ -264,7 +264,17 @@ impl PolicySet {
         let list = |guests: &[Guest]| -> Vec<Value> {
             guests
                 .iter()
-                .map(|g| serde_json::json!({"name": &*g.name, "path": g.component.path, "wit_version": g.component.version}))
+                .map(|g| {
+                    serde_json::json!({
+                        "name": &*g.name,
+                        "path": g.component.path,
+                        "world": g.component.world.world_name(),
+                        "wit_version": g.component.version,
+                        "sha256": g.component.sha256,
+                        "config": serde_json::from_str::<Value>(g.config()).unwrap_or(Value::Null),
+                        "on_failure": (g.component.world == World::Truncation).then_some(g.failure_mode),
+                    })
+                })
                 .collect()
         };
         serde_json::json!({
