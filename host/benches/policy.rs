@@ -143,6 +143,7 @@ fn main() {
         let meta = JobMeta {
             status: JobStatus::Completed,
             exit_code: Some(0),
+            last_message: Some("the answer: ok\n".repeat(100)),
             ..JobMeta::queued(
                 JobId::new(),
                 "bench",
@@ -194,4 +195,12 @@ fn main() {
     show("job_events, 1,000 events, redact-secrets + quiet-events", column(1));
     let added = median(rounds.iter().map(|r| r[1].saturating_sub(r[0])).collect());
     println!("{:<58} {:>12.3} ms", "  added by the policies (median of the rounds)", added.as_secs_f64() * 1e3);
+
+    // job_status: no policy, and redact-secrets (every caller-visible field, where the host shapes them all).
+    let status = |job: &str| {
+        host.status(job, None).unwrap();
+    };
+    status(&jobs[3]);
+    show("job_status, no policy", per_call(21, 200, || status(&jobs[0])));
+    show("job_status, redact-secrets", per_call(21, 200, || status(&jobs[3])));
 }
