@@ -205,22 +205,12 @@ async fn a_redaction_hides_its_text_in_every_tools_result_and_the_cli() -> Resul
         assert!(!shown.contains(secret), "{tool} shows the secret: {shown}");
         assert!(result.get("policy_errors").is_none(), "{tool}: {shown}");
     }
-    // The CLI's `jobs show` goes through the same façade.
-    let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
-        .arg("--home")
-        .arg(world.jobhost_home())
-        .args(["jobs", "show", &job])
-        .output()?;
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && shown.contains("[REDACTED]") && !shown.contains(secret), "{shown}");
-    // So does `jobs logs`, the agent's raw output.
-    let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
-        .arg("--home")
-        .arg(world.jobhost_home())
-        .args(["jobs", "logs", &job])
-        .output()?;
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && shown.contains("[REDACTED]") && !shown.contains(secret), "{shown}");
+    // The CLI's `jobs show` goes through the same façade, and so does `jobs
+    // logs`, the agent's raw output.
+    for command in ["show", "logs"] {
+        let (ok, shown, stderr) = cli(&world.jobhost_home(), &world.work_dir(), &["jobs", command, &job], "")?;
+        assert!(ok && shown.contains("[REDACTED]") && !shown.contains(secret), "jobs {command}: {shown}{stderr}");
+    }
     let raw = std::fs::read_to_string(world.jobhost_home().join("jobs").join(&job).join("output.log"))?;
     assert!(raw.contains(secret), "the raw output has it: {raw}");
     // Nothing is lost on disk.
