@@ -733,7 +733,8 @@ impl JobHost {
     }
 
     /// Passes a notification through its job's event filters as a `job.status`
-    /// event, and its strings through the job's truncations (redaction), within the budget of the request that began at `begun` (sets
+    /// event, and its strings through the job's truncations (redaction),
+    /// within the budget of the request that began at `begun` (sets
     /// `exhausted` when it ran out; adds failed components to `failures`). A
     /// replacement that is not a notification keeps the original.
     fn filter_notification(

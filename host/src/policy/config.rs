@@ -6,7 +6,7 @@
 //!
 //! ```toml
 //! [limits]                  # user file only: per-call limits of every guest
-//! fuel = 200000000        # one call: WebAssembly instructions, about
+//! fuel = 200000000        # one call: about one unit per WebAssembly instruction
 //! deadline_ms = 2000       # one call: a wall-clock backstop
 //! memory_mib = 16          # one instance: its memories and tables together
 //! request_budget_ms = 2000 # all the calls of one request (a job_events page, a job_status)

@@ -34,8 +34,9 @@ impl Default for GuestLimits {
     }
 }
 
-/// Default [`GuestLimits::fuel`]: 200 million units, about 0.1 to 0.3 s of
-/// CPU; the example policies use less than a thousandth of it per call.
+/// Default [`GuestLimits::fuel`]: 200 million units (about one per
+/// WebAssembly instruction), far more than a policy decision needs and far
+/// less than the 2 s backstop allows on a busy machine.
 pub const DEFAULT_FUEL: u64 = 200_000_000;
 
 /// A compiled, linked component: what a [`Guest`] instantiates.
