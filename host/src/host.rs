@@ -36,8 +36,9 @@ const STATUS_TAIL_BYTES: u64 = 64 * 1024;
 const EVENTS_SCAN_MAX: u64 = 10_000;
 /// Longest string (bytes) `job_events` remembers the truncation of within one call.
 const RECURRING_STRING_MAX: usize = 256;
-/// Longest `job_wait`.
-pub const WAIT_MAX_S: u64 = 300;
+/// Longest `job_wait`, in seconds: below MCP clients' own tool timeouts
+/// (Codex: 300 s by default, and progress notifications do not extend it).
+pub const WAIT_MAX_S: u64 = 240;
 /// Largest prompt `job_start` and `job_reply` accept, in bytes. It reaches
 /// Codex on its stdin (never a command line), so only this limit applies.
 pub const PROMPT_MAX_BYTES: usize = 1 << 20;
@@ -45,6 +46,7 @@ pub const PROMPT_MAX_BYTES: usize = 1 << 20;
 /// `job_start` arguments.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::args::optional_without_null)]
 pub struct StartRequest {
     /// What Codex should do.
     pub prompt: String,
@@ -56,9 +58,11 @@ pub struct StartRequest {
     pub profile: Option<String>,
     /// `read-only`, `workspace-write` or `danger-full-access`; overrides the
     /// sandbox implied by `approval_policy`.
+    #[schemars(extend("enum" = ["read-only", "workspace-write", "danger-full-access"]))]
     pub sandbox: Option<String>,
     /// `suggest` (read-only sandbox; the default), `auto-edit` (workspace-write
     /// sandbox) or `full-auto` (no sandbox, no approvals).
+    #[schemars(extend("enum" = ["suggest", "auto-edit", "full-auto"]))]
     pub approval_policy: Option<String>,
     /// Codex configuration overrides, each `key=value` as for `codex -c`
     /// (the value is TOML, e.g. `model_reasoning_effort="high"`).
@@ -71,6 +75,7 @@ pub struct StartRequest {
     #[serde(default)]
     pub skip_git_repo_check: bool,
     /// Stop a turn after this many seconds without output; absent: never.
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub idle_timeout_s: Option<u64>,
 }
 
@@ -134,17 +139,21 @@ pub struct StatusReport {
 /// `job_events` arguments.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::args::optional_without_null)]
 pub struct EventsRequest {
     /// The job id.
     pub job_id: String,
     /// Read events with `seq >= cursor` (default 0); pass back `next_cursor`.
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub cursor: Option<u64>,
     /// Most events to return, 1 to 1000 (default 20).
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub limit: Option<usize>,
     /// Only these types: an event `type` (`item.completed`, `job.status`, …)
     /// or an item type (`agent_message`, `command_execution`, …).
     pub event_types: Option<Vec<String>>,
     /// Cut each string of text in an event (not `type`, `id`, `*_id`) to this many characters (default 1024; 0: no cut).
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub truncate: Option<usize>,
 }
 
@@ -189,12 +198,15 @@ impl From<Event> for EventView {
 /// `job_list` arguments.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::args::optional_without_null)]
 pub struct ListRequest {
     /// Only jobs with this status.
+    #[schemars(extend("enum" = ["queued", "running", "input_required", "completed", "failed", "cancelled"]))]
     pub status: Option<String>,
     /// Only jobs whose working directory is this absolute path or inside it.
     pub cwd: Option<String>,
     /// Most jobs to return, 1 to 1000 (default 50).
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub limit: Option<usize>,
 }
 
@@ -651,10 +663,10 @@ impl JobHost {
     }
 
     /// Waits until one of `job_ids` (none: any job running when called) is in a
-    /// terminal status, or `timeout_s` (default 30, at most 300) passes.
+    /// terminal status, or `timeout_s` (default 30, at most [`WAIT_MAX_S`]) passes.
     /// Wakes on the supervisor's exit, never by polling.
     ///
-    /// Errors: [`InvalidInput`] for a bad or unknown id, or a timeout over 300 s.
+    /// Errors: [`InvalidInput`] for a bad or unknown id, or a timeout over [`WAIT_MAX_S`].
     pub async fn wait(self: &Arc<Self>, job_ids: &[String], timeout_s: Option<u64>) -> Result<WaitOutcome> {
         let begun = Instant::now();
         let timeout_s = timeout_s.unwrap_or(30);

@@ -143,7 +143,7 @@ async fn job_wait_wakes_when_the_job_ends() -> Result<()> {
     assert!(begun.elapsed() < Duration::from_secs(100), "woken by the job's end, not the timeout");
 
     // Waiting on a finished job returns at once.
-    let again = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 300})).await?;
+    let again = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 240})).await?;
     assert_eq!(again["finished"][0]["status"], "completed");
     Ok(())
 }
@@ -345,10 +345,15 @@ async fn bad_input_gets_an_error_that_names_it() -> Result<()> {
     assert!(err.contains("invalid limit 0"), "{err}");
     let err = server.err("job_list", json!({"status": "done"})).await?;
     assert!(err.contains("invalid status \"done\""), "{err}");
-    let err = server.err("job_wait", json!({"job_ids": [job], "timeout_s": 301})).await?;
-    assert!(err.contains("invalid timeout_s 301"), "{err}");
+    let err = server.err("job_wait", json!({"job_ids": [job], "timeout_s": 241})).await?;
+    assert!(err.contains("invalid timeout_s 241: expected 0 to 240 seconds"), "{err}");
     let err = server.err("job_notifications", json!({"cursor": 3})).await?;
     assert!(err.contains("invalid cursor 3"), "{err}");
+    // Numbers may come as strings of digits (the MCP Inspector's CLI sends them so); nothing else.
+    let page = server.ok("job_events", json!({"job_id": job, "limit": "2", "cursor": "0"})).await?;
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(2), "{page}");
+    let err = server.err("job_events", json!({"job_id": job, "limit": "two"})).await?;
+    assert!(err.contains("invalid value \"two\": expected a whole number (or a string of digits)"), "{err}");
     let err = server.err("job_reply", json!({"job_id": job, "prompt": ""})).await?;
     assert!(err.contains("invalid prompt"), "{err}");
     // Arguments of the wrong JSON type, or unknown ones, are named too.

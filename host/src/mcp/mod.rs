@@ -1,6 +1,8 @@
 //! The MCP server: one rmcp tool per [`JobHost`] method, over stdio.
 //!
-//! Results are structured JSON (`structuredContent`, with an output schema).
+//! Results are structured JSON (`structuredContent`, with an `outputSchema`
+//! on every tool), and every tool has annotations (read-only, destructive,
+//! idempotent, open-world hints).
 //! A request the host refuses (bad id, bad cursor, unsupported option, …) and
 //! arguments that do not deserialize (wrong JSON type, unknown field) are tool
 //! results with `isError: true` whose text names the bad value; an unknown tool
@@ -25,10 +27,10 @@ use crate::host::{
 /// How often `job_wait` reports progress to a caller that gave a progress token.
 const WAIT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// A tool's result: structured JSON, or an error message for `isError: true`.
-type ToolResult<T> = Result<Json<T>, String>;
-
-fn done<T>(result: anyhow::Result<T>) -> ToolResult<T> {
+/// A tool's result is `Result<Json<T>, String>`: structured JSON, or an error
+/// message for `isError: true`. (Spelled out in each tool: rmcp's `#[tool]`
+/// derives a tool's `outputSchema` from that form only.)
+fn done<T>(result: anyhow::Result<T>) -> Result<Json<T>, String> {
     result.map(Json).map_err(|e| format!("{e:#}"))
 }
 
@@ -38,7 +40,7 @@ fn done<T>(result: anyhow::Result<T>) -> ToolResult<T> {
 async fn blocking<T: Send + 'static>(
     host: &Arc<JobHost>,
     call: impl FnOnce(&JobHost) -> anyhow::Result<T> + Send + 'static,
-) -> ToolResult<T> {
+) -> Result<Json<T>, String> {
     let host = Arc::clone(host);
     done(tokio::task::spawn_blocking(move || call(&host)).await.map_err(anyhow::Error::from).and_then(|r| r))
 }
@@ -46,10 +48,12 @@ async fn blocking<T: Send + 'static>(
 /// `job_status` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::args::optional_without_null)]
 pub struct StatusArgs {
     /// The job id from job_start.
     pub job_id: String,
     /// Lines of output to include from the end (default 100, at most 64 KiB).
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub tail_lines: Option<usize>,
 }
 
@@ -74,21 +78,27 @@ pub struct CancelArgs {
 /// `job_wait` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::args::optional_without_null)]
 pub struct WaitArgs {
     /// Jobs to wait for; absent or empty: every job running now.
     #[serde(default)]
     pub job_ids: Vec<String>,
-    /// Seconds to wait at most (default 30, at most 300).
+    /// Seconds to wait at most (default 30, at most 240: below the clients' own
+    /// tool timeouts, e.g. Codex's 300 s). Call again when `timed_out`.
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub timeout_s: Option<u64>,
 }
 
 /// `job_notifications` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::args::optional_without_null)]
 pub struct NotificationsArgs {
     /// From where to read: 0 (default) or the `next_cursor` of the last call.
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub cursor: Option<u64>,
     /// Most notifications to return, 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub limit: Option<usize>,
 }
 
@@ -107,61 +117,97 @@ impl JobServer {
     }
 
     /// Start a Codex job in the background.
-    #[tool(description = "Start a Codex job (`codex exec`) in the background and return its job_id at once. \
+    #[tool(
+        description = "Start a Codex job (`codex exec`) in the background and return its job_id at once. \
         approval_policy: suggest (default, read-only sandbox), auto-edit (workspace-write), full-auto (no sandbox). \
-        Follow it with job_wait, job_status or job_events.")]
-    async fn job_start(&self, Parameters(req): Parameters<StartRequest>) -> ToolResult<Started> {
+        Follow it with job_wait, job_status or job_events.",
+        annotations(
+            title = "Start a Codex job",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn job_start(&self, Parameters(req): Parameters<StartRequest>) -> Result<Json<Started>, String> {
         done(self.host.start(req).await)
     }
 
     /// A job's status, result and output tail.
-    #[tool(description = "Status of a job: status, exit code, timestamps, prompt, cwd, Codex thread id, \
-        the agent's last message (the result once completed) and the last lines of its output.")]
-    async fn job_status(&self, Parameters(args): Parameters<StatusArgs>) -> ToolResult<StatusReport> {
+    #[tool(
+        description = "Status of a job: status, exit code, timestamps, prompt, cwd, Codex thread id, \
+        the agent's last message (the result once completed) and the last lines of its output.",
+        annotations(title = "Job status and result", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn job_status(&self, Parameters(args): Parameters<StatusArgs>) -> Result<Json<StatusReport>, String> {
         blocking(&self.host, move |host| host.status(&args.job_id, args.tail_lines)).await
     }
 
     /// Events after a cursor.
-    #[tool(description = "A job's events after a cursor (default 0), oldest first, with the next cursor. \
+    #[tool(
+        description = "A job's events after a cursor (default 0), oldest first, with the next cursor. \
         event_types filters by event type (item.completed, job.status, …) or item type (agent_message, command_execution, …); \
         truncate cuts long strings, but not type, id or *_id values (default 1024 chars, 0 = off). The project's policy components may filter \
-        events and shorten or redact strings; the log on disk stays whole.")]
-    async fn job_events(&self, Parameters(req): Parameters<EventsRequest>) -> ToolResult<EventsPage> {
+        events and shorten or redact strings; the log on disk stays whole.",
+        annotations(title = "Job events", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn job_events(&self, Parameters(req): Parameters<EventsRequest>) -> Result<Json<EventsPage>, String> {
         blocking(&self.host, move |host| host.events(&req)).await
     }
 
     /// Continue the conversation.
     #[tool(
         description = "Continue a finished job's Codex conversation with a new prompt (a new turn of the same job, \
-        `codex exec resume`). The job must not be running."
+        `codex exec resume`). The job must not be running.",
+        annotations(
+            title = "Reply to a job",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
     )]
-    async fn job_reply(&self, Parameters(args): Parameters<ReplyArgs>) -> ToolResult<Started> {
+    async fn job_reply(&self, Parameters(args): Parameters<ReplyArgs>) -> Result<Json<Started>, String> {
         done(self.host.reply(&args.job_id, &args.prompt).await)
     }
 
     /// Cancel a running job.
     #[tool(
-        description = "Cancel a running job: SIGTERM to its processes, SIGKILL after 5 s. Returns once it has ended."
+        description = "Cancel a running job: SIGTERM to its processes, SIGKILL after 5 s. Returns once it has ended.",
+        annotations(
+            title = "Cancel a job",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
-    async fn job_cancel(&self, Parameters(args): Parameters<CancelArgs>) -> ToolResult<CancelOutcome> {
+    async fn job_cancel(&self, Parameters(args): Parameters<CancelArgs>) -> Result<Json<CancelOutcome>, String> {
         done(self.host.cancel(&args.job_id).await)
     }
 
     /// List jobs.
-    #[tool(description = "List jobs, newest first; filter by status and by cwd (that directory or below).")]
-    async fn job_list(&self, Parameters(req): Parameters<ListRequest>) -> ToolResult<JobList> {
+    #[tool(
+        description = "List jobs, newest first; filter by status and by cwd (that directory or below).",
+        annotations(title = "List jobs", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn job_list(&self, Parameters(req): Parameters<ListRequest>) -> Result<Json<JobList>, String> {
         done(self.host.list(&req).await)
     }
 
     /// Block until a job finishes.
-    #[tool(description = "Wait until one of job_ids (none: any running job) has finished, or timeout_s passes \
-        (default 30, max 300). Sends progress notifications every second when the request has a progress token.")]
+    #[tool(
+        description = "Wait until one of job_ids (none: any running job) has finished, or timeout_s passes \
+        (default 30, max 240, below MCP clients' own tool timeouts). When it returns timed_out: true, call job_wait again. \
+        Sends progress notifications every second when the request has a progress token.",
+        annotations(title = "Wait for jobs", read_only_hint = true, open_world_hint = false)
+    )]
     async fn job_wait(
         &self,
         Parameters(args): Parameters<WaitArgs>,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
-    ) -> ToolResult<WaitOutcome> {
+    ) -> Result<Json<WaitOutcome>, String> {
         let wait = self.host.wait(&args.job_ids, args.timeout_s);
         let Some(token) = meta.get_progress_token() else {
             return done(wait.await);
@@ -186,9 +232,15 @@ impl JobServer {
     }
 
     /// Read the global feed of finished turns.
-    #[tool(description = "Non-blocking read of the feed of finished job turns (completed, failed, cancelled) \
-        after a cursor (default 0); returns them and next_cursor.")]
-    async fn job_notifications(&self, Parameters(args): Parameters<NotificationsArgs>) -> ToolResult<NotificationPage> {
+    #[tool(
+        description = "Non-blocking read of the feed of finished job turns (completed, failed, cancelled) \
+        after a cursor (default 0); returns them and next_cursor.",
+        annotations(title = "Finished turns", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn job_notifications(
+        &self,
+        Parameters(args): Parameters<NotificationsArgs>,
+    ) -> Result<Json<NotificationPage>, String> {
         blocking(&self.host, move |host| host.notifications(args.cursor, args.limit)).await
     }
 }
