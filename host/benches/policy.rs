@@ -170,6 +170,7 @@ fn main() {
                 limit: Some(1000),
                 event_types: None,
                 truncate: None,
+                max_chars: None,
             })
             .unwrap();
         assert_eq!(page.events.len(), 1000);
@@ -198,7 +199,7 @@ fn main() {
 
     // job_status: no policy, and redact-secrets (every caller-visible field, where the host shapes them all).
     let status = |job: &str| {
-        host.status(job, None).unwrap();
+        host.status(job, None, None).unwrap();
     };
     status(&jobs[3]);
     show("job_status, no policy", per_call(21, 200, || status(&jobs[0])));

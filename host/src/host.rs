@@ -92,7 +92,9 @@ pub struct Started {
     pub cursor: u64,
 }
 
-/// `job_status` result.
+/// `job_status` result. Fields come in this order, the short ones that say
+/// where the job stands first and the long texts last, so a client that shows
+/// its model only the start of a result still shows the status.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StatusReport {
     /// The job id.
@@ -111,29 +113,77 @@ pub struct StatusReport {
     pub started_at: Option<String>,
     /// When the current turn ended, RFC 3339 UTC.
     pub finished_at: Option<String>,
-    /// The first turn's prompt.
-    pub prompt: String,
     /// The agent's working directory.
     pub cwd: PathBuf,
     /// Codex's thread id.
     pub thread_id: Option<String>,
-    /// The agent's last message: the result, once the turn completed.
-    pub last_message: Option<String>,
     /// Token usage of the last completed turn, as Codex reported it.
     pub usage: Option<Value>,
     /// Number of events so far: the cursor after the last one.
     pub event_count: u64,
+    /// The policy components the job runs under, pinned at its start, in the
+    /// order they run (empty: the built-in defaults).
+    pub policies: Vec<PolicyInForce>,
+    /// The agent's last message: the result, once the turn completed. Cut to
+    /// fit the result's `max_chars` (see `last_message_truncated`).
+    pub last_message: Option<String>,
+    /// Whether `last_message` was cut; the whole message is the last
+    /// `agent_message` item in `job_events`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_message_truncated: bool,
+    /// The first turn's prompt (cut to 1,000 characters when the result
+    /// would not fit otherwise; see `prompt_truncated`).
+    pub prompt: String,
+    /// Whether `prompt` was cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prompt_truncated: bool,
     /// The end of the agent's raw output: the last `tail_lines` lines, at most
     /// 8,000 characters, shortened by the project's truncation policies.
     pub output_tail: String,
     /// Whether older output was left out of `output_tail`.
     pub output_truncated: bool,
-    /// The policy components the job runs under, pinned at its start, in the
-    /// order they run (empty: the built-in defaults).
-    pub policies: Vec<PolicyInForce>,
     /// How the policies went while this result was made.
     #[serde(flatten)]
     pub policy: PolicyReport,
+}
+
+/// Default `max_chars` of a `job_status` or `job_events` result: what its
+/// JSON may take, in characters, so it fits MCP clients' budgets (Claude Code
+/// caps a result at about 25,000 tokens; Codex showed its model 12,020 characters).
+pub const RESULT_MAX_CHARS: usize = 20_000;
+/// Largest `max_chars` a caller may ask for.
+pub const RESULT_MAX_CHARS_LIMIT: usize = 1_000_000;
+
+impl StatusReport {
+    /// Cuts the long texts so the report's JSON takes at most `max_chars`
+    /// characters: first the prompt (to 1,000), then the last message, then
+    /// the output tail, each keeping its start (the tail: its end).
+    fn fit(&mut self, max_chars: usize) {
+        let size = |r: &StatusReport| serde_json::to_string(r).map(|s| s.chars().count()).unwrap_or(usize::MAX);
+        if size(self) <= max_chars {
+            return;
+        }
+        if self.prompt.chars().count() > 1_000 {
+            self.prompt = builtin::truncate(&self.prompt, Limits { max_chars: 1_000, max_lines: u32::MAX }, Keep::Head);
+            self.prompt_truncated = true;
+        }
+        let over = size(self).saturating_sub(max_chars);
+        if over > 0
+            && let Some(message) = &self.last_message
+        {
+            let keep = message.chars().count().saturating_sub(over + 40); // 40: the marker and its escapes
+            let limits = Limits { max_chars: keep as u32, max_lines: u32::MAX };
+            self.last_message = Some(builtin::truncate(message, limits, Keep::Head));
+            self.last_message_truncated = true;
+        }
+        let over = size(self).saturating_sub(max_chars);
+        if over > 0 {
+            let keep = self.output_tail.chars().count().saturating_sub(over + 40);
+            let limits = Limits { max_chars: keep as u32, max_lines: u32::MAX };
+            self.output_tail = builtin::truncate(&self.output_tail, limits, Keep::Tail);
+            self.output_truncated = true;
+        }
+    }
 }
 
 /// `job_events` arguments.
@@ -155,6 +205,11 @@ pub struct EventsRequest {
     /// Cut each string of text in an event (not `type`, `id`, `*_id`) to this many characters (default 1024; 0: no cut).
     #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub truncate: Option<usize>,
+    /// Most characters the page's JSON may take (the tool's default 20,000,
+    /// at most 1,000,000): the page ends early, with `has_more`, rather than
+    /// go past it (it always holds at least one event).
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
+    pub max_chars: Option<usize>,
 }
 
 /// `job_events` result.
@@ -494,11 +549,15 @@ impl JobHost {
         Ok(Started { job_id: id.to_string(), status: meta.status, turn: meta.turn, cursor })
     }
 
-    /// The job's state, its last message and the tail of its output.
+    /// The job's state, its last message and the tail of its output, its
+    /// JSON cut to `max_chars` characters (none: no cap; the MCP tool's
+    /// default is [`RESULT_MAX_CHARS`]) as [`StatusReport`] says.
     ///
-    /// Errors: [`InvalidInput`] for a malformed or unknown id.
-    pub fn status(&self, job_id: &str, tail_lines: Option<usize>) -> Result<StatusReport> {
+    /// Errors: [`InvalidInput`] for a malformed or unknown id, or a
+    /// `max_chars` outside 2,000 to [`RESULT_MAX_CHARS_LIMIT`].
+    pub fn status(&self, job_id: &str, tail_lines: Option<usize>, max_chars: Option<usize>) -> Result<StatusReport> {
         let begun = Instant::now();
+        check_max_chars(max_chars)?;
         let id = JobId::parse(job_id)?;
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
@@ -522,6 +581,8 @@ impl JobHost {
             cwd: meta.cwd,
             thread_id: meta.thread_id,
             last_message: meta.last_message,
+            last_message_truncated: false,
+            prompt_truncated: false,
             usage: meta.usage,
             event_count: job.event_count()?,
             output_tail,
@@ -536,6 +597,9 @@ impl JobHost {
         };
         let mut report = shape::redact(&set, &policies, &ctx, report, &mut failures)?;
         report.policy = PolicyReport::new(policies.exhausted(), failures);
+        if let Some(max) = max_chars {
+            report.fit(max);
+        }
         Ok(report)
     }
 
@@ -547,6 +611,7 @@ impl JobHost {
     /// a policy file or component that cannot be loaded.
     pub fn events(&self, req: &EventsRequest) -> Result<EventsPage> {
         let begun = Instant::now();
+        check_max_chars(req.max_chars)?;
         let id = JobId::parse(&req.job_id)?;
         let limit = req.limit.unwrap_or(20);
         if !(1..=1000).contains(&limit) {
@@ -603,11 +668,29 @@ impl JobHost {
                 });
                 Some(e)
             })?;
+        let mut events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+        let mut next_cursor = next_cursor;
+        if let Some(max) = req.max_chars {
+            // Room for the page's own fields, then whole events while they fit.
+            let mut used = 200;
+            let fitting = events
+                .iter()
+                .take_while(|e| {
+                    used += serde_json::to_string(e).map(|s| s.chars().count() + 1).unwrap_or(usize::MAX);
+                    used <= max
+                })
+                .count()
+                .max(1);
+            if fitting < events.len() {
+                events.truncate(fitting);
+                next_cursor = events.last().map_or(next_cursor, |e| e.seq + 1);
+            }
+        }
         let has_more = next_cursor < job.event_count()?;
         Ok(EventsPage {
             job_id: id.to_string(),
             status: meta.status,
-            events: events.into_iter().map(EventView::from).collect(),
+            events,
             next_cursor,
             has_more,
             policy: PolicyReport::new(policies.exhausted(), failures),
@@ -817,6 +900,16 @@ impl JobHost {
         let policies = set.within(Instant::now());
         let (shaped, _) = policies.truncate(&ctx, &text, shape::NO_LIMIT, Keep::Head);
         Ok((shaped.into_bytes(), offset + whole as u64))
+    }
+}
+
+/// Checks a caller's `max_chars`.
+fn check_max_chars(max_chars: Option<usize>) -> Result<()> {
+    match max_chars {
+        Some(n) if !(2_000..=RESULT_MAX_CHARS_LIMIT).contains(&n) => {
+            Err(invalid(format!("invalid max_chars {n}: expected 2000 to {RESULT_MAX_CHARS_LIMIT}")))
+        }
+        _ => Ok(()),
     }
 }
 

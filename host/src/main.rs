@@ -184,7 +184,7 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
             }
         }
         JobsCommand::Show { id } => {
-            let status = host.off_runtime(move |host| host.status(&id, Some(20))).await?;
+            let status = host.off_runtime(move |host| host.status(&id, Some(20), None)).await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
         JobsCommand::Logs { id, follow } => {
@@ -200,7 +200,8 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
                     continue;
                 }
                 let job = id.clone();
-                if !follow || host.off_runtime(move |host| host.status(&job, Some(0))).await?.status.is_terminal() {
+                if !follow || host.off_runtime(move |host| host.status(&job, Some(0), None)).await?.status.is_terminal()
+                {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;

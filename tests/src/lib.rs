@@ -284,10 +284,19 @@ impl<H: rmcp::ClientHandler> Server<H> {
         self.ok("job_status", json!({"job_id": job_id})).await
     }
 
-    /// All events of a job.
+    /// All events of a job, page after page (each page within the result's size cap).
     pub async fn all_events(&self, job_id: &str) -> Result<Vec<Value>> {
-        let page = self.ok("job_events", json!({"job_id": job_id, "limit": 1000, "truncate": 0})).await?;
-        Ok(page["events"].as_array().cloned().unwrap_or_default())
+        let mut events = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let args = json!({"job_id": job_id, "limit": 1000, "truncate": 0, "cursor": cursor});
+            let page = self.ok("job_events", args).await?;
+            events.extend(page["events"].as_array().cloned().unwrap_or_default());
+            if page["has_more"] != true {
+                return Ok(events);
+            }
+            cursor = page["next_cursor"].as_u64().context("no next_cursor")?;
+        }
     }
 
     /// Kills the server with SIGKILL, as a crash would.

@@ -47,3 +47,56 @@ async fn tools_list_matches_its_snapshot_and_every_client_can_read_it() -> Resul
     );
     Ok(())
 }
+
+/// The text content of a tool result, as a client shows it to its model.
+async fn result_text(server: &codex_jobhost_e2e::Server, tool: &str, args: Value) -> Result<String> {
+    let Value::Object(args) = args else { anyhow::bail!("arguments must be an object") };
+    let params = rmcp::model::CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+    let result = server.client.call_tool(params).await?;
+    Ok(result.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect())
+}
+
+#[tokio::test]
+async fn results_fit_a_clients_budget_with_the_status_first() -> Result<()> {
+    // An answer of 256 KB (262,144 characters).
+    let answer: String = "The answer, at length. ".repeat(11_398)[..262_144].to_owned();
+    let world = World::new([codex_jobhost_e2e::Reply::Message(answer.clone())])?;
+    let server = world.serve().await?;
+    let job = server.start_job(world.start_args("explain everything")).await?;
+    server.wait_done(&job, 120).await?;
+
+    let text = result_text(&server, "job_status", serde_json::json!({"job_id": job})).await?;
+    println!("job_status result: {} characters", text.chars().count());
+    assert!(text.chars().count() <= 20_000, "{} characters", text.chars().count());
+    assert!(
+        text.starts_with(&format!(r#"{{"job_id":"{job}","status":"completed","turn":0,"exit_code":0"#)),
+        "{}",
+        &text[..200]
+    );
+    let status: Value = serde_json::from_str(&text)?;
+    assert_eq!(status["last_message_truncated"], true);
+    assert!(status["last_message"].as_str().unwrap().starts_with("The answer, at length."));
+    // More when asked for.
+    let full = result_text(&server, "job_status", serde_json::json!({"job_id": job, "max_chars": 1_000_000})).await?;
+    let full: Value = serde_json::from_str(&full)?;
+    assert_eq!(full["last_message"].as_str().map(str::len), Some(262_144));
+    assert!(full.get("last_message_truncated").is_none());
+
+    let text =
+        result_text(&server, "job_events", serde_json::json!({"job_id": job, "limit": 1000, "truncate": 0})).await?;
+    println!("job_events result (limit 1000, truncate 0): {} characters", text.chars().count());
+    let page: Value = serde_json::from_str(&text)?;
+    let shown = page["events"].as_array().unwrap().len();
+    assert!(text.chars().count() <= 20_000 || shown == 1, "{} characters in {shown} events", text.chars().count());
+    assert_eq!(page["has_more"], true, "the rest is on the next page");
+    for (tool, args) in [
+        ("job_list", serde_json::json!({})),
+        ("job_wait", serde_json::json!({"job_ids": [job]})),
+        ("job_notifications", serde_json::json!({})),
+    ] {
+        let text = result_text(&server, tool, args).await?;
+        println!("{tool} result: {} characters", text.chars().count());
+        assert!(text.chars().count() <= 20_000, "{tool}");
+    }
+    Ok(())
+}

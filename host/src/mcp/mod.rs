@@ -55,6 +55,11 @@ pub struct StatusArgs {
     /// Lines of output to include from the end (default 100, at most 64 KiB).
     #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub tail_lines: Option<usize>,
+    /// Most characters the result's JSON may take (default 20,000, at most
+    /// 1,000,000): longer texts are cut, the last message first after the
+    /// prompt, with `…_truncated` flags.
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
+    pub max_chars: Option<usize>,
 }
 
 /// `job_reply` arguments.
@@ -140,7 +145,8 @@ impl JobServer {
         annotations(title = "Job status and result", read_only_hint = true, open_world_hint = false)
     )]
     async fn job_status(&self, Parameters(args): Parameters<StatusArgs>) -> Result<Json<StatusReport>, String> {
-        blocking(&self.host, move |host| host.status(&args.job_id, args.tail_lines)).await
+        let max_chars = Some(args.max_chars.unwrap_or(crate::host::RESULT_MAX_CHARS));
+        blocking(&self.host, move |host| host.status(&args.job_id, args.tail_lines, max_chars)).await
     }
 
     /// Events after a cursor.
@@ -151,7 +157,8 @@ impl JobServer {
         events and shorten or redact strings; the log on disk stays whole.",
         annotations(title = "Job events", read_only_hint = true, open_world_hint = false)
     )]
-    async fn job_events(&self, Parameters(req): Parameters<EventsRequest>) -> Result<Json<EventsPage>, String> {
+    async fn job_events(&self, Parameters(mut req): Parameters<EventsRequest>) -> Result<Json<EventsPage>, String> {
+        req.max_chars.get_or_insert(crate::host::RESULT_MAX_CHARS);
         blocking(&self.host, move |host| host.events(&req)).await
     }
 
