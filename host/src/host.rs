@@ -263,6 +263,10 @@ pub struct ListRequest {
     /// Most jobs to return, 1 to 1000 (default 50).
     #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub limit: Option<usize>,
+    /// Most characters the result's JSON may take (the tool's default 20,000,
+    /// at most 1,000,000): the newest jobs that fit, and `truncated`.
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
+    pub max_chars: Option<usize>,
 }
 
 /// A policy component a job runs under.
@@ -306,6 +310,10 @@ impl PolicyReport {
 pub struct JobList {
     /// Newest first.
     pub jobs: Vec<JobSummary>,
+    /// Whether more jobs matched than fit in `max_chars`: narrow the list
+    /// with `status` or `cwd`, or ask for more characters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     /// How the policies went (their redactions apply to every summary).
     #[serde(flatten)]
     pub policy: PolicyReport,
@@ -725,6 +733,7 @@ impl JobHost {
     /// Errors: [`InvalidInput`] for an unknown status, a relative cwd or a limit outside 1..=1000.
     pub async fn list(self: &Arc<Self>, req: &ListRequest) -> Result<JobList> {
         let begun = Instant::now();
+        check_max_chars(req.max_chars)?;
         let status = req.status.as_deref().map(JobStatus::parse).transpose()?;
         let cwd = match &req.cwd {
             Some(c) if !Path::new(c).is_absolute() => {
@@ -741,8 +750,21 @@ impl JobHost {
         let jobs = self
             .registry
             .list(limit, |j| status.is_none_or(|s| j.status == s) && cwd.as_ref().is_none_or(|c| j.cwd.starts_with(c)));
-        let (jobs, policy) = self.off_runtime(move |host| host.redact_summaries(jobs, begun)).await?;
-        Ok(JobList { jobs, policy })
+        let (mut jobs, policy) = self.off_runtime(move |host| host.redact_summaries(jobs, begun)).await?;
+        let mut truncated = false;
+        if let Some(max) = req.max_chars {
+            let mut used = 100; // the list's own fields
+            let fitting = jobs
+                .iter()
+                .take_while(|j| {
+                    used += serde_json::to_string(j).map(|s| s.chars().count() + 1).unwrap_or(usize::MAX);
+                    used <= max
+                })
+                .count();
+            truncated = fitting < jobs.len();
+            jobs.truncate(fitting);
+        }
+        Ok(JobList { jobs, truncated, policy })
     }
 
     /// Waits until one of `job_ids` (none: any job running when called) is in a

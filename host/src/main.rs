@@ -171,7 +171,7 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
     match command {
         JobsCommand::List { status, cwd, limit } => {
             host.index_jobs().await?;
-            let list = host.list(&ListRequest { status, cwd, limit: Some(limit) }).await?;
+            let list = host.list(&ListRequest { status, cwd, limit: Some(limit), max_chars: None }).await?;
             for j in list.jobs {
                 println!(
                     "{}  {:<14} turn {}  {}  {}",

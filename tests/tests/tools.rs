@@ -89,6 +89,17 @@ async fn results_fit_a_clients_budget_with_the_status_first() -> Result<()> {
     let shown = page["events"].as_array().unwrap().len();
     assert!(text.chars().count() <= 20_000 || shown == 1, "{} characters in {shown} events", text.chars().count());
     assert_eq!(page["has_more"], true, "the rest is on the next page");
+    // A list that does not fit says so, newest first.
+    let mut more = Vec::new();
+    for i in 0..8 {
+        more.push(server.start_job(world.start_args(&format!("job {i}: {}", "x".repeat(100)))).await?);
+    }
+    let newest = more.last().unwrap().clone();
+    let text = result_text(&server, "job_list", serde_json::json!({"max_chars": 2000})).await?;
+    let list: Value = serde_json::from_str(&text)?;
+    let shown = list["jobs"].as_array().unwrap();
+    assert!(text.chars().count() <= 2000 && list["truncated"] == true, "{text}");
+    assert!(!shown.is_empty() && shown.len() < 9 && shown[0]["job_id"] == newest.as_str(), "{text}");
     for (tool, args) in [
         ("job_list", serde_json::json!({})),
         ("job_wait", serde_json::json!({"job_ids": [job]})),
@@ -97,6 +108,9 @@ async fn results_fit_a_clients_budget_with_the_status_first() -> Result<()> {
         let text = result_text(&server, tool, args).await?;
         println!("{tool} result: {} characters", text.chars().count());
         assert!(text.chars().count() <= 20_000, "{tool}");
+    }
+    for job in &more {
+        server.wait_done(job, 120).await?; // leave no agent running
     }
     Ok(())
 }

@@ -198,7 +198,8 @@ impl JobServer {
         description = "List jobs, newest first; filter by status and by cwd (that directory or below).",
         annotations(title = "List jobs", read_only_hint = true, open_world_hint = false)
     )]
-    async fn job_list(&self, Parameters(req): Parameters<ListRequest>) -> Result<Json<JobList>, String> {
+    async fn job_list(&self, Parameters(mut req): Parameters<ListRequest>) -> Result<Json<JobList>, String> {
+        req.max_chars.get_or_insert(crate::host::RESULT_MAX_CHARS);
         done(self.host.list(&req).await)
     }
 
