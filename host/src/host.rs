@@ -680,15 +680,7 @@ impl JobHost {
         let mut next_cursor = next_cursor;
         if let Some(max) = req.max_chars {
             // Room for the page's own fields, then whole events while they fit.
-            let mut used = 200;
-            let fitting = events
-                .iter()
-                .take_while(|e| {
-                    used += serde_json::to_string(e).map(|s| s.chars().count() + 1).unwrap_or(usize::MAX);
-                    used <= max
-                })
-                .count()
-                .max(1);
+            let fitting = fitting(&events, 200, max).max(1);
             if fitting < events.len() {
                 events.truncate(fitting);
                 next_cursor = events.last().map_or(next_cursor, |e| e.seq + 1);
@@ -753,14 +745,7 @@ impl JobHost {
         let (mut jobs, policy) = self.off_runtime(move |host| host.redact_summaries(jobs, begun)).await?;
         let mut truncated = false;
         if let Some(max) = req.max_chars {
-            let mut used = 100; // the list's own fields
-            let fitting = jobs
-                .iter()
-                .take_while(|j| {
-                    used += serde_json::to_string(j).map(|s| s.chars().count() + 1).unwrap_or(usize::MAX);
-                    used <= max
-                })
-                .count();
+            let fitting = fitting(&jobs, 100, max); // 100: the list's own fields
             truncated = fitting < jobs.len();
             jobs.truncate(fitting);
         }
@@ -923,6 +908,18 @@ impl JobHost {
         let (shaped, _) = policies.truncate(&ctx, &text, shape::NO_LIMIT, Keep::Head);
         Ok((shaped.into_bytes(), offset + whole as u64))
     }
+}
+
+/// How many of `items`, from the first, fit in `max` characters of JSON
+/// when `used` are taken already (a comma each included).
+fn fitting<T: Serialize>(items: &[T], mut used: usize, max: usize) -> usize {
+    items
+        .iter()
+        .take_while(|item| {
+            used = used.saturating_add(serde_json::to_string(item).map_or(usize::MAX, |s| s.chars().count() + 1));
+            used <= max
+        })
+        .count()
 }
 
 /// Checks a caller's `max_chars`.
