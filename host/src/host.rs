@@ -1,7 +1,10 @@
 //! `JobHost`: the one façade that the MCP tools and the CLI both call.
 
+mod gc;
 mod lifecycle;
 mod shape;
+
+pub use gc::GcReport;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -529,6 +532,7 @@ impl JobHost {
         })
         .await??;
         let _lock = job.lock()?;
+        self.store.job(id)?; // still there: `jobs gc` removes a job under this lock
         let mut meta = job.read_meta()?;
         if !meta.status.can_move_to(JobStatus::Queued, Turn::Next) {
             return Err(invalid(format!(

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use codex_jobhost::host::ListRequest;
-use codex_jobhost::job::JobId;
 use codex_jobhost::job::supervisor;
+use codex_jobhost::job::{JobId, JobStatus};
 use codex_jobhost::policy::JobContext;
 use codex_jobhost::{HostConfig, InvalidInput, JobHost, mcp};
 
@@ -113,6 +113,18 @@ enum JobsCommand {
     },
     /// Cancel a running job.
     Cancel { id: String },
+    /// Remove ended jobs older than a cutoff (never a queued or running one).
+    Gc {
+        /// Jobs whose last turn ended longer ago than this: e.g. 7d, 12h, 30m.
+        #[arg(long)]
+        older_than: String,
+        /// Only jobs with this status (completed, failed, cancelled); repeat for several.
+        #[arg(long)]
+        status: Vec<String>,
+        /// Show what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -207,6 +219,12 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
         }
+        JobsCommand::Gc { older_than, status, dry_run } => {
+            let age = parse_age(&older_than)?;
+            let statuses = status.iter().map(|s| JobStatus::parse(s)).collect::<Result<Vec<_>, _>>()?;
+            let report = host.off_runtime(move |host| host.gc(age, &statuses, dry_run)).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
         JobsCommand::Cancel { id } => {
             host.index_jobs().await?;
             let outcome = host.cancel(&id).await?;
@@ -267,6 +285,16 @@ fn policy(host: &JobHost, command: PolicyCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--older-than`: a duration such as `7d`, `12h` or `30m` (jiff's friendly
+/// format; a day is 24 hours).
+fn parse_age(text: &str) -> Result<std::time::Duration> {
+    let invalid =
+        || InvalidInput::new(format!("invalid --older-than {text:?}: expected a duration such as 7d, 12h or 30m"));
+    let span: jiff::Span = text.parse().map_err(|_| invalid())?;
+    let duration = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|_| invalid())?;
+    std::time::Duration::try_from(duration).map_err(|_| invalid().into())
 }
 
 /// The job a policy sees in `policy test` and `policy eval`, working in `cwd`.

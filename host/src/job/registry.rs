@@ -77,6 +77,13 @@ impl Registry {
         self.changes.send_modify(|v| *v += 1);
     }
 
+    /// Forgets a job (collected by `jobs gc`).
+    pub fn remove(&self, id: JobId) {
+        if self.jobs.lock().unwrap().remove(&id).is_some() {
+            self.changes.send_modify(|v| *v += 1);
+        }
+    }
+
     /// The current summary of one job.
     pub fn get(&self, id: JobId) -> Option<JobSummary> {
         self.jobs.lock().unwrap().get(&id).cloned()

@@ -143,6 +143,39 @@ impl JobStore {
         Ok(JobDir { id, dir, path: self.root.join("jobs").join(id.to_string()) })
     }
 
+    /// Removes a job's directory: renamed aside first (`.gc-<id>`), so the job
+    /// disappears at once and whole, then deleted. The caller holds the job's
+    /// lock and has checked that no supervisor runs.
+    pub fn remove(&self, id: JobId) -> Result<()> {
+        let aside = format!(".gc-{id}");
+        self.jobs
+            .rename(id.to_string(), &self.jobs, &aside)
+            .with_context(|| format!("cannot remove job {id} ({}/jobs/{id})", self.root.display()))?;
+        self.jobs.remove_dir_all(&aside).with_context(|| format!("cannot delete {}/jobs/{aside}", self.root.display()))
+    }
+
+    /// Removes what crashed creations and collections left in `jobs/`
+    /// (`.new-*`, `.gc-*`) more than `age` ago; returns how many.
+    pub fn remove_leftovers(&self, age: std::time::Duration) -> Result<usize> {
+        let mut removed = 0;
+        for entry in self.jobs.entries().context("cannot list the jobs directory")? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.into_std().elapsed().is_ok_and(|e| e > age))
+                .unwrap_or(false);
+            if (name.starts_with(".new-") || name.starts_with(".gc-")) && old {
+                self.jobs
+                    .remove_dir_all(&name)
+                    .with_context(|| format!("cannot delete {}/jobs/{name}", self.root.display()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The ids of all jobs on disk, newest first. Entries that are not job
     /// directories are ignored.
     pub fn job_ids(&self) -> Result<Vec<JobId>> {

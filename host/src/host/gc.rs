@@ -1,0 +1,76 @@
+//! Retention: `codex-jobhost jobs gc` removes ended jobs older than a cutoff.
+//! A queued or running job (status not terminal, or its supervisor's lock
+//! held) is never collected; the notification feed is not rewritten, so its
+//! cursors stay valid (a notification of a collected job is still returned).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::JobHost;
+use crate::job::JobStatus;
+
+/// What `jobs gc` did (or, with `dry_run`, would do).
+#[derive(Debug, Serialize)]
+pub struct GcReport {
+    /// The ids of the jobs removed (or to remove).
+    pub removed: Vec<String>,
+    /// Bytes their directories held.
+    pub freed_bytes: u64,
+    /// Jobs left because they are queued or running.
+    pub live: usize,
+    /// Leftovers of crashed creations or collections deleted (`jobs/.new-*`, `jobs/.gc-*`).
+    pub leftovers: usize,
+    /// Whether nothing was removed (a preview).
+    pub dry_run: bool,
+}
+
+/// How old a leftover `.new-*` or `.gc-*` directory must be to be deleted:
+/// a creation in progress takes milliseconds.
+const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
+
+impl JobHost {
+    /// Removes ended jobs whose last turn ended (or, never started, that were
+    /// created) more than `older_than` ago, with one of `statuses` (empty:
+    /// any terminal status). Each job is checked under its lock: a job that is
+    /// not terminal or whose supervisor lock is held is kept.
+    ///
+    /// Errors: the jobs directory cannot be listed, or a job cannot be removed
+    /// (the message names it); jobs removed before the error stay removed.
+    pub fn gc(&self, older_than: Duration, statuses: &[JobStatus], dry_run: bool) -> Result<GcReport> {
+        let cutoff = Timestamp::now() - jiff::SignedDuration::try_from(older_than)?;
+        let mut report = GcReport { removed: Vec::new(), freed_bytes: 0, live: 0, leftovers: 0, dry_run };
+        for id in self.store.job_ids()? {
+            let Ok(job) = self.store.job(id) else { continue };
+            let _lock = job.lock()?;
+            let Ok(meta) = job.read_meta() else { continue }; // unreadable: left for a person to look at
+            if !meta.status.is_terminal() || job.try_supervisor_lock()?.is_none() {
+                report.live += 1;
+                continue;
+            }
+            let ended = meta.finished_at.unwrap_or(meta.created_at);
+            if ended > cutoff || (!statuses.is_empty() && !statuses.contains(&meta.status)) {
+                continue;
+            }
+            report.freed_bytes += dir_size(job.path());
+            if !dry_run {
+                self.store.remove(id)?;
+                self.registry.remove(id);
+            }
+            report.removed.push(id.to_string());
+        }
+        if !dry_run {
+            report.leftovers = self.store.remove_leftovers(LEFTOVER_AGE)?;
+        }
+        Ok(report)
+    }
+}
+
+/// Bytes of the files directly in `dir` (job directories are flat).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}

@@ -1,0 +1,81 @@
+//! `jobs gc`: ended jobs older than the cutoff go; queued and running jobs,
+//! and jobs whose supervisor still holds its lock, stay; notification cursors
+//! stay valid.
+
+use std::time::Duration;
+
+use codex_jobhost::job::{JobId, JobMeta, JobOptions, JobStatus, JobStore, Notification};
+use codex_jobhost::{HostConfig, JobHost};
+use jiff::{SignedDuration, Timestamp};
+
+fn job(store: &JobStore, status: JobStatus, ended_days_ago: i64) -> JobId {
+    let when = Timestamp::now() - SignedDuration::from_hours(24 * ended_days_ago);
+    let mut meta = JobMeta::queued(
+        JobId::new(),
+        "p",
+        std::env::temp_dir(),
+        "exec",
+        JobOptions { approval_policy: "suggest".into(), ..Default::default() },
+        "/bin/true".into(),
+    );
+    meta.status = status;
+    meta.created_at = when;
+    meta.finished_at = status.is_terminal().then_some(when);
+    store.create(meta.id, |j| j.write_meta(&meta)).unwrap();
+    meta.id
+}
+
+#[test]
+fn gc_removes_old_ended_jobs_and_never_a_live_one() {
+    let home = tempfile::tempdir().unwrap();
+    let store = JobStore::open(home.path()).unwrap();
+    let old_done = job(&store, JobStatus::Completed, 10);
+    let old_failed = job(&store, JobStatus::Failed, 10);
+    let young = job(&store, JobStatus::Completed, 1);
+    let old_running = job(&store, JobStatus::Running, 10);
+    let old_queued = job(&store, JobStatus::Queued, 10);
+    // Recorded as ended, but its supervisor still holds its lock.
+    let held = job(&store, JobStatus::Completed, 10);
+    let _supervisor = store.job(held).unwrap().try_supervisor_lock().unwrap().expect("free");
+    let note = Notification {
+        job_id: old_done.to_string(),
+        status: JobStatus::Completed,
+        turn: 0,
+        exit_code: Some(0),
+        error: None,
+        finished_at: Timestamp::now().to_string(),
+    };
+    store.append_notification(&note).unwrap();
+    // A creation that crashed long ago left this.
+    let leftover = home.path().join("jobs/.new-0192f5d2-6a1b-7c3d-8e4f-0123456789ab");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::File::open(&leftover).unwrap().set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+
+    let host = JobHost::open(HostConfig::new(Some(home.path().to_path_buf()), None).unwrap()).unwrap();
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let preview = host.gc(week, &[], true).unwrap();
+    let mut expected = vec![old_done.to_string(), old_failed.to_string()];
+    expected.sort();
+    let mut removed = preview.removed.clone();
+    removed.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(preview.live, 3, "running, queued, and the one whose supervisor runs");
+    assert!(store.job(old_done).is_ok(), "a dry run removes nothing");
+
+    let only_failed = host.gc(week, &[JobStatus::Failed], false).unwrap();
+    assert_eq!(only_failed.removed, [old_failed.to_string()]);
+    assert_eq!(only_failed.leftovers, 1);
+    assert!(!leftover.exists());
+    let report = host.gc(week, &[], false).unwrap();
+    assert_eq!(report.removed, [old_done.to_string()]);
+    for gone in [old_done, old_failed] {
+        assert!(store.job(gone).is_err(), "{gone} is gone");
+    }
+    for kept in [young, old_running, old_queued, held] {
+        assert!(store.job(kept).is_ok(), "{kept} is kept");
+    }
+    // The feed is untouched: an old cursor still reads the collected job's notification.
+    let page = host.notifications(Some(0), None).unwrap();
+    assert_eq!(page.notifications.len(), 1);
+    assert_eq!(page.notifications[0].job_id, old_done.to_string());
+}
