@@ -125,7 +125,7 @@ impl JobServer {
     #[tool(
         description = "Start a Codex job (`codex exec`) in the background and return its job_id at once. \
         approval_policy: suggest (default, read-only sandbox), auto-edit (workspace-write), full-auto (no sandbox). \
-        Follow it with job_wait, job_status or job_events.",
+        Next: job_wait with the job_id (call it again while it returns timed_out: true), then job_status for the result.",
         annotations(
             title = "Start a Codex job",
             read_only_hint = false,
@@ -141,7 +141,9 @@ impl JobServer {
     /// A job's status, result and output tail.
     #[tool(
         description = "Status of a job: status, exit code, timestamps, prompt, cwd, Codex thread id, \
-        the agent's last message (the result once completed) and the last lines of its output.",
+        the agent's last message (the result once completed) and the last lines of its output; the result fits max_chars (20,000). \
+        Next: while status is queued or running, job_wait; when last_message_truncated is true, job_events with \
+        event_types [\"agent_message\"] has the whole message; job_reply continues the conversation.",
         annotations(title = "Job status and result", read_only_hint = true, open_world_hint = false)
     )]
     async fn job_status(&self, Parameters(args): Parameters<StatusArgs>) -> Result<Json<StatusReport>, String> {
@@ -154,7 +156,8 @@ impl JobServer {
         description = "A job's events after a cursor (default 0), oldest first, with the next cursor. \
         event_types filters by event type (item.completed, job.status, …) or item type (agent_message, command_execution, …); \
         truncate cuts long strings, but not type, id or *_id values (default 1024 chars, 0 = off). The project's policy components may filter \
-        events and shorten or redact strings; the log on disk stays whole.",
+        events and shorten or redact strings; the log on disk stays whole. A page fits max_chars (20,000). \
+        Next: while has_more is true, call again with cursor = next_cursor.",
         annotations(title = "Job events", read_only_hint = true, open_world_hint = false)
     )]
     async fn job_events(&self, Parameters(mut req): Parameters<EventsRequest>) -> Result<Json<EventsPage>, String> {
@@ -165,7 +168,7 @@ impl JobServer {
     /// Continue the conversation.
     #[tool(
         description = "Continue a finished job's Codex conversation with a new prompt (a new turn of the same job, \
-        `codex exec resume`). The job must not be running.",
+        `codex exec resume`). The job must not be running. Next: job_wait with the same job_id.",
         annotations(
             title = "Reply to a job",
             read_only_hint = false,
@@ -195,7 +198,8 @@ impl JobServer {
 
     /// List jobs.
     #[tool(
-        description = "List jobs, newest first; filter by status and by cwd (that directory or below).",
+        description = "List jobs, newest first; filter by status and by cwd (that directory or below). \
+        Next: job_status with a job_id for its result.",
         annotations(title = "List jobs", read_only_hint = true, open_world_hint = false)
     )]
     async fn job_list(&self, Parameters(mut req): Parameters<ListRequest>) -> Result<Json<JobList>, String> {
@@ -242,7 +246,8 @@ impl JobServer {
     /// Read the global feed of finished turns.
     #[tool(
         description = "Non-blocking read of the feed of finished job turns (completed, failed, cancelled) \
-        after a cursor (default 0); returns them and next_cursor.",
+        after a cursor (default 0); returns them and next_cursor. Next: keep next_cursor and pass it back to read only newer ones; \
+        job_status with a job_id for its result.",
         annotations(title = "Finished turns", read_only_hint = true, open_world_hint = false)
     )]
     async fn job_notifications(
