@@ -141,7 +141,13 @@ fn main() -> ExitCode {
         Command::Supervise { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
     };
-    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(cli)));
+    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
+        let result = rt.block_on(run(cli));
+        // Nothing in flight outlives the command: a job_wait or a follower
+        // thread must not hold the exit (everything on disk is already durable).
+        rt.shutdown_background();
+        result
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -273,6 +273,8 @@ impl ServerHandler for JobServer {
 
 /// Serves MCP on stdin/stdout until the client disconnects. Indexing jobs and
 /// locating Codex run in the background so `initialize` is answered at once.
+/// When stdin closes, the server returns within [`EXIT_GRACE`], whatever is
+/// in flight (a `job_wait` has nobody left to answer; all state is on disk).
 pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
     let background = Arc::clone(&host);
     tokio::spawn(async move {
@@ -283,7 +285,42 @@ pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
             tracing::warn!("{e:#}");
         }
     });
-    let service = JobServer::new(host).serve(rmcp::transport::stdio()).await?;
-    service.waiting().await?;
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let stdin = EofSignal { inner: tokio::io::stdin(), closed: Arc::clone(&closed) };
+    let service = JobServer::new(host).serve((stdin, tokio::io::stdout())).await?;
+    tokio::select! {
+        finished = service.waiting() => {
+            finished?;
+        }
+        () = async {
+            closed.notified().await;
+            tokio::time::sleep(EXIT_GRACE).await;
+        } => tracing::info!("stdin closed: exiting without waiting for calls in flight"),
+    }
     Ok(())
+}
+
+/// How long responses already on their way may take once stdin has closed
+/// (rmcp itself would wait up to 5 s for calls in flight).
+pub const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+/// stdin, telling `closed` when it reaches its end.
+struct EofSignal<R> {
+    inner: R,
+    closed: Arc<tokio::sync::Notify>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for EofSignal<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
+            self.closed.notify_one();
+        }
+        polled
+    }
 }
