@@ -600,10 +600,8 @@ impl JobHost {
             output_tail,
             output_truncated,
             policies: set
-                .pin()
-                .entries
-                .into_iter()
-                .map(|e| PolicyInForce { world: e.world, name: e.name, sha256: e.sha256 })
+                .entries()
+                .map(|(world, g)| PolicyInForce { world, name: g.name.to_string(), sha256: g.component.sha256.clone() })
                 .collect(),
             policy: PolicyReport::default(),
         };
@@ -705,12 +703,18 @@ impl JobHost {
     /// set pinned at its start, or, for a job started before sets were
     /// pinned, its project's set now.
     fn policy_for(&self, job: &JobDir, meta: &JobMeta) -> Result<(Arc<PolicySet>, JobContext)> {
-        let set = match job.read_policies::<PinnedSet>()? {
-            Some(pinned) => self.policies.for_pinned(&pinned).with_context(|| format!("job {}", meta.id))?,
-            None => self.policies.for_cwd(&meta.cwd)?,
-        };
+        let set = self.policy_set(job, &meta.cwd)?;
         let ctx = self.job_context(&set, meta);
         Ok((set, ctx))
+    }
+
+    /// The policy set of the job in `job`, working in `cwd`: pinned, or (a
+    /// job from before sets were pinned) its project's now.
+    fn policy_set(&self, job: &JobDir, cwd: &Path) -> Result<Arc<PolicySet>> {
+        match job.read_policies::<PinnedSet>()? {
+            Some(pinned) => self.policies.for_pinned(&pinned).with_context(|| format!("job {}", job.id())),
+            None => self.policies.for_cwd(cwd),
+        }
     }
 
     /// The job as the policies of `set` see it.
@@ -795,22 +799,15 @@ impl JobHost {
         loop {
             changes.borrow_and_update();
             let summaries: Vec<JobSummary> = ids.iter().filter_map(|id| self.registry.get(*id)).collect();
-            let (finished, pending): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|j| j.status.is_terminal());
-            let timed_out = if !finished.is_empty() || pending.is_empty() {
+            let timed_out = if summaries.is_empty() || summaries.iter().any(|j| j.status.is_terminal()) {
                 false
             } else if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
                 true
             } else {
                 continue;
             };
-            let shaped = self.off_runtime(move |host| {
-                let (finished, mut report) = host.redact_summaries(finished, begun)?;
-                let (pending, more) = host.redact_summaries(pending, begun)?;
-                report.policy_errors.extend(more.policy_errors);
-                report.policy_budget_exhausted |= more.policy_budget_exhausted;
-                Ok((finished, pending, report))
-            });
-            let (finished, pending, policy) = shaped.await?;
+            let (summaries, policy) = self.off_runtime(move |host| host.redact_summaries(summaries, begun)).await?;
+            let (finished, pending) = summaries.into_iter().partition(|j| j.status.is_terminal());
             return Ok(WaitOutcome { finished, pending, timed_out, policy });
         }
     }

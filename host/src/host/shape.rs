@@ -5,9 +5,6 @@
 //! one place, field by field through their JSON form, so a new field cannot
 //! skip it.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -19,7 +16,7 @@ use super::{JobHost, PolicyReport};
 use crate::job::event::{for_each_text, is_tag};
 use crate::job::{JobId, JobSummary};
 use crate::policy::builtin::Keep;
-use crate::policy::{Budgeted, JobContext, Limits, PinnedSet, PolicyFailure, PolicySet};
+use crate::policy::{Budgeted, JobContext, Limits, PolicyFailure, PolicySet};
 
 /// No length limit: redaction only (length limits apply where a field has its own).
 pub(super) const NO_LIMIT: Limits = Limits { max_chars: u32::MAX, max_lines: u32::MAX };
@@ -67,23 +64,12 @@ impl JobHost {
         jobs: Vec<JobSummary>,
         begun: Instant,
     ) -> Result<(Vec<JobSummary>, PolicyReport)> {
-        let mut sets: HashMap<PathBuf, Arc<PolicySet>> = HashMap::new(); // legacy jobs: by cwd
         let mut failures = Vec::new();
         let mut exhausted = false;
         let mut shaped = Vec::with_capacity(jobs.len());
         for job in jobs {
             let dir = self.store.job(JobId::parse(&job.job_id)?)?;
-            let set = match dir.read_policies::<PinnedSet>()? {
-                Some(pinned) => self.policies.for_pinned(&pinned)?,
-                None => match sets.get(&job.cwd) {
-                    Some(set) => Arc::clone(set),
-                    None => {
-                        let set = self.policies.for_cwd(&job.cwd)?;
-                        sets.insert(job.cwd.clone(), Arc::clone(&set));
-                        set
-                    }
-                },
-            };
+            let set = self.policy_set(&dir, &job.cwd)?;
             if !set.has_truncations() {
                 shaped.push(job);
                 continue;

@@ -34,17 +34,6 @@ fn done<T>(result: anyhow::Result<T>) -> Result<Json<T>, String> {
     result.map(Json).map_err(|e| format!("{e:#}"))
 }
 
-/// Runs a synchronous host call on tokio's blocking threads: it reads files
-/// and may run policy components (each call bounded by its deadline, but a
-/// page of events makes many), which must not stall the async workers.
-async fn blocking<T: Send + 'static>(
-    host: &Arc<JobHost>,
-    call: impl FnOnce(&JobHost) -> anyhow::Result<T> + Send + 'static,
-) -> Result<Json<T>, String> {
-    let host = Arc::clone(host);
-    done(tokio::task::spawn_blocking(move || call(&host)).await.map_err(anyhow::Error::from).and_then(|r| r))
-}
-
 /// `job_status` arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -148,7 +137,7 @@ impl JobServer {
     )]
     async fn job_status(&self, Parameters(args): Parameters<StatusArgs>) -> Result<Json<StatusReport>, String> {
         let max_chars = Some(args.max_chars.unwrap_or(crate::host::RESULT_MAX_CHARS));
-        blocking(&self.host, move |host| host.status(&args.job_id, args.tail_lines, max_chars)).await
+        done(self.host.off_runtime(move |host| host.status(&args.job_id, args.tail_lines, max_chars)).await)
     }
 
     /// Events after a cursor.
@@ -162,7 +151,7 @@ impl JobServer {
     )]
     async fn job_events(&self, Parameters(mut req): Parameters<EventsRequest>) -> Result<Json<EventsPage>, String> {
         req.max_chars.get_or_insert(crate::host::RESULT_MAX_CHARS);
-        blocking(&self.host, move |host| host.events(&req)).await
+        done(self.host.off_runtime(move |host| host.events(&req)).await)
     }
 
     /// Continue the conversation.
@@ -254,7 +243,7 @@ impl JobServer {
         &self,
         Parameters(args): Parameters<NotificationsArgs>,
     ) -> Result<Json<NotificationPage>, String> {
-        blocking(&self.host, move |host| host.notifications(args.cursor, args.limit)).await
+        done(self.host.off_runtime(move |host| host.notifications(args.cursor, args.limit)).await)
     }
 }
 

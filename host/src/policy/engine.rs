@@ -141,7 +141,7 @@ impl PolicyEngine {
         let mut hasher = Sha256Hasher(Sha256::new());
         self.engine.precompile_compatibility_hash().hash(&mut hasher);
         hasher.0.update(bytes);
-        hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hex(&hasher.0.finalize())
     }
 
     /// The world a component implements, the WIT version it was built
@@ -250,7 +250,12 @@ fn check_header(bytes: &[u8]) -> Result<()> {
 
 /// The sha256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// `bytes` as lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An exclusive `flock` on `path` (created if needed), held until dropped.

@@ -208,11 +208,6 @@ impl Guest {
         &self.config
     }
 
-    /// Its per-call limits.
-    pub fn limits(&self) -> GuestLimits {
-        self.limits
-    }
-
     /// This entry with failures shown as `mode` says.
     pub fn on_failure(mut self, mode: FailureMode) -> Self {
         self.failure_mode = mode;

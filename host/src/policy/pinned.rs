@@ -59,20 +59,17 @@ pub struct PinnedEntry {
 impl PolicySet {
     /// This set, to pin on a job.
     pub fn pin(&self) -> PinnedSet {
-        let entries =
-            [(World::Approval, &self.approval), (World::Truncation, &self.truncation), (World::Filter, &self.filter)]
-                .into_iter()
-                .flat_map(|(world, guests)| {
-                    guests.iter().map(move |g| PinnedEntry {
-                        world,
-                        name: g.name.to_string(),
-                        sha256: g.component.sha256.clone(),
-                        path: g.component.path.clone(),
-                        config: g.config().to_owned(),
-                        on_failure: g.failure_mode,
-                    })
-                })
-                .collect();
+        let entries = self
+            .entries()
+            .map(|(world, g)| PinnedEntry {
+                world,
+                name: g.name.to_string(),
+                sha256: g.component.sha256.clone(),
+                path: g.component.path.clone(),
+                config: g.config().to_owned(),
+                on_failure: g.failure_mode,
+            })
+            .collect();
         PinnedSet {
             project_root: self.project_root.clone(),
             sources: self.sources.clone(),

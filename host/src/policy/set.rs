@@ -138,6 +138,14 @@ impl PolicySet {
         Budgeted { set: self, deadline: begun + self.request_budget, exhausted: Cell::new(false) }
     }
 
+    /// Every entry with its world, in the order they run: approvals,
+    /// truncations, filters.
+    pub fn entries(&self) -> impl Iterator<Item = (World, &Guest)> {
+        [(World::Approval, &self.approval), (World::Truncation, &self.truncation), (World::Filter, &self.filter)]
+            .into_iter()
+            .flat_map(|(world, guests)| guests.iter().map(move |g| (world, g)))
+    }
+
     /// Whether any approval component is configured.
     pub fn has_approvals(&self) -> bool {
         !self.approval.is_empty()
