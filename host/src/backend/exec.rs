@@ -13,7 +13,9 @@ use serde_json::Value;
 use super::codex_cli::{CodexCli, os_args};
 use crate::error::InvalidInput;
 use crate::job::event::OUTPUT_EVENT;
+use crate::job::supervisor::{Driven, End, IdleAction, Turn, exit_code, read_line, signal_child, text};
 use crate::job::{JobMeta, JobOptions, JobStatus};
+use rustix::process::Signal;
 
 /// Name of this backend in `meta.json`.
 pub const BACKEND: &str = "exec";
@@ -261,6 +263,65 @@ pub fn command_args(meta: &JobMeta, cli: &CodexCli) -> Result<Vec<OsString>, Inv
     }
     args.push("-".into());
     Ok(args)
+}
+
+/// Runs one turn: starts `codex exec`, writes the prompt to its stdin, and
+/// turns each stdout line into an event (stderr lines into [`OUTPUT_EVENT`]s)
+/// until Codex exits. A stop request sends it SIGTERM (the turn ends
+/// `cancelled`); the idle timer SIGTERM, then SIGKILL.
+pub async fn drive(turn: &mut Turn<'_>) -> anyhow::Result<Driven> {
+    use anyhow::Context;
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let cmd = turn.agent_command();
+    let mut child = match turn.start_agent(cmd)? {
+        Ok(child) => child,
+        Err(end) => return Ok(Driven::NotStarted(end)),
+    };
+    // The prompt goes to Codex's stdin (`-`), never on a command line.
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let prompt = turn.spec.prompt.clone();
+    tokio::spawn(async move {
+        let _ = stdin.write_all(prompt.as_bytes()).await;
+    });
+    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
+    let mut stderr = BufReader::new(child.stderr.take().context("no stderr")?);
+    let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
+    let (mut out_open, mut err_open) = (true, true);
+    let mut tracker = TurnTracker::default();
+    let mut cancelled = false;
+    while out_open || err_open {
+        let idle = turn.idle.sleep();
+        tokio::select! {
+            n = read_line(&mut stdout, &mut out_line), if out_open => {
+                if n? == 0 { out_open = false; continue; }
+                turn.record_output(&out_line).await?;
+                let (kind, value) = parse_stdout_line(&text(&out_line));
+                if tracker.observe(&kind, &value) == Noted::MetaChanged {
+                    turn.note(&tracker)?;
+                }
+                turn.events.append(&kind, value)?;
+            }
+            n = read_line(&mut stderr, &mut err_line), if err_open => {
+                if n? == 0 { err_open = false; continue; }
+                let line = text(&err_line);
+                turn.record_output(&err_line).await?;
+                turn.events.append(OUTPUT_EVENT, serde_json::json!({"stream": "stderr", "line": line}))?;
+                tracker.last_stderr = Some(line);
+            }
+            _ = turn.stop_requested() => { cancelled = true; signal_child(&child, Signal::TERM); }
+            _ = idle => match turn.idle.fired() {
+                IdleAction::Terminate => signal_child(&child, Signal::TERM),
+                IdleAction::Kill => signal_child(&child, Signal::KILL),
+            },
+        }
+    }
+    let exit_code = exit_code(child.wait().await?);
+    let (status, error) = tracker.outcome(exit_code, cancelled);
+    let (status, error) = match turn.idle.error.clone() {
+        Some(e) if !cancelled => (JobStatus::Failed, Some(e)),
+        _ => (status, error),
+    };
+    Ok(Driven::Ended(End { status, exit_code: Some(exit_code), error }, tracker))
 }
 
 /// One line of Codex's stdout as an event: its `type` and the object itself,

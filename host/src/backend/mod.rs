@@ -1,4 +1,7 @@
-//! Ways of driving Codex. One so far: `exec` (`codex exec --json`, one process a turn).
+//! Ways of driving Codex, each with a host side (validate a start, build the
+//! turn) and a supervisor-side driver (talk to the running agent):
+//! `exec` (`codex exec --json`, one process a turn) and `app_server`
+//! (`codex app-server`, JSON-RPC over stdio, approvals decided by policy).
 
 pub mod codex_cli;
 pub mod exec;

@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::event::{Event, OUTPUT_EVENT};
+use super::event::Event;
 use super::store::{FileLock, JobDir, JobStore, Notification, TurnSpec};
 use super::{JobId, JobMeta, JobStatus};
-use crate::backend::exec::{self, Noted, TurnTracker};
+use crate::backend::exec::{self, TurnTracker};
 
 /// How long a turn stopped by `idle_timeout_s` gets after SIGTERM before SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -90,121 +90,15 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
     result
 }
 
-/// Starts Codex for the turn and follows it to its end (see [`run`]).
-async fn drive(store: &JobStore, job: &JobDir, mut meta: JobMeta, spec: TurnSpec) -> Result<()> {
-    let mut events = job.event_writer()?;
-    let mut output = tokio::fs::File::from_std(job.output_log()?.into_std());
-
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&meta.cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: prctl is async-signal-safe. Codex dies with its supervisor
-    // rather than running on unrecorded.
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).map_err(Into::into)
-        });
-    }
-    // Named before Codex starts: a supervisor that dies from here on is seen
-    // as started (its turn is settled, not run twice).
-    meta.pid = Some(std::process::id());
-    meta.started_at = Some(Timestamp::now());
-    job.write_meta(&meta)?;
-    crate::failpoint!("supervisor-started");
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            let error = format!("cannot start {}: {e}", spec.program.display());
-            let end = End { status: JobStatus::Failed, exit_code: None, error: Some(error) };
-            return record_end(store, job, |_| {}, end);
-        }
-    };
-    // The prompt goes to Codex's stdin (`-`), never on a command line.
-    let mut stdin = child.stdin.take().context("no stdin")?;
-    let prompt = spec.prompt;
-    tokio::spawn(async move {
-        let _ = stdin.write_all(prompt.as_bytes()).await;
-    });
-    meta.status = JobStatus::Running;
-    job.write_meta(&meta)?;
-    events.status(&meta, json!({"pid": child.id()}))?;
-
-    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
-    let mut stderr = BufReader::new(child.stderr.take().context("no stderr")?);
-    let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
-    let (mut out_open, mut err_open) = (true, true);
-    let mut tracker = TurnTracker::default();
-    let mut cancelled = false;
-    let mut idle_error = None;
-    let mut idle = meta.options.idle_timeout_s.map(Duration::from_secs);
-
-    while out_open || err_open {
-        // Idle: SIGTERM after `idle`, then SIGKILL after KILL_GRACE more.
-        let timer = match (idle, &idle_error) {
-            (Some(d), None) => Some(d),
-            (Some(_), Some(_)) => Some(KILL_GRACE),
-            (None, _) => None,
-        };
-        let idle_timer = async move {
-            match timer {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            n = read_line(&mut stdout, &mut out_line), if out_open => {
-                if n? == 0 { out_open = false; continue; }
-                let line = text(&out_line);
-                append_output(&mut output, &out_line).await?;
-                let (kind, value) = exec::parse_stdout_line(&line);
-                if tracker.observe(&kind, &value) == Noted::MetaChanged {
-                    meta.thread_id = tracker.thread_id.clone().or(meta.thread_id.take());
-                    meta.last_message = tracker.last_message.clone().or(meta.last_message.take());
-                    job.write_meta(&meta)?;
-                }
-                events.append(&kind, value)?;
-            }
-            n = read_line(&mut stderr, &mut err_line), if err_open => {
-                if n? == 0 { err_open = false; continue; }
-                let line = text(&err_line);
-                append_output(&mut output, &err_line).await?;
-                events.append(OUTPUT_EVENT, json!({"stream": "stderr", "line": line}))?;
-                tracker.last_stderr = Some(line);
-            }
-            _ = term.recv() => { cancelled = true; signal_child(&child, rustix::process::Signal::TERM); }
-            _ = int.recv() => { cancelled = true; signal_child(&child, rustix::process::Signal::TERM); }
-            _ = hup.recv() => { cancelled = true; signal_child(&child, rustix::process::Signal::TERM); }
-            _ = idle_timer => {
-                if idle_error.is_some() {
-                    // Still there KILL_GRACE after SIGTERM: it ignored it.
-                    signal_child(&child, rustix::process::Signal::KILL);
-                    idle = None;
-                    continue;
-                }
-                let secs = idle.unwrap_or_default().as_secs();
-                idle_error = Some(format!("no output from codex for {secs} s (idle_timeout_s); stopped it"));
-                signal_child(&child, rustix::process::Signal::TERM);
-            }
-        }
-    }
-    let status = child.wait().await?;
-    let exit_code =
-        status.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s)).unwrap_or(-1);
-    let (status, error) = tracker.outcome(exit_code, cancelled);
-    let (status, error) = match idle_error {
-        Some(e) if !cancelled => (JobStatus::Failed, Some(e)),
-        _ => (status, error),
+/// Runs the turn through its backend's driver and records how it ended (see [`run`]).
+async fn drive(store: &JobStore, job: &JobDir, meta: JobMeta, spec: TurnSpec) -> Result<()> {
+    let mut turn = Turn::new(job, meta, spec)?;
+    let ended = exec::drive(&mut turn).await?;
+    let (end, tracker) = match ended {
+        Driven::Ended(end, tracker) => (end, tracker),
+        Driven::NotStarted(end) => return record_end(store, job, |_| {}, end),
     };
     crate::failpoint!("supervisor-before-end");
-    let end = End { status, exit_code: Some(exit_code), error };
     record_end(
         store,
         job,
@@ -215,6 +109,190 @@ async fn drive(store: &JobStore, job: &JobDir, mut meta: JobMeta, spec: TurnSpec
         },
         end,
     )
+}
+
+/// How a driver left its turn.
+pub enum Driven {
+    /// The agent could not be started: nothing ran.
+    NotStarted(End),
+    /// The agent ran and the turn ended so; the tracker holds what its events said.
+    Ended(End, TurnTracker),
+}
+
+/// What every backend's driver shares while it runs one turn: the job, its
+/// `meta.json`, the event log, `output.log`, the stop signals and the idle timer.
+pub struct Turn<'a> {
+    /// The job's directory.
+    pub job: &'a JobDir,
+    /// The job's metadata as this supervisor last wrote it.
+    pub meta: JobMeta,
+    /// What to run.
+    pub spec: TurnSpec,
+    /// The job's event log.
+    pub events: super::EventWriter,
+    output: tokio::fs::File,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    /// The turn's idle timeout (`idle_timeout_s`).
+    pub idle: IdleTimer,
+}
+
+impl<'a> Turn<'a> {
+    fn new(job: &'a JobDir, meta: JobMeta, spec: TurnSpec) -> Result<Self> {
+        let idle = IdleTimer::new(meta.options.idle_timeout_s.map(Duration::from_secs));
+        Ok(Turn {
+            events: job.event_writer()?,
+            output: tokio::fs::File::from_std(job.output_log()?.into_std()),
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            idle,
+            job,
+            meta,
+            spec,
+        })
+    }
+
+    /// The agent's command: `spec`'s program, arguments and environment, in
+    /// the job's cwd, stdin, stdout and stderr piped, killed if the supervisor dies.
+    pub fn agent_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.spec.program);
+        cmd.args(&self.spec.args)
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.meta.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl is async-signal-safe. Codex dies with its supervisor
+        // rather than running on unrecorded.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                    .map_err(Into::into)
+            });
+        }
+        cmd
+    }
+
+    /// Starts the agent and marks the turn `running`. `Err(end)` when it
+    /// cannot start: the end to record.
+    pub fn start_agent(&mut self, mut cmd: tokio::process::Command) -> Result<std::result::Result<tokio::process::Child, End>> {
+        // Named before Codex starts: a supervisor that dies from here on is seen
+        // as started (its turn is settled, not run twice).
+        self.meta.pid = Some(std::process::id());
+        self.meta.started_at = Some(Timestamp::now());
+        self.job.write_meta(&self.meta)?;
+        crate::failpoint!("supervisor-started");
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let error = format!("cannot start {}: {e}", self.spec.program.display());
+                return Ok(Err(End { status: JobStatus::Failed, exit_code: None, error: Some(error) }));
+            }
+        };
+        let pid = child.id();
+        self.set_status(JobStatus::Running, json!({"pid": pid}))?;
+        Ok(Ok(child))
+    }
+
+    /// Moves the turn to `status` (through [`JobStatus::can_move_to`]): `meta.json`,
+    /// then a `job.status` event with `extra` fields. A move the state machine
+    /// does not allow is an error.
+    pub fn set_status(&mut self, status: JobStatus, extra: Value) -> Result<()> {
+        if !self.meta.status.can_move_to(status, super::Turn::Same) {
+            anyhow::bail!("job {}: cannot move from {} to {status}", self.meta.id, self.meta.status);
+        }
+        self.meta.status = status;
+        self.job.write_meta(&self.meta)?;
+        self.events.status(&self.meta, extra)?;
+        Ok(())
+    }
+
+    /// Keeps the thread id and last message the tracker learned in `meta.json`.
+    pub fn note(&mut self, tracker: &TurnTracker) -> Result<()> {
+        self.meta.thread_id = tracker.thread_id.clone().or(self.meta.thread_id.take());
+        self.meta.last_message = tracker.last_message.clone().or(self.meta.last_message.take());
+        self.job.write_meta(&self.meta)
+    }
+
+    /// Appends one line of the agent's raw output to `output.log`.
+    pub async fn record_output(&mut self, line: &[u8]) -> Result<()> {
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        self.output.write_all(&buf).await?;
+        Ok(())
+    }
+
+    /// Resolves when the supervisor is told to stop (SIGTERM, SIGINT or SIGHUP: `job_cancel`).
+    pub async fn stop_requested(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
+}
+
+/// `idle_timeout_s`: SIGTERM after that long without output, SIGKILL
+/// [`KILL_GRACE`] later. Restarted by every line the agent prints (a driver
+/// makes a new [`IdleTimer::sleep`] each time round its loop); paused while
+/// the agent waits for an approval.
+#[derive(Debug)]
+pub struct IdleTimer {
+    idle: Option<Duration>,
+    /// Set once it fired: the turn's error.
+    pub error: Option<String>,
+    /// While set, the timer does not run.
+    pub paused: bool,
+}
+
+/// What to do when the idle timer fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleAction {
+    /// Ask the agent to stop (SIGTERM).
+    Terminate,
+    /// It ignored that: SIGKILL.
+    Kill,
+}
+
+impl IdleTimer {
+    fn new(idle: Option<Duration>) -> Self {
+        IdleTimer { idle, error: None, paused: false }
+    }
+
+    /// Sleeps until the timer fires (never, when there is none or it is paused).
+    pub fn sleep(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let timer = match (self.idle, &self.error) {
+            _ if self.paused => None,
+            (Some(d), None) => Some(d),
+            (Some(_), Some(_)) => Some(KILL_GRACE),
+            (None, _) => None,
+        };
+        async move {
+            match timer {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// The timer fired: what to do now.
+    pub fn fired(&mut self) -> IdleAction {
+        if self.error.is_some() {
+            self.idle = None;
+            return IdleAction::Kill;
+        }
+        let secs = self.idle.unwrap_or_default().as_secs();
+        self.error = Some(format!("no output from codex for {secs} s (idle_timeout_s); stopped it"));
+        IdleAction::Terminate
+    }
+}
+
+/// The agent's exit status as a number: its code, or 128 + the signal that killed it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s)).unwrap_or(-1)
 }
 
 /// Keeps the supervisor lock for this process's life: the one handed over as
@@ -324,14 +402,14 @@ fn append_end(events: &mut super::EventWriter, meta: &JobMeta, end: &End) -> Res
     Ok(event)
 }
 
-fn signal_child(child: &tokio::process::Child, signal: rustix::process::Signal) {
+pub fn signal_child(child: &tokio::process::Child, signal: rustix::process::Signal) {
     if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
         let _ = rustix::process::kill_process(pid, signal);
     }
 }
 
 /// Reads one line, without its line end, into `buf`; returns the bytes read (0 at the end).
-async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+pub async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     buf.clear();
     let n = reader.read_until(b'\n', buf).await?;
     if buf.last() == Some(&b'\n') {
@@ -340,14 +418,8 @@ async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mut Ve
     Ok(n)
 }
 
-fn text(line: &[u8]) -> String {
+/// A line of output as text, invalid UTF-8 replaced, without a trailing `\r`.
+pub fn text(line: &[u8]) -> String {
     String::from_utf8_lossy(line).trim_end_matches('\r').to_owned()
 }
 
-async fn append_output(output: &mut tokio::fs::File, line: &[u8]) -> Result<()> {
-    let mut buf = Vec::with_capacity(line.len() + 1);
-    buf.extend_from_slice(line);
-    buf.push(b'\n');
-    output.write_all(&buf).await?;
-    Ok(())
-}
