@@ -46,6 +46,19 @@ pub fn default_max_running() -> usize {
 /// Errors: the file is not TOML, or the value is not a whole number from 1
 /// up; the message names the file and the value.
 fn read_max_running(home: &std::path::Path) -> Result<Option<usize>> {
+    read_jobs_setting(home, "max_running")
+}
+
+/// `[jobs] approval_timeout_s` from `<home>/config.toml`, if set: how long
+/// an approval request waits for `job_approve` before it is declined.
+///
+/// Errors: as for `[jobs] max_running`.
+pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
+    Ok(read_jobs_setting(home, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
+}
+
+/// A whole number from 1 up under `[jobs]` in `<home>/config.toml`, if set.
+fn read_jobs_setting(home: &std::path::Path, key: &str) -> Result<Option<usize>> {
     let path = home.join(crate::policy::config::USER_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -53,13 +66,13 @@ fn read_max_running(home: &std::path::Path) -> Result<Option<usize>> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
-    let Some(value) = table.get("jobs").and_then(|j| j.get("max_running")) else {
+    let Some(value) = table.get("jobs").and_then(|j| j.get(key)) else {
         return Ok(None);
     };
     match value.as_integer().and_then(|n| usize::try_from(n).ok()).filter(|n| *n >= 1) {
         Some(n) => Ok(Some(n)),
         None => {
-            anyhow::bail!("{}: invalid [jobs] max_running {value}: expected a whole number from 1 up", path.display())
+            anyhow::bail!("{}: invalid [jobs] {key} {value}: expected a whole number from 1 up", path.display())
         }
     }
 }

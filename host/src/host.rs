@@ -1,9 +1,11 @@
 //! `JobHost`: the one façade that the MCP tools and the CLI both call.
 
+mod approvals;
 mod gc;
 mod lifecycle;
 mod shape;
 
+pub use approvals::{ApproveOutcome, ApproveRequest};
 pub use gc::GcReport;
 
 use std::collections::HashMap;
@@ -18,11 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, watch};
 
-use crate::backend::{CodexCli, exec};
+use crate::backend::{CodexCli, app_server, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
 use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
+use crate::job::approval::{self, PendingApproval};
 use crate::job::supervisor;
 use crate::job::{
     Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn, TurnSpec,
@@ -80,6 +83,18 @@ pub struct StartRequest {
     /// Stop a turn after this many seconds without output; absent: never.
     #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub idle_timeout_s: Option<u64>,
+    /// How Codex is driven: `app-server` (every command, file change and
+    /// permission request of the agent goes through the project's approval
+    /// policies), `exec` (`codex exec --json`: the policies judge only the
+    /// launch), or `auto` (the default: `app-server` where the installed
+    /// Codex has it).
+    #[schemars(extend("enum" = ["auto", "exec", "app-server"]))]
+    pub backend: Option<String>,
+    /// Seconds an approval request handed to the caller waits for
+    /// `job_approve` before it is declined; absent: the user's
+    /// `[jobs] approval_timeout_s`, else 900.
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
+    pub approval_timeout_s: Option<u64>,
 }
 
 /// What `job_start` and `job_reply` return at once.
@@ -110,6 +125,11 @@ pub struct StatusReport {
     pub exit_code: Option<i32>,
     /// Why the turn failed.
     pub error: Option<String>,
+    /// Approval requests of the current turn waiting for `job_approve`
+    /// (the job is `input_required` while there are any).
+    pub pending_approvals: Vec<PendingApproval>,
+    /// The backend that runs the job: `app-server` or `exec`.
+    pub backend: String,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// When the current turn started, RFC 3339 UTC.
@@ -327,6 +347,9 @@ pub struct JobList {
 pub struct WaitOutcome {
     /// The waited-for jobs that are in a terminal status.
     pub finished: Vec<JobSummary>,
+    /// Those waiting for an answer to an approval request: see their
+    /// `pending_approvals` in `job_status`, answer with `job_approve`.
+    pub input_required: Vec<JobSummary>,
     /// Those still going.
     pub pending: Vec<JobSummary>,
     /// Whether the time ran out before any finished.
@@ -435,16 +458,25 @@ impl JobHost {
             extra_args: req.extra_args,
             skip_git_repo_check: req.skip_git_repo_check,
             idle_timeout_s: req.idle_timeout_s,
+            approval_timeout_s: req.approval_timeout_s,
         };
         let cli = self.codex().await?;
+        let backend = choose_backend(req.backend.as_deref(), cli)?;
         exec::validate(&options, cli)?;
+        if backend == app_server::BACKEND {
+            app_server::validate(&options)?;
+        }
+        if options.approval_timeout_s == Some(0) {
+            return Err(invalid("invalid approval_timeout_s 0: expected a number of seconds above 0, or none"));
+        }
         let id = JobId::new();
         // Off the async workers: a first load compiles the components (~0.2 s).
         let (host, judged) = (Arc::clone(self), (cwd.clone(), req.prompt.clone(), options.clone()));
-        let set = tokio::task::spawn_blocking(move || host.judge_launch(id, &judged.0, &judged.1, &judged.2)).await??;
+        let set =
+            tokio::task::spawn_blocking(move || host.judge_launch(id, backend, &judged.0, &judged.1, &judged.2)).await??;
         // The job runs under this set for good, whatever later edits to the project's policies.
         let pinned = set.pin();
-        let meta = JobMeta::queued(id, &req.prompt, cwd, exec::BACKEND, options, cli.located.clone());
+        let meta = JobMeta::queued(id, &req.prompt, cwd, backend, options, cli.located.clone());
         let spec = turn_spec(&meta, &req.prompt, cli)?;
         self.store.create(id, |job| {
             job.write_meta(&meta)?;
@@ -460,11 +492,18 @@ impl JobHost {
     /// Asks the project's approval policies whether this launch may go ahead.
     ///
     /// Returns the set that judged it, which the job then pins. Errors: see [`JobHost::judge`].
-    fn judge_launch(&self, id: JobId, cwd: &Path, prompt: &str, options: &JobOptions) -> Result<Arc<PolicySet>> {
+    fn judge_launch(
+        &self,
+        id: JobId,
+        backend: &str,
+        cwd: &Path,
+        prompt: &str,
+        options: &JobOptions,
+    ) -> Result<Arc<PolicySet>> {
         let set = self.policies.for_cwd(cwd).map_err(|e| invalid(format!("job_start refused: {e:#}")))?;
         let ctx = JobContext {
             job_id: id.to_string(),
-            backend: exec::BACKEND.to_owned(),
+            backend: backend.to_owned(),
             cwd: cwd.display().to_string(),
             project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
             prompt: prompt.to_owned(),
@@ -586,6 +625,11 @@ impl JobHost {
             turn: meta.turn,
             exit_code: meta.exit_code,
             error: meta.error,
+            pending_approvals: match meta.status.is_terminal() {
+                true => Vec::new(),
+                false => approval::pending(&job, meta.turn)?,
+            },
+            backend: meta.backend,
             created_at: meta.created_at.to_string(),
             started_at: meta.started_at.map(|t| t.to_string()),
             finished_at: meta.finished_at.map(|t| t.to_string()),
@@ -761,7 +805,7 @@ impl JobHost {
     }
 
     /// Waits until one of `job_ids` (none: any job running when called) is in a
-    /// terminal status, or `timeout_s` (default 30, at most [`WAIT_MAX_S`]) passes.
+    /// terminal status or `input_required` (the caller must answer), or `timeout_s` (default 30, at most [`WAIT_MAX_S`]) passes.
     /// Wakes on the supervisor's exit, never by polling.
     ///
     /// Errors: [`InvalidInput`] for a bad or unknown id, or a timeout over [`WAIT_MAX_S`].
@@ -799,7 +843,8 @@ impl JobHost {
         loop {
             changes.borrow_and_update();
             let summaries: Vec<JobSummary> = ids.iter().filter_map(|id| self.registry.get(*id)).collect();
-            let timed_out = if summaries.is_empty() || summaries.iter().any(|j| j.status.is_terminal()) {
+            let needs_caller = |j: &JobSummary| j.status.is_terminal() || j.status == JobStatus::InputRequired;
+            let timed_out = if summaries.is_empty() || summaries.iter().any(needs_caller) {
                 false
             } else if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
                 true
@@ -807,8 +852,9 @@ impl JobHost {
                 continue;
             };
             let (summaries, policy) = self.off_runtime(move |host| host.redact_summaries(summaries, begun)).await?;
-            let (finished, pending) = summaries.into_iter().partition(|j| j.status.is_terminal());
-            return Ok(WaitOutcome { finished, pending, timed_out, policy });
+            let (finished, rest): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|j| j.status.is_terminal());
+            let (input_required, pending) = rest.into_iter().partition(|j| j.status == JobStatus::InputRequired);
+            return Ok(WaitOutcome { finished, input_required, pending, timed_out, policy });
         }
     }
 
@@ -933,13 +979,38 @@ fn check_max_chars(max_chars: Option<usize>) -> Result<()> {
     }
 }
 
+/// The backend a job runs on: `requested` (`auto`, `exec`, `app-server`;
+/// none is `auto`), where `auto` is `app-server` when the installed Codex has it.
+///
+/// Errors: [`InvalidInput`] for another name, or `app-server` with a Codex that lacks it (naming its version).
+fn choose_backend(requested: Option<&str>, cli: &CodexCli) -> Result<&'static str, InvalidInput> {
+    match requested.unwrap_or("auto") {
+        "auto" if cli.capabilities.app_server => Ok(app_server::BACKEND),
+        "auto" | "exec" => Ok(exec::BACKEND),
+        "app-server" if cli.capabilities.app_server => Ok(app_server::BACKEND),
+        "app-server" => Err(InvalidInput::new(format!(
+            "backend \"app-server\" is not supported by the installed Codex CLI {} ({}): it has no `codex app-server`; use backend \"exec\"",
+            cli.version,
+            cli.program.display()
+        ))),
+        other => Err(InvalidInput::new(format!(
+            "invalid backend {}: expected auto, exec or app-server",
+            quote_short(other)
+        ))),
+    }
+}
+
 /// What the supervisor runs for the job's current turn.
 fn turn_spec(meta: &JobMeta, prompt: &str, cli: &CodexCli) -> Result<TurnSpec> {
-    let args = exec::command_args(meta, cli)?;
+    let args = if meta.backend == app_server::BACKEND {
+        app_server::command_args(meta)
+    } else {
+        exec::command_args(meta, cli)?.into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    };
     Ok(TurnSpec {
         turn: meta.turn,
         program: cli.program.clone(),
-        args: args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        args,
         env: cli.env.clone(),
         prompt: prompt.to_owned(),
     })

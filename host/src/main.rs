@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use codex_jobhost::host::ListRequest;
+use codex_jobhost::host::{ApproveRequest, ListRequest};
 use codex_jobhost::job::supervisor;
 use codex_jobhost::job::{JobId, JobStatus};
 use codex_jobhost::policy::JobContext;
@@ -113,6 +113,17 @@ enum JobsCommand {
     },
     /// Cancel a running job.
     Cancel { id: String },
+    /// Answer an approval request a job waits on (see `pending_approvals` in `jobs show`).
+    Approve {
+        id: String,
+        /// The request's id, e.g. 0-1.
+        request: String,
+        /// accept, accept_for_session, decline or cancel.
+        decision: String,
+        /// Why, for the job's log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Remove ended jobs older than a cutoff (never a queued or running one).
     Gc {
         /// Jobs whose last turn ended longer ago than this: e.g. 7d, 12h, 30m.
@@ -230,6 +241,16 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
             let statuses = status.iter().map(|s| JobStatus::parse(s)).collect::<Result<Vec<_>, _>>()?;
             let report = host.off_runtime(move |host| host.gc(age, &statuses, dry_run)).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        JobsCommand::Approve { id, request, decision, reason } => {
+            let decision = serde_json::from_value(serde_json::Value::String(decision.clone())).map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid decision {decision:?}: expected accept, accept_for_session, decline or cancel"
+                )
+            })?;
+            let req = ApproveRequest { job_id: id, request_id: request, decision, reason };
+            let outcome = host.approve(&req, "jobs approve")?;
+            println!("{} {} {}", outcome.job_id, outcome.request_id, outcome.decision.as_str());
         }
         JobsCommand::Cancel { id } => {
             host.index_jobs().await?;

@@ -47,6 +47,9 @@ pub struct Capabilities {
     pub resume_bypass_sandbox: bool,
     /// `exec resume --model`.
     pub resume_model: bool,
+    /// `codex app-server` exists (the `app-server` backend).
+    #[serde(default)]
+    pub app_server: bool,
 }
 
 impl CodexCli {
@@ -73,10 +76,15 @@ impl CodexCli {
             None => (located.clone(), Vec::new()),
         };
         let run = |args: &'static [&'static str]| run_for_output(&program, &env, args);
-        let (version, exec_help, resume_help) =
-            tokio::join!(run(&["--version"]), run(&["exec", "--help"]), run(&["exec", "resume", "--help"]));
+        let (version, exec_help, resume_help, root_help) = tokio::join!(
+            run(&["--version"]),
+            run(&["exec", "--help"]),
+            run(&["exec", "resume", "--help"]),
+            run(&["--help"])
+        );
         let version = parse_version(&version?).with_context(|| format!("{} --version", program.display()))?;
-        let capabilities = Capabilities::from_help(&exec_help?, resume_help.as_deref().ok());
+        let mut capabilities = Capabilities::from_help(&exec_help?, resume_help.as_deref().ok());
+        capabilities.app_server = root_help.as_deref().is_ok_and(lists_app_server);
         Ok(CodexCli { located, program, env, version, capabilities })
     }
 }
@@ -96,8 +104,14 @@ impl Capabilities {
             resume_skip_git_repo_check: has(resume, "--skip-git-repo-check"),
             resume_bypass_sandbox: has(resume, "--dangerously-bypass-approvals-and-sandbox"),
             resume_model: has(resume, "--model"),
+            app_server: false,
         }
     }
+}
+
+/// Whether `codex --help` lists the `app-server` command.
+fn lists_app_server(help: &str) -> bool {
+    help.lines().any(|l| l.split_whitespace().next() == Some("app-server"))
 }
 
 async fn run_for_output(program: &Path, env: &[(String, String)], args: &[&str]) -> Result<String> {
@@ -193,6 +207,12 @@ mod tests {
         assert!(old.full_auto && !old.resume);
         // A flag named inside another word does not count.
         assert!(!Capabilities::from_help("--full-auto-ish", None).full_auto);
+    }
+
+    #[test]
+    fn the_app_server_command_is_found_in_the_help() {
+        assert!(lists_app_server("Commands:\n  exec  Run\n  app-server        [experimental] Run the app server\n"));
+        assert!(!lists_app_server("Commands:\n  exec  Run Codex; see app-server\n"));
     }
 
     #[test]

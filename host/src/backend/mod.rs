@@ -3,6 +3,7 @@
 //! `exec` (`codex exec --json`, one process a turn) and `app_server`
 //! (`codex app-server`, JSON-RPC over stdio, approvals decided by policy).
 
+pub mod app_server;
 pub mod codex_cli;
 pub mod exec;
 

@@ -166,7 +166,21 @@ impl JobHost {
         self.live.lock().unwrap().insert(id, Live { turn, cancel_requested: false });
         let host = Arc::clone(self);
         tokio::spawn(async move {
-            watch.exited().await;
+            // Every status the supervisor writes (`running`, `input_required`)
+            // reaches the index at once, not only the turn's end.
+            let changes = host.store.job(id).and_then(|job| Ok((DirWatch::open(job.path())?, job)));
+            match changes {
+                Ok((changes, job)) => loop {
+                    tokio::select! {
+                        _ = watch.exited() => break,
+                        changed = changes.changed() => {
+                            if changed.is_err() { watch.exited().await; break; }
+                            if let Ok(meta) = job.read_meta() { host.registry.update(&meta); }
+                        }
+                    }
+                },
+                Err(_) => watch.exited().await,
+            }
             if let Err(e) = host.settle(id, turn).await {
                 tracing::error!(job = %id, "cannot record the end of turn {turn}: {e:#}");
             }

@@ -50,8 +50,15 @@ impl Event {
 /// nothing, but the type stays the host's own.
 pub const POLICY_ERROR_EVENT: &str = "policy_error";
 
-/// The event types only the host writes: a filter may not turn another event into one.
-pub const HOST_EVENT_TYPES: [&str; 3] = [STATUS_EVENT, OUTPUT_EVENT, POLICY_ERROR_EVENT];
+/// The event types only the host writes: a filter may not turn another event
+/// into one (an approval's audit trail included).
+pub const HOST_EVENT_TYPES: [&str; 5] = [
+    STATUS_EVENT,
+    OUTPUT_EVENT,
+    POLICY_ERROR_EVENT,
+    crate::backend::app_server::APPROVAL_REQUESTED_EVENT,
+    crate::backend::app_server::APPROVAL_DECIDED_EVENT,
+];
 
 /// Calls `f` on every string of text in `value`, in place: what truncation
 /// policies shorten. Object keys, and the values of `type`, `id` and `*_id`

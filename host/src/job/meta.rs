@@ -35,6 +35,11 @@ pub struct JobOptions {
     /// Kill a turn whose agent printed nothing for this many seconds; `None`: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_s: Option<u64>,
+    /// How long an approval request the policies hand to the caller waits
+    /// for `job_approve` before it is declined; `None`: the user's
+    /// `[jobs] approval_timeout_s`, else 15 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_s: Option<u64>,
 }
 
 /// The contents of `jobs/<id>/meta.json`. Replaced whole and atomically on

@@ -1,6 +1,7 @@
 //! Jobs: ids, statuses, events, the on-disk store, the in-memory registry and
 //! the detached supervisor that runs each turn.
 
+pub mod approval;
 pub mod dirwatch;
 pub mod event;
 pub mod event_log;

@@ -347,6 +347,11 @@ impl JobDir {
         &self.path
     }
 
+    /// The directory handle (for the job's own modules, e.g. approvals).
+    pub(crate) fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
     /// Reads `meta.json`.
     pub fn read_meta(&self) -> Result<JobMeta> {
         let bytes = self.dir.read(META).with_context(|| format!("cannot read {}/{META}", self.path.display()))?;

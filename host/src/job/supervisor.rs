@@ -21,6 +21,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::event::Event;
 use super::store::{FileLock, JobDir, JobStore, Notification, TurnSpec};
 use super::{JobId, JobMeta, JobStatus};
+use crate::backend::app_server;
 use crate::backend::exec::{self, TurnTracker};
 
 /// How long a turn stopped by `idle_timeout_s` gets after SIGTERM before SIGKILL.
@@ -92,8 +93,11 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
 
 /// Runs the turn through its backend's driver and records how it ended (see [`run`]).
 async fn drive(store: &JobStore, job: &JobDir, meta: JobMeta, spec: TurnSpec) -> Result<()> {
-    let mut turn = Turn::new(job, meta, spec)?;
-    let ended = exec::drive(&mut turn).await?;
+    let mut turn = Turn::new(store, job, meta, spec)?;
+    let ended = match turn.meta.backend.as_str() {
+        app_server::BACKEND => app_server::drive(&mut turn).await?,
+        _ => exec::drive(&mut turn).await?,
+    };
     let (end, tracker) = match ended {
         Driven::Ended(end, tracker) => (end, tracker),
         Driven::NotStarted(end) => return record_end(store, job, |_| {}, end),
@@ -122,6 +126,8 @@ pub enum Driven {
 /// What every backend's driver shares while it runs one turn: the job, its
 /// `meta.json`, the event log, `output.log`, the stop signals and the idle timer.
 pub struct Turn<'a> {
+    /// The job home's store.
+    pub store: &'a JobStore,
     /// The job's directory.
     pub job: &'a JobDir,
     /// The job's metadata as this supervisor last wrote it.
@@ -139,7 +145,7 @@ pub struct Turn<'a> {
 }
 
 impl<'a> Turn<'a> {
-    fn new(job: &'a JobDir, meta: JobMeta, spec: TurnSpec) -> Result<Self> {
+    fn new(store: &'a JobStore, job: &'a JobDir, meta: JobMeta, spec: TurnSpec) -> Result<Self> {
         let idle = IdleTimer::new(meta.options.idle_timeout_s.map(Duration::from_secs));
         Ok(Turn {
             events: job.event_writer()?,
@@ -148,6 +154,7 @@ impl<'a> Turn<'a> {
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
             idle,
+            store,
             job,
             meta,
             spec,

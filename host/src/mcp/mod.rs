@@ -20,7 +20,8 @@ use serde::Deserialize;
 
 use crate::JobHost;
 use crate::host::{
-    CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest, NotificationPage, StartRequest, Started,
+    ApproveOutcome, ApproveRequest, CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest, NotificationPage,
+    StartRequest, Started,
     StatusReport, WaitOutcome,
 };
 
@@ -183,6 +184,24 @@ impl JobServer {
     )]
     async fn job_cancel(&self, Parameters(args): Parameters<CancelArgs>) -> Result<Json<CancelOutcome>, String> {
         done(self.host.cancel(&args.job_id).await)
+    }
+
+    /// Answer an approval request.
+    #[tool(
+        description = "Answer an approval request a job waits on (status input_required; job_status lists them in \
+        pending_approvals, with the command, files or permissions asked for and the deadline). decision: accept (this once), \
+        accept_for_session, decline (the agent goes on without it) or cancel (decline and end the turn). \
+        Exactly one answer counts; a second is an error naming the first. Next: job_wait with the job_id.",
+        annotations(
+            title = "Answer an approval request",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn job_approve(&self, Parameters(req): Parameters<ApproveRequest>) -> Result<Json<ApproveOutcome>, String> {
+        done(self.host.off_runtime(move |host| host.approve(&req, "job_approve")).await)
     }
 
     /// List jobs.
