@@ -843,7 +843,9 @@ impl JobHost {
         loop {
             changes.borrow_and_update();
             let summaries: Vec<JobSummary> = ids.iter().filter_map(|id| self.registry.get(*id)).collect();
-            let needs_caller = |j: &JobSummary| j.status.is_terminal() || j.status == JobStatus::InputRequired;
+            // An answered request leaves the job `input_required` until its
+            // supervisor has passed the answer on: only an unanswered one needs the caller.
+            let needs_caller = |j: &JobSummary| j.status.is_terminal() || self.awaits_answer(j);
             let timed_out = if summaries.is_empty() || summaries.iter().any(needs_caller) {
                 false
             } else if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
@@ -853,9 +855,19 @@ impl JobHost {
             };
             let (summaries, policy) = self.off_runtime(move |host| host.redact_summaries(summaries, begun)).await?;
             let (finished, rest): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|j| j.status.is_terminal());
-            let (input_required, pending) = rest.into_iter().partition(|j| j.status == JobStatus::InputRequired);
+            let (input_required, pending) = rest.into_iter().partition(|j| self.awaits_answer(j));
             return Ok(WaitOutcome { finished, input_required, pending, timed_out, policy });
         }
+    }
+
+    /// Whether a job is `input_required` with a request no one has answered yet.
+    fn awaits_answer(&self, job: &JobSummary) -> bool {
+        job.status == JobStatus::InputRequired
+            && JobId::parse(&job.job_id)
+                .map_err(anyhow::Error::from)
+                .and_then(|id| self.store.job(id))
+                .and_then(|dir| approval::pending(&dir, job.turn))
+                .is_ok_and(|p| !p.is_empty())
     }
 
     /// Turns that ended after `cursor` (a byte offset into the feed; 0 = from the start).

@@ -21,6 +21,14 @@ pub enum Reply {
     /// A `function_call` to `exec_command` with `{"cmd": ...}`: Codex runs it
     /// and asks the model again with the output.
     Command(String),
+    /// As [`Reply::Command`], asking to run outside the sandbox
+    /// (`"sandbox_permissions": "require_escalated"`, with a justification):
+    /// under a strict approval mode Codex asks for approval first.
+    Escalated(String),
+    /// A patch in `apply_patch` format run through `exec_command`
+    /// (`apply_patch <<'EOF' … EOF`), which Codex turns into a file change
+    /// (and, under a strict approval mode, a file-change approval request).
+    Patch(String),
     /// HTTP 500 with an error body.
     ServerError,
     /// Wait this long, then answer with the inner reply.
@@ -97,6 +105,14 @@ fn answer(mut request: tiny_http::Request, script: &Mutex<VecDeque<Reply>>, requ
         Reply::Command(cmd) => json!({
             "type": "function_call", "call_id": format!("call_{n}"), "name": "exec_command",
             "arguments": json!({"cmd": cmd}).to_string()
+        }),
+        Reply::Escalated(cmd) => json!({
+            "type": "function_call", "call_id": format!("call_{n}"), "name": "exec_command",
+            "arguments": json!({"cmd": cmd, "sandbox_permissions": "require_escalated", "justification": "the test needs it"}).to_string()
+        }),
+        Reply::Patch(patch) => json!({
+            "type": "function_call", "call_id": format!("call_{n}"), "name": "exec_command",
+            "arguments": json!({"cmd": format!("apply_patch <<'EOF'\n{patch}EOF\n")}).to_string()
         }),
         Reply::ServerError => {
             let body = json!({"error": {"message": "mock model exploded", "type": "server_error"}}).to_string();

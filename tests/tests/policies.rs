@@ -107,7 +107,9 @@ async fn a_page_that_runs_out_of_policy_time_falls_back_and_says_so() -> Result<
         world.project_guest("fixture_hostile_truncation")?
     ))?;
     let server = world.serve().await?;
-    let job = server.start_job(world.start_args("go")).await?;
+    let mut args = world.start_args("go");
+    args["approval_policy"] = json!("auto-edit"); // the command runs in the sandbox, unasked
+    let job = server.start_job(args).await?;
     server.wait_done(&job, 120).await?;
     let page = server.ok("job_events", json!({"job_id": job, "limit": 1000, "truncate": 5})).await?;
     assert_eq!(page["policy_budget_exhausted"], true, "{page}");
@@ -144,7 +146,9 @@ async fn reads_write_nothing_and_report_policy_failures_in_the_result() -> Resul
         world.project_guest("fixture_hostile_truncation")?
     ))?;
     let server = world.serve().await?;
-    let job = server.start_job(world.start_args("go")).await?;
+    let mut args = world.start_args("go");
+    args["approval_policy"] = json!("auto-edit"); // the command runs in the sandbox, unasked
+    let job = server.start_job(args).await?;
     let status = server.wait_done(&job, 120).await?;
     let count = status["event_count"].as_u64().unwrap();
     let errors = status["policy_errors"].as_array().cloned().unwrap_or_default();
@@ -263,6 +267,7 @@ async fn a_launch_request_shows_the_policy_what_the_options_add_up_to() -> Resul
     let server = world.serve().await?;
     // Asked as `suggest`, but the extra argument turns the sandbox and approvals off.
     let mut args = world.start_args("x");
+    args["backend"] = json!("exec"); // extra_args are `codex exec` flags
     args["extra_args"] = json!(["--dangerously-bypass-approvals-and-sandbox"]);
     let err = server.err("job_start", args).await?;
     assert!(err.contains("refused by policy command_allowlist") && err.contains("full-auto"), "{err}");
@@ -277,6 +282,7 @@ async fn a_launch_request_shows_the_policy_what_the_options_add_up_to() -> Resul
         ("profile", json!("wide-open"), "profile \"wide-open\""),
     ] {
         let mut args = world.start_args("x");
+        args["backend"] = json!("exec");
         args[key] = value;
         let err = server.err("job_start", args).await?;
         assert!(err.contains("cannot judge") && err.contains(named), "{key}: {err}");

@@ -15,6 +15,8 @@ pub struct Settings {
     pub deny: Vec<String>,
     /// Whether `full-auto` launches (no sandbox) are allowed.
     pub allow_full_auto: bool,
+    /// Substrings of paths whose change is declined, e.g. `[".env", ".git/"]`.
+    pub deny_paths: Vec<String>,
 }
 
 impl Default for Settings {
@@ -25,6 +27,7 @@ impl Default for Settings {
                 .map(String::from)
                 .to_vec(),
             allow_full_auto: false,
+            deny_paths: Vec::new(),
         }
     }
 }
@@ -51,7 +54,16 @@ impl ApprovalPolicy for CommandAllowlist {
                     Decision::Ask
                 }
             }
-            Request::FileChange { .. } | Request::Permissions { .. } => Decision::Ask,
+            Request::FileChange { paths, .. } => {
+                let denied = paths
+                    .iter()
+                    .find_map(|p| settings.deny_paths.iter().find(|d| p.contains(d.as_str())).map(|d| (p, d)));
+                match denied {
+                    Some((path, pattern)) => Decision::Decline(format!("changing {path} is not allowed (`{pattern}`)")),
+                    None => Decision::Ask,
+                }
+            }
+            Request::Permissions { .. } => Decision::Ask,
         }
     }
 }
@@ -84,6 +96,20 @@ mod tests {
             CommandAllowlist::decide(&s, &job, &command("git push  --force origin")),
             Decision::Decline(_)
         ));
+    }
+
+    #[test]
+    fn changes_to_denied_paths_are_declined() {
+        let s = Settings { deny_paths: vec![".env".into()], ..Settings::default() };
+        let change = |p: &str| Request::FileChange {
+            paths: vec!["/w/src/main.rs".into(), p.into()],
+            kind: codex_jobhost_policy::ChangeKind::Update,
+            reason: None,
+        };
+        assert!(
+            matches!(CommandAllowlist::decide(&s, &Job::default(), &change("/w/.env")), Decision::Decline(r) if r.contains("/w/.env"))
+        );
+        assert_eq!(CommandAllowlist::decide(&s, &Job::default(), &change("/w/README.md")), Decision::Ask);
     }
 
     #[test]
