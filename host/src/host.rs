@@ -190,24 +190,35 @@ impl StatusReport {
             self.prompt = builtin::truncate(&self.prompt, Limits { max_chars: 1_000, max_lines: u32::MAX }, Keep::Head);
             self.prompt_truncated = true;
         }
-        let over = size(self).saturating_sub(max_chars);
-        if over > 0
-            && let Some(message) = &self.last_message
-        {
-            let keep = message.chars().count().saturating_sub(over + 40); // 40: the marker and its escapes
-            let limits = Limits { max_chars: keep as u32, max_lines: u32::MAX };
-            self.last_message = Some(builtin::truncate(message, limits, Keep::Head));
-            self.last_message_truncated = true;
-        }
-        let over = size(self).saturating_sub(max_chars);
-        if over > 0 {
-            let keep = self.output_tail.chars().count().saturating_sub(over + 40);
-            let limits = Limits { max_chars: keep as u32, max_lines: u32::MAX };
-            self.output_tail = builtin::truncate(&self.output_tail, limits, Keep::Tail);
-            self.output_truncated = true;
+        // The flags, markers and escapes a cut adds are only known once it is
+        // made: cut again until it fits, the last message before the output tail.
+        loop {
+            let over = size(self).saturating_sub(max_chars);
+            if over == 0 {
+                return;
+            }
+            let cut = |text: &str, keep: Keep| {
+                let chars = text.chars().count();
+                let limits = Limits { max_chars: chars.saturating_sub(over + 40) as u32, max_lines: u32::MAX };
+                builtin::truncate(text, limits, keep)
+            };
+            match &self.last_message {
+                Some(message) if message.chars().count() > MARKER_CHARS => {
+                    self.last_message = Some(cut(message, Keep::Head));
+                    self.last_message_truncated = true;
+                }
+                _ if self.output_tail.chars().count() > MARKER_CHARS => {
+                    self.output_tail = cut(&self.output_tail, Keep::Tail);
+                    self.output_truncated = true;
+                }
+                _ => return, // nothing left to cut
+            }
         }
     }
 }
+
+/// Characters a text cut to nothing still takes (its marker, `…[N more chars]`).
+const MARKER_CHARS: usize = 24;
 
 /// `job_events` arguments.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

@@ -26,6 +26,7 @@ pub struct ApproveRequest {
     /// `accept` (this once), `accept_for_session` (this and the same request
     /// for the rest of the session), `decline` (the agent goes on without it)
     /// or `cancel` (decline and end the turn).
+    #[schemars(with = "String", extend("enum" = ["accept", "accept_for_session", "decline", "cancel"]))]
     pub decision: ApprovalDecision,
     /// Why, for the job's log.
     pub reason: Option<String>,
@@ -39,6 +40,7 @@ pub struct ApproveOutcome {
     /// The request answered.
     pub request_id: String,
     /// The answer recorded.
+    #[schemars(with = "String", extend("enum" = ["accept", "accept_for_session", "decline", "cancel"]))]
     pub decision: ApprovalDecision,
     /// The job's status when the answer was written (it turns `running`
     /// again once the supervisor has passed the answer on).

@@ -113,9 +113,12 @@ impl JobServer {
 
     /// Start a Codex job in the background.
     #[tool(
-        description = "Start a Codex job (`codex exec`) in the background and return its job_id at once. \
+        description = "Start a Codex job in the background and return its job_id at once. \
         approval_policy: suggest (default, read-only sandbox), auto-edit (workspace-write), full-auto (no sandbox). \
-        Next: job_wait with the job_id (call it again while it returns timed_out: true), then job_status for the result.",
+        On backend app-server (the default where Codex has it) every command, file change and permission request of the agent \
+        goes through the project's approval policy; what the policy hands on makes the job input_required. \
+        Next: job_wait with the job_id (call it again while it returns timed_out: true; on input_required, job_status shows \
+        pending_approvals and job_approve answers them), then job_status for the result.",
         annotations(
             title = "Start a Codex job",
             read_only_hint = false,
@@ -158,7 +161,7 @@ impl JobServer {
     /// Continue the conversation.
     #[tool(
         description = "Continue a finished job's Codex conversation with a new prompt (a new turn of the same job, \
-        `codex exec resume`). The job must not be running. Next: job_wait with the same job_id.",
+        the same Codex thread). The job must not be running. Next: job_wait with the same job_id.",
         annotations(
             title = "Reply to a job",
             read_only_hint = false,
@@ -217,7 +220,8 @@ impl JobServer {
 
     /// Block until a job finishes.
     #[tool(
-        description = "Wait until one of job_ids (none: any running job) has finished, or timeout_s passes \
+        description = "Wait until one of job_ids (none: any running job) has finished or waits for an approval \
+        (listed in input_required: answer with job_approve), or timeout_s passes \
         (default 30, max 240, below MCP clients' own tool timeouts). When it returns timed_out: true, call job_wait again. \
         Sends progress notifications every second when the request has a progress token.",
         annotations(title = "Wait for jobs", read_only_hint = true, open_world_hint = false)
