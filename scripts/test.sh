@@ -36,3 +36,6 @@ echo "==> cargo build"
 cargo build --workspace --locked --all-targets --features codex-jobhost/failpoints
 echo "==> cargo test"
 cargo test --workspace --locked --features codex-jobhost/failpoints
+# The default backend is app-server; the job and crash tests run on exec too.
+echo "==> cargo test: jobs and durability on the exec backend"
+CODEX_JOBHOST_E2E_BACKEND=exec cargo test --workspace --locked --features codex-jobhost/failpoints --test jobs --test durability

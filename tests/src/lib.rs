@@ -231,9 +231,15 @@ impl World {
         Ok(Server { client, pid })
     }
 
-    /// `job_start` arguments for `prompt` in the work directory.
+    /// `job_start` arguments for `prompt` in the work directory, on the
+    /// backend `CODEX_JOBHOST_E2E_BACKEND` names (`exec`, `app-server`;
+    /// unset: the default, `auto`), so one test runs against each.
     pub fn start_args(&self, prompt: &str) -> Value {
-        json!({"prompt": prompt, "cwd": self.work_dir(), "skip_git_repo_check": true})
+        let mut args = json!({"prompt": prompt, "cwd": self.work_dir(), "skip_git_repo_check": true});
+        if let Ok(backend) = std::env::var("CODEX_JOBHOST_E2E_BACKEND") {
+            args["backend"] = json!(backend);
+        }
+        args
     }
 }
 

@@ -43,8 +43,10 @@ use crate::policy::{ChangeKind, Decision, JobContext, PinnedSet, Policies, Polic
 pub const BACKEND: &str = "app-server";
 
 /// Event type of a decision on an agent's request: `data` is `{"request_id",
-/// "kind", "request", "decision", "reason", "decided_by"}`, where `decided_by`
-/// is a policy component's name, `built-in`, `job_approve`, `jobs approve` or `timeout`.
+/// "kind", "request", "decision", "reason", "decided_by", "elapsed_us"?}`, where `decided_by`
+/// is a policy component's name, `built-in`, `job_approve`, `jobs approve` or `timeout`,
+/// and `elapsed_us` (for a decision the policies made) the microseconds from
+/// reading the request to writing the answer.
 pub const APPROVAL_DECIDED_EVENT: &str = "approval.decided";
 /// Event type of a request handed to the caller: `data` is the [`PendingApproval`].
 pub const APPROVAL_REQUESTED_EVENT: &str = "approval.requested";
@@ -148,8 +150,8 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
             }
             Some((rpc_id, pending, answer)) = answered.recv() => {
                 waiting.remove(&pending.request_id);
-                let decision = answer.decision;
-                session.answer(turn, &mut rpc, rpc_id, &pending.raw, &pending.kind, &pending.request_id, &pending.request, decision, answer.reason.as_deref(), &answer.by).await?;
+                let decided = Decided { decision: answer.decision, reason: answer.reason.as_deref(), by: &answer.by, begun: None };
+                session.answer(turn, &mut rpc, rpc_id, &pending.raw, &pending.kind, &pending.request_id, &pending.request, decided).await?;
                 if waiting.is_empty() && turn.meta.status == JobStatus::InputRequired {
                     turn.set_status(JobStatus::Running, json!({"answered": pending.request_id}))?;
                 }
@@ -177,6 +179,15 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
     let code = exit_code(child.wait().await?);
     let end = session.end(code, cancelled, turn.idle.error.clone());
     Ok(Driven::Ended(end, session.tracker))
+}
+
+/// A decision on one request and who made it.
+struct Decided<'a> {
+    decision: ApprovalDecision,
+    reason: Option<&'a str>,
+    by: &'a str,
+    /// When the request was read, for a decision made without waiting for the caller.
+    begun: Option<std::time::Instant>,
 }
 
 /// Writes JSON-RPC messages to the app-server's stdin.
@@ -444,6 +455,7 @@ impl Session {
             rpc.send(json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": message}})).await?;
             return Ok(None);
         };
+        let begun = std::time::Instant::now();
         self.requests += 1;
         let request_id = format!("{}-{}", turn.meta.turn, self.requests);
         let raw = json!({"method": method, "params": params});
@@ -475,7 +487,8 @@ impl Session {
                 return Ok(Some((id, pending)));
             }
         };
-        self.answer(turn, rpc, id, &raw, kind, &request_id, &request_json, answer, reason.as_deref(), &by).await?;
+        let decided = Decided { decision: answer, reason: reason.as_deref(), by: &by, begun: Some(begun) };
+        self.answer(turn, rpc, id, &raw, kind, &request_id, &request_json, decided).await?;
         Ok(None)
     }
 
@@ -493,7 +506,7 @@ impl Session {
         }
     }
 
-    /// Answers request `id` with `decision` in the shape its method takes, and records it.
+    /// Answers request `id` in the shape its method takes, and records it.
     #[allow(clippy::too_many_arguments)]
     async fn answer(
         &mut self,
@@ -504,24 +517,24 @@ impl Session {
         kind: &str,
         request_id: &str,
         request: &Value,
-        decision: ApprovalDecision,
-        reason: Option<&str>,
-        by: &str,
+        decided: Decided<'_>,
     ) -> Result<()> {
         let method = raw["method"].as_str().unwrap_or_default();
-        rpc.respond(id, response(method, &raw["params"], decision)).await?;
-        turn.events.append(
-            APPROVAL_DECIDED_EVENT,
-            json!({
-                "request_id": request_id,
-                "kind": kind,
-                "request": request,
-                "decision": decision,
-                "reason": reason,
-                "decided_by": by,
-            }),
-        )?;
-        if decision == ApprovalDecision::Cancel {
+        rpc.respond(id, response(method, &raw["params"], decided.decision)).await?;
+        let mut event = json!({
+            "request_id": request_id,
+            "kind": kind,
+            "request": request,
+            "decision": decided.decision,
+            "reason": decided.reason,
+            "decided_by": decided.by,
+        });
+        if let Some(begun) = decided.begun {
+            // The approval's round trip: request read → answer written, policies included.
+            event["elapsed_us"] = json!(begun.elapsed().as_micros() as u64);
+        }
+        turn.events.append(APPROVAL_DECIDED_EVENT, event)?;
+        if decided.decision == ApprovalDecision::Cancel {
             self.interrupt(rpc).await;
         }
         Ok(())
