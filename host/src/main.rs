@@ -348,8 +348,12 @@ async fn doctor(host: &JobHost) -> Result<()> {
             if cli.program != cli.located {
                 println!("runs:     {} (the native binary behind the npm launcher)", cli.program.display());
             }
+            let app_server = match cli.capabilities.app_server {
+                true => "app-server (the default: every agent request goes through the approval policies)",
+                false => "no app-server (this Codex has no `codex app-server`; jobs run on exec)",
+            };
             println!(
-                "backends: exec (codex exec --json){}",
+                "backends: {app_server}; exec (codex exec --json{})",
                 if cli.capabilities.resume { ", replies via exec resume" } else { "" }
             );
             println!("features: {}", serde_json::to_string(&cli.capabilities)?);
