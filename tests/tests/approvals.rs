@@ -77,6 +77,8 @@ async fn without_a_policy_the_caller_answers_with_job_approve() -> Result<()> {
     let first = pending["request_id"].as_str().context("request_id")?.to_owned();
     let listed = server.ok("job_list", json!({"status": "input_required"})).await?;
     assert_eq!(listed["jobs"][0]["job_id"], job.as_str(), "{listed}");
+    let feed = server.ok("job_notifications", json!({})).await?;
+    assert_eq!(feed["notifications"][0]["status"], "input_required", "{feed}");
 
     let approved =
         server.ok("job_approve", json!({"job_id": job, "request_id": first, "decision": "accept"})).await?;

@@ -450,6 +450,23 @@ impl Session {
         id: Value,
         params: &Value,
     ) -> Result<Option<(Value, PendingApproval)>> {
+        if let Some(result) = unanswerable(method) {
+            // Questions for a person: nobody can be reached through this
+            // turn's JSON-RPC; say no in the request's own shape, and record it.
+            rpc.respond(id, result).await?;
+            self.requests += 1;
+            let reason = "codex-jobhost does not relay questions to the caller; answered with none";
+            let event = json!({
+                "request_id": format!("{}-{}", turn.meta.turn, self.requests),
+                "kind": "question",
+                "request": {"method": method, "params": params},
+                "decision": ApprovalDecision::Decline,
+                "reason": reason,
+                "decided_by": "built-in",
+            });
+            turn.events.append(APPROVAL_DECIDED_EVENT, event)?;
+            return Ok(None);
+        }
         let Some((kind, request)) = self.approval_request(method, params) else {
             let message = format!("codex-jobhost does not handle {method}");
             rpc.send(json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": message}})).await?;
@@ -680,6 +697,16 @@ fn unwrap_argv(argv: &[String]) -> String {
         }
     }
     shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+}
+
+/// The "no answer" result of a request that asks a person a question (the
+/// agent's `request_user_input` tool, an MCP server's elicitation); `None` for other methods.
+fn unanswerable(method: &str) -> Option<Value> {
+    match method {
+        "item/tool/requestUserInput" => Some(json!({"answers": {}})),
+        "mcpServer/elicitation/request" => Some(json!({"action": "decline"})),
+        _ => None,
+    }
 }
 
 /// The JSON-RPC result that gives `decision` to a request of `method`, in a

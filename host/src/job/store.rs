@@ -246,7 +246,8 @@ impl JobStore {
         feed.seek(SeekFrom::Start(offset))?;
         let mut line = Vec::new();
         BufReader::new(feed).read_until(b'\n', &mut line)?;
-        Ok(serde_json::from_slice::<Notification>(&line).is_ok_and(|n| n.job_id == job_id && n.turn == turn))
+        let ends = |n: &Notification| n.job_id == job_id && n.turn == turn && n.status.is_terminal();
+        Ok(serde_json::from_slice::<Notification>(&line).is_ok_and(|n| ends(&n)))
     }
 
     /// Reads up to `limit` notifications after the byte offset `cursor`
@@ -309,14 +310,15 @@ pub(super) fn sync_dir(path: &Path) -> Result<()> {
     std::fs::File::open(path).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", path.display()))
 }
 
-/// One line of the notification feed: a turn of a job reached a terminal status.
+/// One line of the notification feed: a turn of a job reached a terminal
+/// status, or began to wait for an answer to an approval request (`input_required`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notification {
     /// The job.
     pub job_id: String,
-    /// `completed`, `failed` or `cancelled`.
+    /// `completed`, `failed`, `cancelled` or `input_required`.
     pub status: JobStatus,
-    /// The turn that ended, from 0.
+    /// The turn, from 0.
     pub turn: u32,
     /// The agent's exit status, when it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -324,7 +326,7 @@ pub struct Notification {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// When, RFC 3339 UTC.
+    /// When it ended (for `input_required`: began to wait), RFC 3339 UTC.
     pub finished_at: String,
 }
 

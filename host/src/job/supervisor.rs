@@ -213,6 +213,17 @@ impl<'a> Turn<'a> {
         self.meta.status = status;
         self.job.write_meta(&self.meta)?;
         self.events.status(&self.meta, extra)?;
+        if status == JobStatus::InputRequired {
+            // The feed's readers learn that the job needs them, not only that it ended.
+            self.store.append_notification(&Notification {
+                job_id: self.meta.id.to_string(),
+                status,
+                turn: self.meta.turn,
+                exit_code: None,
+                error: None,
+                finished_at: Timestamp::now().to_string(),
+            })?;
+        }
         Ok(())
     }
 

@@ -258,6 +258,7 @@ impl JobServer {
     /// Read the global feed of finished turns.
     #[tool(
         description = "Non-blocking read of the feed of finished job turns (completed, failed, cancelled) \
+        and of jobs that began to wait for an approval (input_required: answer with job_approve) \
         after a cursor (default 0); returns them and next_cursor. Next: keep next_cursor and pass it back to read only newer ones; \
         job_status with a job_id for its result.",
         annotations(title = "Finished turns", read_only_hint = true, open_world_hint = false)
