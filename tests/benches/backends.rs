@@ -27,7 +27,7 @@ fn to_turn_started(events: &[Value], turn: u64) -> Result<Duration> {
         .iter()
         .filter(|e| e["seq"].as_u64() > queued["seq"].as_u64())
         .find(|e| e["type"] == "turn.started")
-        .context("turn.started")?;
+        .with_context(|| format!("no turn.started in turn {turn}: {:?}", events.iter().map(|e| (&e["type"], &e["data"]["status"], &e["data"]["error"])).collect::<Vec<_>>()))?;
     Ok(ts(started)?.duration_since(ts(queued)?).unsigned_abs())
 }
 
@@ -110,7 +110,7 @@ async fn main() -> Result<()> {
     world.project_policy("[[approval]]\npath = \"allow.wasm\"\nconfig = { allow = [\"touch\"] }\n")?;
     let server = world.serve().await?;
     let job = start(&server, &world, "app-server", "touch thirty files").await?;
-    server.wait_done(&job, 300).await?;
+    server.wait_done(&job, 240).await?;
     let events = server.all_events(&job).await?;
     let mut rtt: Vec<u64> =
         events.iter().filter(|e| e["type"] == "approval.decided").filter_map(|e| e["data"]["elapsed_us"].as_u64()).collect();

@@ -71,9 +71,22 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// Records a job's current state and wakes every waiter.
+    /// Records a job's current state and wakes every waiter. Several tasks
+    /// read `meta.json` and report it here; one that read it before another's
+    /// newer write is ignored: an earlier turn, or a turn's end going back to
+    /// a status before it.
     pub fn update(&self, meta: &JobMeta) {
-        self.jobs.lock().unwrap().insert(meta.id, JobSummary::of(meta));
+        {
+            let mut jobs = self.jobs.lock().unwrap();
+            let stale = jobs.get(&meta.id).is_some_and(|known| {
+                meta.turn < known.turn
+                    || (meta.turn == known.turn && known.status.is_terminal() && !meta.status.is_terminal())
+            });
+            if stale {
+                return;
+            }
+            jobs.insert(meta.id, JobSummary::of(meta));
+        }
         self.changes.send_modify(|v| *v += 1);
     }
 
@@ -100,5 +113,30 @@ impl Registry {
     /// A receiver that sees every later change: `changed().await` wakes on the next update.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobId, JobOptions, JobStatus};
+
+    #[test]
+    fn a_late_report_of_an_older_state_is_ignored() {
+        let registry = Registry::default();
+        let mut meta = JobMeta::queued(JobId::new(), "p", "/w".into(), "exec", JobOptions::default(), "/c".into());
+        meta.status = JobStatus::Completed;
+        let done = meta.clone();
+        registry.update(&meta);
+        meta.turn = 1;
+        meta.status = JobStatus::Queued;
+        registry.update(&meta);
+        registry.update(&done); // read before the reply, reported after it
+        assert_eq!((registry.get(meta.id).unwrap().turn, registry.get(meta.id).unwrap().status), (1, JobStatus::Queued));
+        meta.status = JobStatus::Completed;
+        registry.update(&meta);
+        meta.status = JobStatus::Running;
+        registry.update(&meta); // the turn's end stays
+        assert_eq!(registry.get(meta.id).unwrap().status, JobStatus::Completed);
     }
 }
