@@ -82,7 +82,13 @@ fn main() {
         project_root: None,
         prompt: "p".into(),
     };
-    let request = Request::Command { command: "cargo test --all".into(), cwd: "/w".into(), reason: None };
+    let request = Request::Command {
+        command: "cargo test --all".into(),
+        argv: vec!["cargo".into(), "test".into(), "--all".into()],
+        raw: "/bin/bash -lc 'cargo test --all'".into(),
+        cwd: "/w".into(),
+        reason: None,
+    };
     memory_of_many_entries(&job, &request);
     let engine = PolicyEngine::new(None).unwrap();
     let (component, _) = engine.load(&wasm("command_allowlist")).unwrap();

@@ -23,16 +23,16 @@ use tokio::sync::{OnceCell, watch};
 use crate::backend::{CodexCli, app_server, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
+use crate::job::approval::{self, PendingApproval};
 use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
-use crate::job::approval::{self, PendingApproval};
 use crate::job::supervisor;
 use crate::job::{
     Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn, TurnSpec,
 };
 use crate::policy::builtin::{self, Keep};
 use crate::policy::{
-    Decision, FilterOutcome, JobContext, Limits, PinnedSet, Policies, PolicyFailure, PolicySet, Request,
+    Decision, FilterOutcome, JobContext, Launch, Limits, PinnedSet, Policies, PolicyFailure, PolicySet, Request,
 };
 
 /// Most output `job_status` returns, from the end of `output.log`.
@@ -483,8 +483,8 @@ impl JobHost {
         let id = JobId::new();
         // Off the async workers: a first load compiles the components (~0.2 s).
         let (host, judged) = (Arc::clone(self), (cwd.clone(), req.prompt.clone(), options.clone()));
-        let set =
-            tokio::task::spawn_blocking(move || host.judge_launch(id, backend, &judged.0, &judged.1, &judged.2)).await??;
+        let set = tokio::task::spawn_blocking(move || host.judge_launch(id, backend, &judged.0, &judged.1, &judged.2))
+            .await??;
         // The job runs under this set for good, whatever later edits to the project's policies.
         let pinned = set.pin();
         let meta = JobMeta::queued(id, &req.prompt, cwd, backend, options, cli.located.clone());
@@ -519,7 +519,7 @@ impl JobHost {
             project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
             prompt: prompt.to_owned(),
         };
-        self.judge(&set, &ctx, options, "job_start")?;
+        self.judge(&set, &ctx, options, None)?;
         Ok(set)
     }
 
@@ -533,7 +533,8 @@ impl JobHost {
     /// the host cannot show a policy (unknown `extra_args`, `config` keys that
     /// may change permissions, a `profile`) while an approval policy is
     /// configured; or when a policy cannot be loaded.
-    fn judge(&self, set: &PolicySet, ctx: &JobContext, options: &JobOptions, what: &str) -> Result<()> {
+    fn judge(&self, set: &PolicySet, ctx: &JobContext, options: &JobOptions, reply: Option<(&str, u32)>) -> Result<()> {
+        let what = if reply.is_some() { "job_reply" } else { "job_start" };
         let effective = exec::effective(options);
         if set.has_approvals() && !effective.unjudgeable.is_empty() {
             return Err(invalid(format!(
@@ -541,10 +542,18 @@ impl JobHost {
                 effective.unjudgeable.join(", ")
             )));
         }
-        let request = Request::Launch {
+        let settings = Launch {
             approval_mode: effective.approval_mode,
+            network_access: effective.sandbox == "danger-full-access",
             sandbox: Some(effective.sandbox),
             model: effective.model,
+            backend: ctx.backend.clone(),
+            config: options.config.clone(),
+            extra_args: options.extra_args.clone(),
+        };
+        let request = match reply {
+            Some((prompt, turn)) => Request::Reply { prompt: prompt.to_owned(), turn, settings },
+            None => Request::Launch(settings),
         };
         let verdict = set.decide(ctx, &request);
         let by = verdict.decided_by.as_deref().unwrap_or("built-in");
@@ -573,12 +582,12 @@ impl JobHost {
         let job = self.store.job(id)?;
         let cli = self.codex().await?;
         // A reply starts a turn: the job's pinned policies judge it as they judged its launch.
-        let host = Arc::clone(self);
+        let (host, asked) = (Arc::clone(self), prompt.to_owned());
         tokio::task::spawn_blocking(move || -> Result<()> {
             let job = host.store.job(id)?;
             let meta = job.read_meta()?;
             let (set, ctx) = host.policy_for(&job, &meta)?;
-            host.judge(&set, &ctx, &meta.options, "job_reply")
+            host.judge(&set, &ctx, &meta.options, Some((&asked, meta.turn + 1)))
         })
         .await??;
         let _lock = job.lock()?;
@@ -1016,10 +1025,9 @@ fn choose_backend(requested: Option<&str>, cli: &CodexCli) -> Result<&'static st
             cli.version,
             cli.program.display()
         ))),
-        other => Err(InvalidInput::new(format!(
-            "invalid backend {}: expected auto, exec or app-server",
-            quote_short(other)
-        ))),
+        other => {
+            Err(InvalidInput::new(format!("invalid backend {}: expected auto, exec or app-server", quote_short(other))))
+        }
     }
 }
 

@@ -244,9 +244,7 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
         }
         JobsCommand::Approve { id, request, decision, reason } => {
             let decision = serde_json::from_value(serde_json::Value::String(decision.clone())).map_err(|_| {
-                anyhow::anyhow!(
-                    "invalid decision {decision:?}: expected accept, accept_for_session, decline or cancel"
-                )
+                anyhow::anyhow!("invalid decision {decision:?}: expected accept, accept_for_session, decline or cancel")
             })?;
             let req = ApproveRequest { job_id: id, request_id: request, decision, reason };
             let outcome = host.approve(&req, "jobs approve")?;

@@ -160,14 +160,14 @@ fn components_are_refused_with_the_reason() {
     let err = format!("{:#}", engine.load(&wasm("fixture_wrong_version")).err().unwrap());
     assert!(
         err.contains("fixture_wrong_version.wasm")
-            && err.contains("codex-jobhost:policy@0.2.0")
+            && err.contains("codex-jobhost:policy@0.3.0")
             && err.contains("supports"),
         "{err}"
     );
     let err = format!("{:#}", engine.load(&wasm("fixture_no_world")).err().unwrap());
     assert!(err.contains("implements none of the worlds"), "{err}");
     let (quiet, _) = engine.load(&wasm("quiet_events")).unwrap();
-    assert_eq!((quiet.world, quiet.version.as_str()), (World::Filter, "0.1.0"));
+    assert_eq!((quiet.world, quiet.version.as_str()), (World::Filter, "0.2.0"));
 }
 
 #[test]
@@ -215,4 +215,33 @@ fn what_a_guest_prints_goes_to_the_log_within_its_rate() {
     );
     assert!(lines.iter().any(|l| l.contains("log lines held back")), "what is held back is reported");
     assert!(lines.iter().all(|l| l.contains("component=\"fixture_chatty\"")), "{}", lines[0]);
+}
+
+#[test]
+fn a_0_1_guest_and_a_0_2_guest_decide_side_by_side() {
+    let toml = "[[approval]]\npath = \"fixture_v0_1_approval.wasm\"\n\n[[approval]]\npath = \"command_allowlist.wasm\"\nconfig = { allow = [\"git\", \"touch\"] }\n";
+    let (_home, set) = user_policies(&["fixture_v0_1_approval", "command_allowlist"], toml);
+    let versions: Vec<_> = set.entries().map(|(_, g)| g.component.version.clone()).collect();
+    assert_eq!(versions, ["0.1.0", "0.2.0"]);
+    // A command: 0.1 gets the unwrapped command only, 0.2 the argv and raw string too.
+    let push = codex_jobhost::policy::Request::Command {
+        command: "git push origin main".into(),
+        argv: vec!["git".into(), "push".into(), "origin".into(), "main".into()],
+        raw: "/bin/bash -lc 'git push origin main'".into(),
+        cwd: "/w".into(),
+        reason: None,
+    };
+    let verdict = set.decide(&job(), &push);
+    assert_eq!(verdict.decision, Decision::Decline("0.1 saw git push origin main".into()), "{verdict:?}");
+    assert_eq!(verdict.decided_by.as_deref(), Some("fixture_v0_1_approval"));
+    assert_eq!(set.decide(&job(), &command("touch a")).decision, Decision::Accept);
+    // A reply, which 0.1 cannot express, reaches the 0.1 guest as a launch with the job's settings.
+    let reply = |mode: &str| codex_jobhost::policy::Request::Reply {
+        prompt: "more".into(),
+        turn: 1,
+        settings: codex_jobhost::policy::Launch { approval_mode: mode.into(), ..Default::default() },
+    };
+    let verdict = set.decide(&job(), &reply("full-auto"));
+    assert!(matches!(&verdict.decision, Decision::Decline(r) if r == "0.1 saw a full-auto launch"), "{verdict:?}");
+    assert_eq!(set.decide(&job(), &reply("suggest")).decision, Decision::Accept);
 }

@@ -27,7 +27,12 @@ fn to_turn_started(events: &[Value], turn: u64) -> Result<Duration> {
         .iter()
         .filter(|e| e["seq"].as_u64() > queued["seq"].as_u64())
         .find(|e| e["type"] == "turn.started")
-        .with_context(|| format!("no turn.started in turn {turn}: {:?}", events.iter().map(|e| (&e["type"], &e["data"]["status"], &e["data"]["error"])).collect::<Vec<_>>()))?;
+        .with_context(|| {
+            format!(
+                "no turn.started in turn {turn}: {:?}",
+                events.iter().map(|e| (&e["type"], &e["data"]["status"], &e["data"]["error"])).collect::<Vec<_>>()
+            )
+        })?;
     Ok(ts(started)?.duration_since(ts(queued)?).unsigned_abs())
 }
 
@@ -92,9 +97,8 @@ async fn main() -> Result<()> {
         while world.model.requests().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let meta: Value = serde_json::from_slice(&std::fs::read(
-            world.jobhost_home().join("jobs").join(&job).join("meta.json"),
-        )?)?;
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(world.jobhost_home().join("jobs").join(&job).join("meta.json"))?)?;
         let pgid = meta["pid"].as_u64().context("supervisor pid")? as u32;
         println!("{backend:<11} running job: supervisor + Codex RSS {} KiB", group_rss_kib(pgid)?);
         server.wait_done(&job, 120).await?;
@@ -112,8 +116,11 @@ async fn main() -> Result<()> {
     let job = start(&server, &world, "app-server", "touch thirty files").await?;
     server.wait_done(&job, 240).await?;
     let events = server.all_events(&job).await?;
-    let mut rtt: Vec<u64> =
-        events.iter().filter(|e| e["type"] == "approval.decided").filter_map(|e| e["data"]["elapsed_us"].as_u64()).collect();
+    let mut rtt: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "approval.decided")
+        .filter_map(|e| e["data"]["elapsed_us"].as_u64())
+        .collect();
     anyhow::ensure!(rtt.len() == 30, "30 decisions, got {}", rtt.len());
     let first = rtt[0];
     rtt.sort();

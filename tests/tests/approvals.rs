@@ -80,8 +80,7 @@ async fn without_a_policy_the_caller_answers_with_job_approve() -> Result<()> {
     let feed = server.ok("job_notifications", json!({})).await?;
     assert_eq!(feed["notifications"][0]["status"], "input_required", "{feed}");
 
-    let approved =
-        server.ok("job_approve", json!({"job_id": job, "request_id": first, "decision": "accept"})).await?;
+    let approved = server.ok("job_approve", json!({"job_id": job, "request_id": first, "decision": "accept"})).await?;
     assert_eq!(approved["decision"], "accept");
     let again = server.err("job_approve", json!({"job_id": job, "request_id": first, "decision": "decline"})).await?;
     assert!(again.contains("already answered: accept by job_approve"), "{again}");

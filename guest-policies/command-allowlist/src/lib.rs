@@ -40,10 +40,12 @@ impl ApprovalPolicy for CommandAllowlist {
 
     fn decide(settings: &Settings, _job: &Job, request: &Request) -> Decision {
         match request {
-            Request::Launch { approval_mode, .. } if approval_mode == "full-auto" && !settings.allow_full_auto => {
+            Request::Launch(l) | Request::Reply { settings: l, .. }
+                if l.approval_mode == "full-auto" && !settings.allow_full_auto =>
+            {
                 Decision::Decline("full-auto launches (no sandbox, no approvals) are not allowed here".into())
             }
-            Request::Launch { .. } => Decision::Accept,
+            Request::Launch(_) | Request::Reply { .. } => Decision::Accept,
             Request::Command { command, .. } => {
                 let normalized = command.split_whitespace().collect::<Vec<_>>().join(" ");
                 if let Some(bad) = settings.deny.iter().find(|d| normalized.contains(d.as_str())) {
@@ -75,11 +77,11 @@ mod tests {
     use super::*;
 
     fn command(c: &str) -> Request {
-        Request::Command { command: c.into(), cwd: "/w".into(), reason: None }
+        Request::Command { command: c.into(), argv: vec![], raw: String::new(), cwd: "/w".into(), reason: None }
     }
 
     fn launch(mode: &str) -> Request {
-        Request::Launch { approval_mode: mode.into(), sandbox: None, model: None }
+        Request::Launch(codex_jobhost_policy::Launch { approval_mode: mode.into(), ..Default::default() })
     }
 
     #[test]

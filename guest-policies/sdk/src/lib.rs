@@ -1,7 +1,7 @@
 //! Write codex-jobhost policies in Rust: one trait impl and one export macro.
 //!
 //! A policy is a WebAssembly component implementing one WIT world of the
-//! package `codex-jobhost:policy@0.1.0` (`wit/policy.wit` in the codex-jobhost
+//! package `codex-jobhost:policy@0.2.0` (`wit/policy.wit` in the codex-jobhost
 //! repository, the authoritative manual). This crate wraps the generated
 //! bindings, the way `zed_extension_api` serves Zed extensions:
 //!
@@ -87,7 +87,7 @@ pub mod bindings {
 pub struct Job {
     /// The job id (a UUID v7).
     pub job_id: String,
-    /// How Codex is driven: `exec`.
+    /// How Codex is driven: `app-server` or `exec`.
     pub backend: String,
     /// The agent's working directory, absolute.
     pub cwd: String,
@@ -109,27 +109,61 @@ pub enum ChangeKind {
     Update,
 }
 
+/// A launch's settings as they take effect (WIT `launch-request`): what the
+/// agent may do follows from them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Launch {
+    /// `suggest`, `auto-edit` or `full-auto`.
+    pub approval_mode: String,
+    /// `read-only`, `workspace-write`, `danger-full-access`, or none (implied by the mode).
+    #[serde(default)]
+    pub sandbox: Option<String>,
+    /// The model, if one was named.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `app-server` or `exec`.
+    #[serde(default)]
+    pub backend: String,
+    /// Whether commands may reach the network (only without a sandbox).
+    #[serde(default)]
+    pub network_access: bool,
+    /// The job's `config` entries (`key=value`), as given.
+    #[serde(default)]
+    pub config: Vec<String>,
+    /// The job's `extra_args`, as given.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
 /// What needs deciding (WIT `request`). The JSON form, used by
-/// `codex-jobhost policy test --request`, is `{"launch": {...}}`,
-/// `{"command": {"command": "...", "cwd": "..."}}`, and so on.
+/// `codex-jobhost policy test --request`, is `{"launch": {"approval_mode": "suggest"}}`,
+/// `{"command": {"command": "...", "cwd": "..."}}`, and so on; fields that
+/// may be left out are those with defaults below.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     /// A job is about to start.
-    Launch {
-        /// `suggest`, `auto-edit` or `full-auto`.
-        approval_mode: String,
-        /// `read-only`, `workspace-write`, `danger-full-access`, or none (implied by the mode).
-        #[serde(default)]
-        sandbox: Option<String>,
-        /// The model asked for.
-        #[serde(default)]
-        model: Option<String>,
+    Launch(Launch),
+    /// A job is about to start another turn (`job_reply`).
+    Reply {
+        /// The new turn's prompt.
+        prompt: String,
+        /// The new turn's number, from 1.
+        turn: u32,
+        /// The job's settings.
+        settings: Launch,
     },
     /// A command is about to run.
     Command {
-        /// The command line.
+        /// What the agent meant to run (Codex's `/bin/bash -lc '…'` unwrapped).
         command: String,
+        /// `command` split into words, when it is a plain command; else empty.
+        #[serde(default)]
+        argv: Vec<String>,
+        /// The command exactly as Codex sent it.
+        #[serde(default)]
+        raw: String,
         /// Where.
         cwd: String,
         /// Why, if said.
@@ -351,11 +385,21 @@ pub mod __approval {
     }
 
     pub fn decide<P: ApprovalPolicy>(settings: &P::Settings, job: JobInfo, request: wit::Request) -> wit::Decision {
+        let launch = |l: wit::LaunchRequest| Launch {
+            approval_mode: l.approval_mode,
+            sandbox: l.sandbox,
+            model: l.model,
+            backend: l.backend,
+            network_access: l.network_access,
+            config: l.config,
+            extra_args: l.extra_args,
+        };
         let request = match request {
-            wit::Request::Launch(l) => {
-                Request::Launch { approval_mode: l.approval_mode, sandbox: l.sandbox, model: l.model }
+            wit::Request::Launch(l) => Request::Launch(launch(l)),
+            wit::Request::Reply(r) => Request::Reply { prompt: r.prompt, turn: r.turn, settings: launch(r.settings) },
+            wit::Request::Command(c) => {
+                Request::Command { command: c.command, argv: c.argv, raw: c.raw, cwd: c.cwd, reason: c.reason }
             }
-            wit::Request::Command(c) => Request::Command { command: c.command, cwd: c.cwd, reason: c.reason },
             wit::Request::FileChange(f) => Request::FileChange {
                 paths: f.paths,
                 kind: match f.kind {
@@ -527,7 +571,11 @@ mod tests {
     fn requests_have_a_json_form() {
         let r: Request =
             serde_json::from_str(r#"{"command": {"command": "ls", "cwd": "/w", "reason": null}}"#).unwrap();
-        assert_eq!(r, Request::Command { command: "ls".into(), cwd: "/w".into(), reason: None });
+        let ls =
+            Request::Command { command: "ls".into(), argv: vec![], raw: String::new(), cwd: "/w".into(), reason: None };
+        assert_eq!(r, ls);
+        let r: Request = serde_json::from_str(r#"{"launch": {"approval_mode": "suggest"}}"#).unwrap();
+        assert_eq!(r, Request::Launch(Launch { approval_mode: "suggest".into(), ..Launch::default() }));
         assert_eq!(serde_json::to_value(Decision::Decline("no".into())).unwrap(), serde_json::json!({"decline": "no"}));
     }
 }

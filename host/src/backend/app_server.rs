@@ -113,11 +113,9 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
     let mut waiting: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut cancelled = false;
 
-    let init = rpc.request(
-        "initialize",
-        json!({"clientInfo": {"name": "codex-jobhost", "version": env!("CARGO_PKG_VERSION")}}),
-    )
-    .await?;
+    let init = rpc
+        .request("initialize", json!({"clientInfo": {"name": "codex-jobhost", "version": env!("CARGO_PKG_VERSION")}}))
+        .await?;
     session.expect(init, Step::Initialize);
 
     while out_open || err_open {
@@ -305,7 +303,12 @@ impl Session {
 
     /// Takes one message from the app-server. Returns a request handed to the
     /// caller (its JSON-RPC id and the pending record) for the driver to wait on.
-    async fn handle(&mut self, turn: &mut Turn<'_>, rpc: &mut Rpc, message: Value) -> Result<Option<(Value, PendingApproval)>> {
+    async fn handle(
+        &mut self,
+        turn: &mut Turn<'_>,
+        rpc: &mut Rpc,
+        message: Value,
+    ) -> Result<Option<(Value, PendingApproval)>> {
         let method = message.get("method").and_then(Value::as_str).map(str::to_owned);
         let id = message.get("id").cloned().filter(|id| !id.is_null());
         match (method, id) {
@@ -572,22 +575,34 @@ impl Session {
         match method {
             "item/commandExecution/requestApproval" => {
                 let raw = text("/command").unwrap_or_default();
-                Some(("command", Request::Command {
-                    command: unwrap_shell(&raw),
-                    cwd: text("/cwd").unwrap_or_else(|| self.ctx.cwd.clone()),
-                    reason: text("/reason"),
-                }))
+                let command = unwrap_shell(&raw);
+                Some((
+                    "command",
+                    Request::Command {
+                        argv: plain_argv(&command),
+                        command,
+                        raw,
+                        cwd: text("/cwd").unwrap_or_else(|| self.ctx.cwd.clone()),
+                        reason: text("/reason"),
+                    },
+                ))
             }
             "execCommandApproval" => {
-                let argv: Vec<String> = params["command"]
+                let words: Vec<String> = params["command"]
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                     .unwrap_or_default();
-                Some(("command", Request::Command {
-                    command: unwrap_argv(&argv),
-                    cwd: text("/cwd").unwrap_or_else(|| self.ctx.cwd.clone()),
-                    reason: text("/reason"),
-                }))
+                let command = unwrap_argv(&words);
+                Some((
+                    "command",
+                    Request::Command {
+                        argv: plain_argv(&command),
+                        raw: shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" ")),
+                        command,
+                        cwd: text("/cwd").unwrap_or_else(|| self.ctx.cwd.clone()),
+                        reason: text("/reason"),
+                    },
+                ))
             }
             "item/fileChange/requestApproval" => {
                 let changes = params["itemId"]
@@ -687,6 +702,16 @@ pub fn unwrap_shell(command: &str) -> String {
         Some(argv) => unwrap_argv(&argv),
         None => command.to_owned(),
     }
+}
+
+/// `command` split into words, when it is a plain command: no pipes,
+/// sequences, redirections, substitutions or groups anywhere in it (quoted
+/// or not, to be safe); else empty, and a policy reads the script itself.
+pub fn plain_argv(command: &str) -> Vec<String> {
+    if command.contains(['|', '&', ';', '<', '>', '$', '`', '\n', '(', ')', '{', '}']) {
+        return Vec::new();
+    }
+    shlex::split(command).unwrap_or_default()
 }
 
 fn unwrap_argv(argv: &[String]) -> String {
@@ -869,9 +894,20 @@ mod tests {
     #[test]
     fn a_policy_sees_the_script_codex_wraps_in_a_shell() {
         assert_eq!(unwrap_shell("/bin/bash -lc 'touch made.txt'"), "touch made.txt");
-        assert_eq!(unwrap_shell("bash -lc 'git push origin main && echo \"ok\"'"), "git push origin main && echo \"ok\"");
+        assert_eq!(
+            unwrap_shell("bash -lc 'git push origin main && echo \"ok\"'"),
+            "git push origin main && echo \"ok\""
+        );
         assert_eq!(unwrap_shell("ls -la"), "ls -la");
         assert_eq!(unwrap_shell("python3 -c 'print(1)'"), "python3 -c 'print(1)'");
+    }
+
+    #[test]
+    fn a_plain_command_has_its_words_and_a_script_has_none() {
+        assert_eq!(plain_argv("git push --force 'origin' main"), ["git", "push", "--force", "origin", "main"]);
+        assert!(plain_argv("ls | sh").is_empty());
+        assert!(plain_argv("echo $(cat .env)").is_empty());
+        assert!(plain_argv("touch a && git push").is_empty());
     }
 
     #[test]
@@ -879,7 +915,10 @@ mod tests {
         let escalation = json!({"availableDecisions": ["accept", {"acceptWithExecpolicyAmendment": {}}, "cancel"]});
         let m = "item/commandExecution/requestApproval";
         assert_eq!(response(m, &escalation, ApprovalDecision::AcceptForSession), json!({"decision": "accept"}));
-        assert_eq!(response(m, &json!({}), ApprovalDecision::AcceptForSession), json!({"decision": "acceptForSession"}));
+        assert_eq!(
+            response(m, &json!({}), ApprovalDecision::AcceptForSession),
+            json!({"decision": "acceptForSession"})
+        );
         assert_eq!(response(m, &escalation, ApprovalDecision::Decline), json!({"decision": "decline"}));
         let p = json!({"permissions": {"network": {"enabled": true}}});
         let perm = "item/permissions/requestApproval";
@@ -892,12 +931,18 @@ mod tests {
     fn items_are_projected_onto_execs_vocabulary() {
         let item = json!({"type": "commandExecution", "id": "c1", "command": "ls", "aggregatedOutput": null, "exitCode": 0, "status": "inProgress"});
         let p = project_item(&item).unwrap();
-        assert_eq!((p["type"].as_str(), p["status"].as_str(), p["aggregated_output"].as_str()), (Some("command_execution"), Some("in_progress"), Some("")));
+        assert_eq!(
+            (p["type"].as_str(), p["status"].as_str(), p["aggregated_output"].as_str()),
+            (Some("command_execution"), Some("in_progress"), Some(""))
+        );
         let msg = project_item(&json!({"type": "agentMessage", "id": "m", "text": "hi"})).unwrap();
         assert_eq!(msg, json!({"id": "m", "type": "agent_message", "text": "hi"}));
         assert!(project_item(&json!({"type": "userMessage", "id": "u"})).is_none());
         let fc = project_item(&json!({"type": "fileChange", "id": "f", "status": "completed", "changes": [{"path": "/w/a", "kind": {"type": "add"}, "diff": "x"}]})).unwrap();
         assert_eq!(fc["changes"], json!([{"path": "/w/a", "kind": "add"}]));
-        assert_eq!(project_item(&json!({"type": "contextCompaction", "id": "x"})).unwrap()["type"], "context_compaction");
+        assert_eq!(
+            project_item(&json!({"type": "contextCompaction", "id": "x"})).unwrap()["type"],
+            "context_compaction"
+        );
     }
 }

@@ -61,13 +61,9 @@ impl JobHost {
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
         let Some(request) = approval::read_request(&job, &req.request_id)? else {
-            let pending: Vec<String> =
-                approval::pending(&job, meta.turn)?.into_iter().map(|p| p.request_id).collect();
+            let pending: Vec<String> = approval::pending(&job, meta.turn)?.into_iter().map(|p| p.request_id).collect();
             let pending = if pending.is_empty() { "none".to_owned() } else { pending.join(", ") };
-            return Err(invalid(format!(
-                "job {id} has no approval request {}; pending: {pending}",
-                req.request_id
-            )));
+            return Err(invalid(format!("job {id} has no approval request {}; pending: {pending}", req.request_id)));
         };
         if let Some(first) = approval::read_answer(&job, &req.request_id)? {
             return Err(already(id, &req.request_id, &first));

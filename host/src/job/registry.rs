@@ -132,7 +132,10 @@ mod tests {
         meta.status = JobStatus::Queued;
         registry.update(&meta);
         registry.update(&done); // read before the reply, reported after it
-        assert_eq!((registry.get(meta.id).unwrap().turn, registry.get(meta.id).unwrap().status), (1, JobStatus::Queued));
+        assert_eq!(
+            (registry.get(meta.id).unwrap().turn, registry.get(meta.id).unwrap().status),
+            (1, JobStatus::Queued)
+        );
         meta.status = JobStatus::Completed;
         registry.update(&meta);
         meta.status = JobStatus::Running;

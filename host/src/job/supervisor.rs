@@ -184,7 +184,10 @@ impl<'a> Turn<'a> {
 
     /// Starts the agent and marks the turn `running`. `Err(end)` when it
     /// cannot start: the end to record.
-    pub fn start_agent(&mut self, mut cmd: tokio::process::Command) -> Result<std::result::Result<tokio::process::Child, End>> {
+    pub fn start_agent(
+        &mut self,
+        mut cmd: tokio::process::Command,
+    ) -> Result<std::result::Result<tokio::process::Child, End>> {
         // Named before Codex starts: a supervisor that dies from here on is seen
         // as started (its turn is settled, not run twice).
         self.meta.pid = Some(std::process::id());
@@ -440,4 +443,3 @@ pub async fn read_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mu
 pub fn text(line: &[u8]) -> String {
     String::from_utf8_lossy(line).trim_end_matches('\r').to_owned()
 }
-

@@ -21,8 +21,7 @@ use serde::Deserialize;
 use crate::JobHost;
 use crate::host::{
     ApproveOutcome, ApproveRequest, CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest, NotificationPage,
-    StartRequest, Started,
-    StatusReport, WaitOutcome,
+    StartRequest, Started, StatusReport, WaitOutcome,
 };
 
 /// How often `job_wait` reports progress to a caller that gave a progress token.

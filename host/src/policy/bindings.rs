@@ -1,6 +1,9 @@
 //! Host bindings of the WIT package `codex-jobhost:policy`, one module per
-//! world, for the one supported version line (0.1.x). A new incompatible WIT
-//! version gets its own modules beside these; see [`SUPPORTED`].
+//! world and per supported version line, as Zed's extension host keeps them:
+//! the latest line (0.2, `wit/policy.wit`) at the top, and [`v0_1`] (the frozen
+//! `wit/since_v0.1.0/`) beside it, whose calls are adapted from the latest
+//! types here ([`v0_1_request`]). Which line a component gets is chosen in
+//! one place, [`super::guest::WorldPre::new`], from the version it was built against.
 
 use wasmtime::component::HasSelf;
 
@@ -8,11 +11,11 @@ use super::guest::State;
 use super::guest_log::Source;
 use super::{ChangeKind, Decision, JobContext, Request};
 
-/// The WIT package the host implements, and the versions it accepts: every
-/// `0.1.x` (for 0.y versions, semver's compatible line is `0.y`).
+/// The WIT package the host implements.
 pub const PACKAGE: &str = "codex-jobhost:policy";
-/// The supported version line, as `major.minor` for 0.y versions.
-pub const SUPPORTED: &str = "0.1";
+/// The version lines the host accepts, newest first, as `major.minor` (for
+/// 0.y versions, semver's compatible line is `0.y`): every `0.2.x` and `0.1.x`.
+pub const SUPPORTED: [&str; 2] = ["0.2", "0.1"];
 
 /// The `approval-policy` world.
 pub mod approval {
@@ -29,16 +32,34 @@ pub mod filter {
     wasmtime::component::bindgen!({ path: "../wit", world: "event-filter" });
 }
 
-/// The `host` interface, the same for every world: `config()` and `log()`.
+/// The 0.1 line (`wit/since_v0.1.0/`), for components built before 0.2.
+pub mod v0_1 {
+    /// The `approval-policy` world of 0.1.
+    pub mod approval {
+        wasmtime::component::bindgen!({ path: "../wit/since_v0.1.0", world: "approval-policy" });
+    }
+
+    /// The `output-truncation` world of 0.1.
+    pub mod truncation {
+        wasmtime::component::bindgen!({ path: "../wit/since_v0.1.0", world: "output-truncation" });
+    }
+
+    /// The `event-filter` world of 0.1.
+    pub mod filter {
+        wasmtime::component::bindgen!({ path: "../wit/since_v0.1.0", world: "event-filter" });
+    }
+}
+
+/// The `host` interface, the same for every world and line: `config()` and `log()`.
 macro_rules! impl_host {
-    ($world:ident) => {
-        impl $world::codex_jobhost::policy::host::Host for State {
+    ($($world:ident)::+) => {
+        impl $($world)::+::codex_jobhost::policy::host::Host for State {
             fn config(&mut self) -> String {
                 self.config.to_string()
             }
 
-            fn log(&mut self, level: $world::codex_jobhost::policy::host::Level, message: String) {
-                use $world::codex_jobhost::policy::host::Level;
+            fn log(&mut self, level: $($world)::+::codex_jobhost::policy::host::Level, message: String) {
+                use $($world)::+::codex_jobhost::policy::host::Level;
                 let level = match level {
                     Level::Trace => tracing::Level::TRACE,
                     Level::Debug => tracing::Level::DEBUG,
@@ -49,54 +70,103 @@ macro_rules! impl_host {
                 self.log.line(Source::Log(level), &message);
             }
         }
-        impl $world::codex_jobhost::policy::types::Host for State {}
+        impl $($world)::+::codex_jobhost::policy::types::Host for State {}
     };
 }
 impl_host!(approval);
 impl_host!(truncation);
 impl_host!(filter);
+impl_host!(v0_1::approval);
+impl_host!(v0_1::truncation);
+impl_host!(v0_1::filter);
 
-/// Adds a world's host imports to a linker.
+/// Adds the `approval-policy` world's host imports, of every line, to a linker.
 pub fn add_approval(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
-    approval::ApprovalPolicy::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    approval::ApprovalPolicy::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_1::approval::ApprovalPolicy::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
-/// Adds a world's host imports to a linker.
+/// Adds the `output-truncation` world's host imports, of every line, to a linker.
 pub fn add_truncation(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
-    truncation::OutputTruncation::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    truncation::OutputTruncation::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_1::truncation::OutputTruncation::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
-/// Adds a world's host imports to a linker.
+/// Adds the `event-filter` world's host imports, of every line, to a linker.
 pub fn add_filter(linker: &mut wasmtime::component::Linker<State>) -> wasmtime::Result<()> {
-    filter::EventFilter::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    filter::EventFilter::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_1::filter::EventFilter::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
+/// The job as a world's generated WIT type (`job-info` is the same in every line).
 macro_rules! job_info {
-    ($fn:ident, $world:ident) => {
-        /// The job as this world's generated WIT type.
-        pub(crate) fn $fn(job: &JobContext) -> $world::codex_jobhost::policy::types::JobInfo {
-            $world::codex_jobhost::policy::types::JobInfo {
-                job_id: job.job_id.clone(),
-                backend: job.backend.clone(),
-                cwd: job.cwd.clone(),
-                project_root: job.project_root.clone(),
-                prompt: job.prompt.clone(),
+    ($($world:ident)::+) => {
+        impl From<&JobContext> for $($world)::+::codex_jobhost::policy::types::JobInfo {
+            fn from(job: &JobContext) -> Self {
+                Self {
+                    job_id: job.job_id.clone(),
+                    backend: job.backend.clone(),
+                    cwd: job.cwd.clone(),
+                    project_root: job.project_root.clone(),
+                    prompt: job.prompt.clone(),
+                }
             }
         }
     };
 }
-job_info!(approval_job, approval);
-job_info!(truncation_job, truncation);
-job_info!(filter_job, filter);
+job_info!(approval);
+job_info!(truncation);
+job_info!(filter);
+job_info!(v0_1::approval);
+job_info!(v0_1::truncation);
+job_info!(v0_1::filter);
 
-/// A request as the generated WIT type.
+/// A request as the latest line's generated WIT type.
 pub(crate) fn wit_request(request: &Request) -> approval::exports::codex_jobhost::policy::approval::Request {
     use approval::exports::codex_jobhost::policy::approval as wit;
+    let launch = |l: codex_jobhost_policy::Launch| wit::LaunchRequest {
+        approval_mode: l.approval_mode,
+        sandbox: l.sandbox,
+        model: l.model,
+        backend: l.backend,
+        network_access: l.network_access,
+        config: l.config,
+        extra_args: l.extra_args,
+    };
     match request.clone() {
-        Request::Launch { approval_mode, sandbox, model } => {
-            wit::Request::Launch(wit::LaunchRequest { approval_mode, sandbox, model })
+        Request::Launch(l) => wit::Request::Launch(launch(l)),
+        Request::Reply { prompt, turn, settings } => {
+            wit::Request::Reply(wit::ReplyRequest { prompt, turn, settings: launch(settings) })
         }
-        Request::Command { command, cwd, reason } => {
+        Request::Command { command, argv, raw, cwd, reason } => {
+            wit::Request::Command(wit::CommandRequest { command, argv, raw, cwd, reason })
+        }
+        Request::FileChange { paths, kind, reason } => wit::Request::FileChange(wit::FileChangeRequest {
+            paths,
+            kind: match kind {
+                ChangeKind::Add => wit::ChangeKind::Add,
+                ChangeKind::Delete => wit::ChangeKind::Delete,
+                ChangeKind::Update => wit::ChangeKind::Update,
+            },
+            reason,
+        }),
+        Request::Permissions { permissions, reason } => {
+            wit::Request::Permissions(wit::PermissionsRequest { permissions, reason })
+        }
+    }
+}
+
+/// A request as 0.1's generated WIT type. What 0.1 cannot express is adapted:
+/// a reply is asked as a launch with the job's settings; a command gets its
+/// unwrapped `command` only; a launch's settings only mode, sandbox and model.
+pub(crate) fn v0_1_request(request: &Request) -> v0_1::approval::exports::codex_jobhost::policy::approval::Request {
+    use v0_1::approval::exports::codex_jobhost::policy::approval as wit;
+    let launch = |l: codex_jobhost_policy::Launch| {
+        wit::Request::Launch(wit::LaunchRequest { approval_mode: l.approval_mode, sandbox: l.sandbox, model: l.model })
+    };
+    match request.clone() {
+        Request::Launch(l) | Request::Reply { settings: l, .. } => launch(l),
+        Request::Command { command, cwd, reason, .. } => {
             wit::Request::Command(wit::CommandRequest { command, cwd, reason })
         }
         Request::FileChange { paths, kind, reason } => wit::Request::FileChange(wit::FileChangeRequest {
@@ -114,14 +184,22 @@ pub(crate) fn wit_request(request: &Request) -> approval::exports::codex_jobhost
     }
 }
 
-/// A decision from the generated WIT type.
-pub(crate) fn decision(d: approval::exports::codex_jobhost::policy::approval::Decision) -> Decision {
-    use approval::exports::codex_jobhost::policy::approval::Decision as W;
-    match d {
-        W::Accept => Decision::Accept,
-        W::AcceptForSession => Decision::AcceptForSession,
-        W::Decline(r) => Decision::Decline(r),
-        W::Cancel(r) => Decision::Cancel(r),
-        W::Ask => Decision::Ask,
-    }
+/// A decision from a line's generated WIT type (the same in every line).
+macro_rules! decision_from {
+    ($($world:ident)::+) => {
+        impl From<$($world)::+::exports::codex_jobhost::policy::approval::Decision> for Decision {
+            fn from(d: $($world)::+::exports::codex_jobhost::policy::approval::Decision) -> Self {
+                use $($world)::+::exports::codex_jobhost::policy::approval::Decision as W;
+                match d {
+                    W::Accept => Decision::Accept,
+                    W::AcceptForSession => Decision::AcceptForSession,
+                    W::Decline(r) => Decision::Decline(r),
+                    W::Cancel(r) => Decision::Cancel(r),
+                    W::Ask => Decision::Ask,
+                }
+            }
+        }
+    };
 }
+decision_from!(approval);
+decision_from!(v0_1::approval);

@@ -90,7 +90,7 @@ impl PolicyEngine {
         let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
             format!("policy component {shown} needs imports the host does not offer (it may import `{PACKAGE}/host` and, of WASI 0.2, only io, cli, wall-clock, random and filesystem: no monotonic clock, so no sleeping, and no sockets)")
         })?;
-        let pre = WorldPre::new(world, &interface, pre).map_err(anyhow::Error::from).with_context(|| {
+        let pre = WorldPre::new(world, &version, &interface, pre).map_err(anyhow::Error::from).with_context(|| {
             format!("policy component {shown} does not match the {} world of {PACKAGE}@{version}", world.world_name())
         })?;
         let sha256 = sha256_hex(bytes);
@@ -171,7 +171,8 @@ impl PolicyEngine {
             [(world, version, name)] => {
                 if !version_supported(version) {
                     bail!(
-                        "it was built for {PACKAGE}@{version}; this host supports {PACKAGE}@{SUPPORTED}.x (rebuild it against the host's wit/)"
+                        "it was built for {PACKAGE}@{version}; this host supports {PACKAGE}@{}.x (rebuild it against the host's wit/)",
+                        SUPPORTED.join(".x and ")
                     );
                 }
                 Ok((*world, version.clone(), name.clone()))
@@ -225,13 +226,16 @@ fn add_guest_wasi(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// `0.1.x` for the `0.1` line; for 1.0 and later, the same major.
+/// Whether `version` is in one of the [`SUPPORTED`] lines: `0.y.z` is in
+/// `0.y`; for 1.0 and later, `x.y.z` is in `x.*`.
 fn version_supported(version: &str) -> bool {
     let mut parts = version.split('.');
     let (major, minor) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let mut want = SUPPORTED.split('.');
-    let (want_major, want_minor) = (want.next().unwrap_or(""), want.next().unwrap_or(""));
-    major == want_major && (major != "0" || minor == want_minor)
+    SUPPORTED.iter().any(|line| {
+        let mut want = line.split('.');
+        let (want_major, want_minor) = (want.next().unwrap_or(""), want.next().unwrap_or(""));
+        major == want_major && (major != "0" || minor == want_minor)
+    })
 }
 
 /// Refuses what is not a WebAssembly component before compiling it.
@@ -368,7 +372,8 @@ mod tests {
     fn version_lines() {
         assert!(version_supported("0.1.0"));
         assert!(version_supported("0.1.7"));
-        assert!(!version_supported("0.2.0"));
+        assert!(version_supported("0.2.0"));
+        assert!(!version_supported("0.3.0"));
         assert!(!version_supported("1.1.0"));
         assert!(!version_supported(""));
     }

@@ -9,7 +9,7 @@ use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, approval, filter, truncation};
+use super::bindings::{self, approval, filter, truncation, v0_1};
 use super::engine::EPOCH_TICK;
 use super::guest_log::{GuestLog, LogBudget};
 use super::{Decision, FilterAction, JobContext, Limits, PolicyEvent, Request, World};
@@ -45,7 +45,7 @@ pub struct LoadedComponent {
     pub path: std::path::PathBuf,
     /// The world it implements.
     pub world: World,
-    /// The WIT package version it was built against (`0.1.0`).
+    /// The WIT package version it was built against (`0.2.0`, or `0.1.x` through the adapter).
     pub version: String,
     /// The sha256 of the component file, lowercase hex: its identity when a
     /// job pins it.
@@ -54,8 +54,9 @@ pub struct LoadedComponent {
     pub pre: WorldPre,
 }
 
-/// A component ready to instantiate as the world it implements; making one
-/// type-checks its exports against that world of the WIT package.
+/// A component ready to instantiate as the world it implements, in the WIT
+/// version line it was built against; making one type-checks its exports
+/// against that world of that line.
 pub enum WorldPre {
     /// `approval-policy`.
     Approval(approval::ApprovalPolicyPre<State>),
@@ -63,30 +64,52 @@ pub enum WorldPre {
     Truncation(truncation::OutputTruncationPre<State>),
     /// `event-filter`.
     Filter(filter::EventFilterPre<State>),
+    /// `approval-policy` of 0.1.
+    ApprovalV0_1(v0_1::approval::ApprovalPolicyPre<State>),
+    /// `output-truncation` of 0.1.
+    TruncationV0_1(v0_1::truncation::OutputTruncationPre<State>),
+    /// `event-filter` of 0.1.
+    FilterV0_1(v0_1::filter::EventFilterPre<State>),
+}
+
+/// Type-checks the world's one function in the line `$line` (a bindings module path).
+macro_rules! typecheck_world {
+    ($world:expr, $pre:expr, $interface:expr, $($line:ident)::*) => {{
+        use $($line)::*::approval::codex_jobhost::policy::types::JobInfo as ApprovalJob;
+        use $($line)::*::approval::exports::codex_jobhost::policy::approval as a;
+        use $($line)::*::filter::codex_jobhost::policy::types::JobInfo as FilterJob;
+        use $($line)::*::filter::exports::codex_jobhost::policy::filter as f;
+        use $($line)::*::truncation::codex_jobhost::policy::types::JobInfo as TruncationJob;
+        use $($line)::*::truncation::exports::codex_jobhost::policy::truncation as t;
+        match $world {
+            World::Approval => typecheck::<(&ApprovalJob, &a::Request), (a::Decision,)>($pre, $interface, "decide"),
+            World::Truncation => {
+                typecheck::<(&TruncationJob, &str, t::Limits), (String,)>($pre, $interface, "truncate")
+            }
+            World::Filter => typecheck::<(&FilterJob, &f::Event), (f::Action,)>($pre, $interface, "filter"),
+        }
+    }};
 }
 
 impl WorldPre {
-    /// Type-checks `pre`'s exports against `world`, whose interface the
-    /// component exports as `interface` (e.g. `codex-jobhost:policy/approval@0.1.0`).
+    /// Type-checks `pre`'s exports against `world` of the line `version`
+    /// belongs to (0.1.x, else the latest), whose interface the component
+    /// exports as `interface` (e.g. `codex-jobhost:policy/approval@0.2.0`).
     ///
     /// Errors: an export is missing or its type differs from the WIT's
     /// (the message names the export).
-    pub fn new(world: World, interface: &str, pre: InstancePre<State>) -> wasmtime::Result<Self> {
-        use approval::codex_jobhost::policy::types::JobInfo as ApprovalJob;
-        use approval::exports::codex_jobhost::policy::approval as a;
-        use filter::codex_jobhost::policy::types::JobInfo as FilterJob;
-        use filter::exports::codex_jobhost::policy::filter as f;
-        use truncation::codex_jobhost::policy::types::JobInfo as TruncationJob;
-        use truncation::exports::codex_jobhost::policy::truncation as t;
+    pub fn new(world: World, version: &str, interface: &str, pre: InstancePre<State>) -> wasmtime::Result<Self> {
         // The generated bindings check an interface's function types only when
         // an instance is made; checking here refuses a bad component at load.
-        match world {
-            World::Approval => typecheck::<(&ApprovalJob, &a::Request), (a::Decision,)>(&pre, interface, "decide")?,
-            World::Truncation => {
-                typecheck::<(&TruncationJob, &str, t::Limits), (String,)>(&pre, interface, "truncate")?
-            }
-            World::Filter => typecheck::<(&FilterJob, &f::Event), (f::Action,)>(&pre, interface, "filter")?,
+        if version.starts_with("0.1.") {
+            typecheck_world!(world, &pre, interface, v0_1)?;
+            return Ok(match world {
+                World::Approval => WorldPre::ApprovalV0_1(v0_1::approval::ApprovalPolicyPre::new(pre)?),
+                World::Truncation => WorldPre::TruncationV0_1(v0_1::truncation::OutputTruncationPre::new(pre)?),
+                World::Filter => WorldPre::FilterV0_1(v0_1::filter::EventFilterPre::new(pre)?),
+            });
         }
+        typecheck_world!(world, &pre, interface, bindings)?;
         Ok(match world {
             World::Approval => WorldPre::Approval(approval::ApprovalPolicyPre::new(pre)?),
             World::Truncation => WorldPre::Truncation(truncation::OutputTruncationPre::new(pre)?),
@@ -99,6 +122,9 @@ impl WorldPre {
             WorldPre::Approval(p) => p.engine(),
             WorldPre::Truncation(p) => p.engine(),
             WorldPre::Filter(p) => p.engine(),
+            WorldPre::ApprovalV0_1(p) => p.engine(),
+            WorldPre::TruncationV0_1(p) => p.engine(),
+            WorldPre::FilterV0_1(p) => p.engine(),
         }
     }
 
@@ -107,6 +133,9 @@ impl WorldPre {
             WorldPre::Approval(p) => Exports::Approval(p.instantiate(store)?),
             WorldPre::Truncation(p) => Exports::Truncation(p.instantiate(store)?),
             WorldPre::Filter(p) => Exports::Filter(p.instantiate(store)?),
+            WorldPre::ApprovalV0_1(p) => Exports::ApprovalV0_1(p.instantiate(store)?),
+            WorldPre::TruncationV0_1(p) => Exports::TruncationV0_1(p.instantiate(store)?),
+            WorldPre::FilterV0_1(p) => Exports::FilterV0_1(p.instantiate(store)?),
         })
     }
 }
@@ -146,6 +175,9 @@ enum Exports {
     Approval(approval::ApprovalPolicy),
     Truncation(truncation::OutputTruncation),
     Filter(filter::EventFilter),
+    ApprovalV0_1(v0_1::approval::ApprovalPolicy),
+    TruncationV0_1(v0_1::truncation::OutputTruncation),
+    FilterV0_1(v0_1::filter::EventFilter),
 }
 
 struct Warm {
@@ -221,10 +253,18 @@ impl Guest {
             Exports::Approval(a) => {
                 let d = a.codex_jobhost_policy_approval().call_decide(
                     store,
-                    &bindings::approval_job(job),
+                    &job.into(),
                     &bindings::wit_request(request),
                 )?;
-                Ok(bindings::decision(d))
+                Ok(d.into())
+            }
+            Exports::ApprovalV0_1(a) => {
+                let d = a.codex_jobhost_policy_approval().call_decide(
+                    store,
+                    &job.into(),
+                    &bindings::v0_1_request(request),
+                )?;
+                Ok(d.into())
             }
             _ => Err(wasmtime::Error::msg("not an approval-policy component")),
         })
@@ -232,35 +272,38 @@ impl Guest {
 
     /// `truncate(job, text, limits)`.
     pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits) -> Result<String, String> {
-        self.call(|store, exports| match exports {
-            Exports::Truncation(t) => {
-                let wit_limits = truncation::exports::codex_jobhost::policy::truncation::Limits {
+        macro_rules! call {
+            ($store:expr, $t:expr, $($line:ident)::*) => {{
+                let wit_limits = $($line)::*::truncation::exports::codex_jobhost::policy::truncation::Limits {
                     max_chars: limits.max_chars,
                     max_lines: limits.max_lines,
                 };
-                t.codex_jobhost_policy_truncation().call_truncate(
-                    store,
-                    &bindings::truncation_job(job),
-                    text,
-                    wit_limits,
-                )
-            }
+                $t.codex_jobhost_policy_truncation().call_truncate($store, &job.into(), text, wit_limits)
+            }};
+        }
+        self.call(|store, exports| match exports {
+            Exports::Truncation(t) => call!(store, t, bindings),
+            Exports::TruncationV0_1(t) => call!(store, t, v0_1),
             _ => Err(wasmtime::Error::msg("not an output-truncation component")),
         })
     }
 
     /// `filter(job, event)`; `payload` is the event's JSON.
     pub fn filter(&self, job: &JobContext, kind: &str, payload: &str) -> Result<FilterAction, String> {
-        self.call(|store, exports| match exports {
-            Exports::Filter(f) => {
-                use filter::exports::codex_jobhost::policy::filter as wit;
+        macro_rules! call {
+            ($store:expr, $f:expr, $($line:ident)::*) => {{
+                use $($line)::*::filter::exports::codex_jobhost::policy::filter as wit;
                 let event = wit::Event { kind: kind.to_owned(), payload: payload.to_owned() };
-                Ok(match f.codex_jobhost_policy_filter().call_filter(store, &bindings::filter_job(job), &event)? {
+                Ok(match $f.codex_jobhost_policy_filter().call_filter($store, &job.into(), &event)? {
                     wit::Action::Keep => FilterAction::Keep,
                     wit::Action::Drop => FilterAction::Drop,
                     wit::Action::Replace(e) => FilterAction::Replace(PolicyEvent { kind: e.kind, payload: e.payload }),
                 })
-            }
+            }};
+        }
+        self.call(|store, exports| match exports {
+            Exports::Filter(f) => call!(store, f, bindings),
+            Exports::FilterV0_1(f) => call!(store, f, v0_1),
             _ => Err(wasmtime::Error::msg("not an event-filter component")),
         })
     }

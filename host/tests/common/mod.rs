@@ -57,11 +57,11 @@ pub fn job() -> JobContext {
 }
 
 pub fn command(c: &str) -> Request {
-    Request::Command { command: c.into(), cwd: "/w".into(), reason: None }
+    Request::Command { command: c.into(), argv: vec![], raw: c.into(), cwd: "/w".into(), reason: None }
 }
 
 pub fn launch(mode: &str) -> Request {
-    Request::Launch { approval_mode: mode.into(), sandbox: None, model: None }
+    Request::Launch(codex_jobhost::policy::Launch { approval_mode: mode.into(), ..Default::default() })
 }
 
 /// A `tracing` writer into a shared buffer.
