@@ -46,6 +46,8 @@ async fn a_policy_accepts_an_allowed_command_and_declines_a_denied_one() -> Resu
     assert_eq!(d.len(), 2, "{events:?}");
     // The policy saw the command the agent meant, not Codex's shell wrapper.
     assert_eq!(d[0]["request"]["command"]["command"], "touch made.txt");
+    assert_eq!(d[0]["request"]["command"]["argv"], json!(["touch", "made.txt"]));
+    assert_eq!(d[0]["request"]["command"]["raw"], "/bin/bash -lc 'touch made.txt'");
     assert_eq!((d[0]["decision"].as_str(), d[0]["decided_by"].as_str()), (Some("accept"), Some("command_allowlist")));
     assert_eq!(d[1]["decision"], "decline");
     assert!(d[1]["reason"].as_str().unwrap().contains("rm -rf"), "{:?}", d[1]);

@@ -213,11 +213,9 @@ impl<'a> Turn<'a> {
         if !self.meta.status.can_move_to(status, super::Turn::Same) {
             anyhow::bail!("job {}: cannot move from {} to {status}", self.meta.id, self.meta.status);
         }
-        self.meta.status = status;
-        self.job.write_meta(&self.meta)?;
-        self.events.status(&self.meta, extra)?;
         if status == JobStatus::InputRequired {
-            // The feed's readers learn that the job needs them, not only that it ended.
+            // The feed's readers learn that the job needs them, not only that
+            // it ended; written first, so whoever sees the status finds the note.
             self.store.append_notification(&Notification {
                 job_id: self.meta.id.to_string(),
                 status,
@@ -227,6 +225,9 @@ impl<'a> Turn<'a> {
                 finished_at: Timestamp::now().to_string(),
             })?;
         }
+        self.meta.status = status;
+        self.job.write_meta(&self.meta)?;
+        self.events.status(&self.meta, extra)?;
         Ok(())
     }
 

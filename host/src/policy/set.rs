@@ -163,12 +163,12 @@ impl PolicySet {
 
     /// Asks every approval component; the strictest answer wins, so a project
     /// can narrow what its user allows but never widen it. A component that
-    /// fails declines (fail closed). With none configured: launches are
-    /// accepted as asked, everything else is `ask`.
+    /// fails declines (fail closed). With none configured: launches and
+    /// replies are accepted as asked, everything else is `ask`.
     pub fn decide(&self, job: &JobContext, request: &Request) -> Verdict {
         if self.approval.is_empty() {
             let decision = match request {
-                Request::Launch { .. } => Decision::Accept,
+                Request::Launch(_) | Request::Reply { .. } => Decision::Accept,
                 _ => Decision::Ask,
             };
             return Verdict { decision, decided_by: None, failures: Vec::new() };
