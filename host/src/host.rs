@@ -880,6 +880,11 @@ impl JobHost {
         }
     }
 
+    /// A receiver that wakes on every change of any job's status this host sees.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.registry.subscribe()
+    }
+
     /// Whether a job is `input_required` with a request no one has answered yet.
     fn awaits_answer(&self, job: &JobSummary) -> bool {
         job.status == JobStatus::InputRequired

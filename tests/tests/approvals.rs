@@ -2,10 +2,14 @@
 //! backend): the real Codex CLI asks, the job's policies (or the caller,
 //! through job_approve) answer, and the job's events are the audit trail.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use codex_jobhost_e2e::{Reply, Server, World};
+use rmcp::RoleClient;
+use rmcp::model::{ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability};
+use rmcp::service::RequestContext;
 use serde_json::{Value, json};
 
 fn decided(events: &[Value]) -> Vec<&Value> {
@@ -22,6 +26,59 @@ async fn wait_input_required(server: &Server, job: &str) -> Result<Value> {
     let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
     assert_eq!(waited["input_required"][0]["job_id"], job, "{waited}");
     server.ok("job_status", json!({"job_id": job})).await
+}
+
+/// `job_wait` until the job's turn has ended, past any `input_required`; returns its `job_status`.
+async fn wait_finished<H: rmcp::ClientHandler>(server: &Server<H>, job: &str) -> Result<Value> {
+    loop {
+        let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
+        if waited["finished"].as_array().is_some_and(|f| !f.is_empty()) {
+            return server.ok("job_status", json!({"job_id": job})).await;
+        }
+        assert_eq!(waited["timed_out"], false, "{waited}");
+    }
+}
+
+/// An MCP client that declares `elicitation` and accepts whatever it is asked.
+#[derive(Clone, Default)]
+struct Accepting {
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl rmcp::ClientHandler for Accepting {
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, rmcp::ErrorData> {
+        if let ElicitRequestParams::FormElicitationParams { message, .. } = request {
+            self.asked.lock().unwrap().push(message);
+        }
+        Ok(ElicitResult::new(ElicitationAction::Accept))
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        info.capabilities.elicitation = Some(ElicitationCapability::new());
+        info
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_can_be_asked_answers_by_elicitation() -> Result<()> {
+    let world = World::new([Reply::Escalated("touch elicited.txt".into()), Reply::Message("done".into())])?;
+    let client = Accepting::default();
+    let server = world.serve_with(client.clone()).await?;
+    let job = server.start_job(world.start_args("make a file")).await?;
+    let status = wait_finished(&server, &job).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert!(world.work_dir().join("elicited.txt").is_file());
+    let asked = client.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0].contains("touch elicited.txt") && asked[0].contains(&job), "{}", asked[0]);
+    let events = server.all_events(&job).await?;
+    assert_eq!(decided(&events)[0]["decided_by"], "elicitation");
+    Ok(())
 }
 
 #[tokio::test]
@@ -133,15 +190,7 @@ async fn an_unanswered_approval_is_declined_at_its_deadline() -> Result<()> {
     let mut args = world.start_args("make a file");
     args["approval_timeout_s"] = json!(1);
     let job = server.start_job(args).await?;
-    // job_wait returns at input_required too: wait on until the turn ends.
-    loop {
-        let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
-        if waited["finished"].as_array().is_some_and(|f| !f.is_empty()) {
-            break;
-        }
-        assert_eq!(waited["timed_out"], false, "{waited}");
-    }
-    let status = server.ok("job_status", json!({"job_id": job})).await?;
+    let status = wait_finished(&server, &job).await?;
     assert_eq!(status["status"], "completed", "{status}");
     assert!(!world.work_dir().join("never.txt").exists());
     let events = server.all_events(&job).await?;

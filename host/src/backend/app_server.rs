@@ -44,7 +44,7 @@ pub const BACKEND: &str = "app-server";
 
 /// Event type of a decision on an agent's request: `data` is `{"request_id",
 /// "kind", "request", "decision", "reason", "decided_by", "elapsed_us"?}`, where `decided_by`
-/// is a policy component's name, `built-in`, `job_approve`, `jobs approve` or `timeout`,
+/// is a policy component's name, `built-in`, `job_approve`, `jobs approve`, `elicitation` or `timeout`,
 /// and `elapsed_us` (for a decision the policies made) the microseconds from
 /// reading the request to writing the answer.
 pub const APPROVAL_DECIDED_EVENT: &str = "approval.decided";

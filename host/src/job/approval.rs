@@ -80,7 +80,7 @@ pub struct ApprovalAnswer {
     pub decision: ApprovalDecision,
     /// Why, if the one who answered said.
     pub reason: Option<String>,
-    /// Who answered: `job_approve`, `jobs approve` or `timeout`.
+    /// Who answered: `job_approve`, `jobs approve`, `elicitation` or `timeout`.
     pub by: String,
     /// When, RFC 3339 UTC.
     pub answered_at: String,

@@ -8,6 +8,8 @@
 //! results with `isError: true` whose text names the bad value; an unknown tool
 //! is a JSON-RPC error.
 
+mod elicit;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +102,7 @@ pub struct NotificationsArgs {
 #[derive(Clone)]
 pub struct JobServer {
     host: Arc<JobHost>,
+    elicitor: Arc<elicit::Elicitor>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -107,7 +110,7 @@ pub struct JobServer {
 impl JobServer {
     /// A server over `host`.
     pub fn new(host: Arc<JobHost>) -> Self {
-        JobServer { host, tool_router: Self::tool_router() }
+        JobServer { host, elicitor: Arc::default(), tool_router: Self::tool_router() }
     }
 
     /// Start a Codex job in the background.
@@ -126,8 +129,16 @@ impl JobServer {
             open_world_hint = true
         )
     )]
-    async fn job_start(&self, Parameters(req): Parameters<StartRequest>) -> Result<Json<Started>, String> {
-        done(self.host.start(req).await)
+    async fn job_start(
+        &self,
+        Parameters(req): Parameters<StartRequest>,
+        peer: Peer<RoleServer>,
+    ) -> Result<Json<Started>, String> {
+        let started = self.host.start(req).await;
+        if let Ok(s) = &started {
+            self.elicitor.follow(&self.host, &peer, &s.job_id);
+        }
+        done(started)
     }
 
     /// A job's status, result and output tail.
@@ -169,8 +180,16 @@ impl JobServer {
             open_world_hint = true
         )
     )]
-    async fn job_reply(&self, Parameters(args): Parameters<ReplyArgs>) -> Result<Json<Started>, String> {
-        done(self.host.reply(&args.job_id, &args.prompt).await)
+    async fn job_reply(
+        &self,
+        Parameters(args): Parameters<ReplyArgs>,
+        peer: Peer<RoleServer>,
+    ) -> Result<Json<Started>, String> {
+        let started = self.host.reply(&args.job_id, &args.prompt).await;
+        if started.is_ok() {
+            self.elicitor.follow(&self.host, &peer, &args.job_id);
+        }
+        done(started)
     }
 
     /// Cancel a running job.
