@@ -51,6 +51,10 @@ pub const APPROVAL_DECIDED_EVENT: &str = "approval.decided";
 /// Event type of a request handed to the caller: `data` is the [`PendingApproval`].
 pub const APPROVAL_REQUESTED_EVENT: &str = "approval.requested";
 
+/// How long a cancelled turn has to end after `turn/interrupt` before the
+/// supervisor stops the app-server (below `job_cancel`'s 5 s before SIGKILL).
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(3);
+
 /// How long an approval request waits for an answer when neither the job
 /// nor the user's config says: 15 minutes.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -118,9 +122,16 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
         .await?;
     session.expect(init, Step::Initialize);
 
+    let mut stop_deadline: Option<tokio::time::Instant> = None;
     while out_open || err_open {
         turn.idle.paused = !waiting.is_empty();
         let idle = turn.idle.sleep();
+        let stopping = async move {
+            match stop_deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             n = read_line(&mut stdout, &mut out_line), if out_open => {
                 if n? == 0 { out_open = false; continue; }
@@ -154,10 +165,14 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
                     turn.set_status(JobStatus::Running, json!({"answered": pending.request_id}))?;
                 }
             }
-            _ = turn.stop_requested() => {
+            _ = turn.stop_requested(), if !cancelled => {
                 cancelled = true;
-                // Ask Codex to end the turn; the group's SIGTERM may have ended it already.
+                // Ask Codex to end the turn; it is stopped if it has not within INTERRUPT_GRACE.
                 session.interrupt(&mut rpc).await;
+                stop_deadline = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
+            }
+            _ = stopping => {
+                stop_deadline = None;
                 rpc.close();
                 signal_child(&child, Signal::TERM);
             }
@@ -421,9 +436,9 @@ impl Session {
             }
             "turn/completed" => {
                 let status = params.pointer("/turn/status").and_then(Value::as_str).unwrap_or("completed").to_owned();
-                if status == "failed" {
-                    let message =
-                        params.pointer("/turn/error/message").and_then(Value::as_str).unwrap_or("the turn failed");
+                if status == "failed" || status == "interrupted" {
+                    let message = params.pointer("/turn/error/message").and_then(Value::as_str);
+                    let message = message.unwrap_or(if status == "failed" { "the turn failed" } else { "turn interrupted" });
                     self.emit(turn, "turn.failed", json!({"type": "turn.failed", "error": {"message": message}}))?;
                 } else {
                     let mut event = json!({"type": "turn.completed"});

@@ -13,7 +13,7 @@ use anyhow::Result;
 use super::{CancelOutcome, JobHost, Live};
 use crate::error::invalid;
 use crate::job::dirwatch::DirWatch;
-use crate::job::process::{ProcessWatch, signal_group};
+use crate::job::process::{ProcessWatch, signal_group, signal_process};
 use crate::job::queue;
 use crate::job::supervisor::{self, End};
 use crate::job::{JobId, JobMeta, JobStatus};
@@ -229,8 +229,9 @@ impl JobHost {
     }
 
     /// Cancels a job's current turn. A queued turn ends at once; a running one
-    /// gets SIGTERM to its process group, SIGKILL after the grace period, and
-    /// the call returns once it has ended.
+    /// gets SIGTERM (on exec, its process group; on app-server, its supervisor,
+    /// which interrupts the turn), SIGKILL to the group after the grace
+    /// period, and the call returns once it has ended.
     ///
     /// Errors: [`crate::InvalidInput`] when the job has already ended.
     pub async fn cancel(self: &Arc<Self>, job_id: &str) -> Result<CancelOutcome> {
@@ -271,7 +272,13 @@ impl JobHost {
                 live.entry(id).or_insert(Live { turn: meta.turn, cancel_requested: false }).cancel_requested = true;
             }
             let watch = ProcessWatch::open(pid)?;
-            signal_group(pid, rustix::process::Signal::TERM)?;
+            if meta.backend == crate::backend::app_server::BACKEND {
+                // The supervisor asks Codex to interrupt the turn (turn/interrupt)
+                // and stops it itself if it has not; the group's SIGKILL below is the backstop.
+                signal_process(pid, rustix::process::Signal::TERM)?;
+            } else {
+                signal_group(pid, rustix::process::Signal::TERM)?;
+            }
             let mut killed = false;
             if let Some(watch) = &watch {
                 if tokio::time::timeout(self.config.cancel_grace, watch.exited()).await.is_err() {

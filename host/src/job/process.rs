@@ -68,6 +68,17 @@ pub fn signal_group(pgid: u32, signal: Signal) -> Result<()> {
     }
 }
 
+/// Sends `signal` to the one process `pid`; a process that is gone is not an error.
+pub fn signal_process(pid: u32, signal: Signal) -> Result<()> {
+    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        anyhow::bail!("invalid pid {pid}");
+    };
+    match rustix::process::kill_process(p, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot signal process {pid}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
