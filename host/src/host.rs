@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, watch};
 
-use crate::backend::{CodexCli, app_server, exec};
+use crate::backend::{self, CodexCli, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
 use crate::job::approval::{self, PendingApproval};
@@ -472,14 +472,8 @@ impl JobHost {
             approval_timeout_s: req.approval_timeout_s,
         };
         let cli = self.codex().await?;
-        let backend = choose_backend(req.backend.as_deref(), cli)?;
-        exec::validate(&options, cli)?;
-        if backend == app_server::BACKEND {
-            app_server::validate(&options)?;
-        }
-        if options.approval_timeout_s == Some(0) {
-            return Err(invalid("invalid approval_timeout_s 0: expected a number of seconds above 0, or none"));
-        }
+        let backend = backend::choose(req.backend.as_deref(), cli)?;
+        backend::validate(backend, &options, cli)?;
         let id = JobId::new();
         // Off the async workers: a first load compiles the components (~0.2 s).
         let (host, judged) = (Arc::clone(self), (cwd.clone(), req.prompt.clone(), options.clone()));
@@ -1016,37 +1010,12 @@ fn check_max_chars(max_chars: Option<usize>) -> Result<()> {
     }
 }
 
-/// The backend a job runs on: `requested` (`auto`, `exec`, `app-server`;
-/// none is `auto`), where `auto` is `app-server` when the installed Codex has it.
-///
-/// Errors: [`InvalidInput`] for another name, or `app-server` with a Codex that lacks it (naming its version).
-fn choose_backend(requested: Option<&str>, cli: &CodexCli) -> Result<&'static str, InvalidInput> {
-    match requested.unwrap_or("auto") {
-        "auto" if cli.capabilities.app_server => Ok(app_server::BACKEND),
-        "auto" | "exec" => Ok(exec::BACKEND),
-        "app-server" if cli.capabilities.app_server => Ok(app_server::BACKEND),
-        "app-server" => Err(InvalidInput::new(format!(
-            "backend \"app-server\" is not supported by the installed Codex CLI {} ({}): it has no `codex app-server`; use backend \"exec\"",
-            cli.version,
-            cli.program.display()
-        ))),
-        other => {
-            Err(InvalidInput::new(format!("invalid backend {}: expected auto, exec or app-server", quote_short(other))))
-        }
-    }
-}
-
 /// What the supervisor runs for the job's current turn.
 fn turn_spec(meta: &JobMeta, prompt: &str, cli: &CodexCli) -> Result<TurnSpec> {
-    let args = if meta.backend == app_server::BACKEND {
-        app_server::command_args(meta)
-    } else {
-        exec::command_args(meta, cli)?.into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
-    };
     Ok(TurnSpec {
         turn: meta.turn,
         program: cli.program.clone(),
-        args,
+        args: backend::command_args(meta, cli)?,
         env: cli.env.clone(),
         prompt: prompt.to_owned(),
     })

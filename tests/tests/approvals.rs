@@ -269,7 +269,8 @@ async fn cancel_interrupts_a_turn_and_reply_continues_the_thread() -> Result<()>
     // Codex was asked to interrupt the turn (turn/interrupt), and did, before anything was killed.
     let events = server.all_events(&job).await?;
     let interrupted = events.iter().any(|e| {
-        e["type"] == "turn.failed" && e["data"]["error"]["message"].as_str().is_some_and(|m| m.to_lowercase().contains("interrupt"))
+        e["type"] == "turn.failed"
+            && e["data"]["error"]["message"].as_str().is_some_and(|m| m.to_lowercase().contains("interrupt"))
     });
     assert!(interrupted, "{events:?}");
     assert_eq!(cancelled["killed"], false, "{cancelled}");

@@ -438,7 +438,8 @@ impl Session {
                 let status = params.pointer("/turn/status").and_then(Value::as_str).unwrap_or("completed").to_owned();
                 if status == "failed" || status == "interrupted" {
                     let message = params.pointer("/turn/error/message").and_then(Value::as_str);
-                    let message = message.unwrap_or(if status == "failed" { "the turn failed" } else { "turn interrupted" });
+                    let message =
+                        message.unwrap_or(if status == "failed" { "the turn failed" } else { "turn interrupted" });
                     self.emit(turn, "turn.failed", json!({"type": "turn.failed", "error": {"message": message}}))?;
                 } else {
                     let mut event = json!({"type": "turn.completed"});
