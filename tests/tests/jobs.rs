@@ -378,3 +378,19 @@ async fn a_second_server_on_the_same_home_can_wait_for_the_firsts_job() -> Resul
     assert_eq!(status["last_message"], "shared");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reply_to_a_thread_codex_lost_fails_with_codexs_reason() -> Result<()> {
+    let world = World::new([Reply::Message("first".into())])?;
+    let server = world.serve().await?;
+    let job = server.start_job(world.start_args("one")).await?;
+    assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
+    // The user cleaned up Codex's own records of the conversation.
+    std::fs::remove_dir_all(world.codex_home().join("sessions"))?;
+    server.ok("job_reply", json!({"job_id": job, "prompt": "two"})).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "failed", "{status}");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty() && !error.contains("supervisor"), "Codex's own reason: {error}");
+    Ok(())
+}

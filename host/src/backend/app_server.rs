@@ -345,7 +345,13 @@ impl Session {
         if let Some(error) = message.get("error") {
             if step != Step::Interrupt {
                 let what = error.get("message").and_then(Value::as_str).unwrap_or("no message");
-                self.refused = Some(format!("codex app-server refused {step:?}: {what}"));
+                let method = match step {
+                    Step::Initialize => "initialize",
+                    Step::Thread if turn.meta.turn > 0 => "thread/resume",
+                    Step::Thread => "thread/start",
+                    _ => "turn/start",
+                };
+                self.refused = Some(format!("codex app-server refused {method}: {what}"));
                 self.turn_ended = Some("failed".into());
             }
             return Ok(());
