@@ -19,6 +19,10 @@ pub struct HostConfig {
     /// Most turns that run at once in this home; more wait in the queue.
     /// `[jobs] max_running` in `<home>/config.toml`; default [`default_max_running`].
     pub max_running: usize,
+    /// Ended jobs older than this are removed by a running server (at its
+    /// start, then daily), as `jobs gc --older-than` would:
+    /// `[jobs] retention_days`; none (the default): jobs are kept until `jobs gc`.
+    pub retention: Option<Duration>,
 }
 
 impl HostConfig {
@@ -30,7 +34,8 @@ impl HostConfig {
         };
         let host_exe = std::env::current_exe().context("cannot find this program's own path")?;
         let max_running = read_max_running(&home)?.unwrap_or_else(default_max_running);
-        Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5), max_running })
+        let retention = read_jobs_setting(&home, "retention_days")?.map(|d| Duration::from_secs(d as u64 * 24 * 3600));
+        Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5), max_running, retention })
     }
 }
 

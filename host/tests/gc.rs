@@ -79,3 +79,24 @@ fn gc_removes_old_ended_jobs_and_never_a_live_one() {
     assert_eq!(page.notifications.len(), 1);
     assert_eq!(page.notifications[0].job_id, old_done.to_string());
 }
+
+#[test]
+fn retention_in_the_users_config_removes_old_ended_jobs() {
+    let home = tempfile::tempdir().unwrap();
+    let store = JobStore::open(home.path()).unwrap();
+    let old = job(&store, JobStatus::Completed, 10);
+    let young = job(&store, JobStatus::Completed, 1);
+    let running = job(&store, JobStatus::Running, 10);
+    let config = |text: &str| {
+        std::fs::write(home.path().join("config.toml"), text).unwrap();
+        HostConfig::new(Some(home.path().to_path_buf()), None)
+    };
+    let host = JobHost::open(config("").unwrap()).unwrap();
+    assert!(host.apply_retention().unwrap().is_none(), "off unless configured");
+    let err = format!("{:#}", config("[jobs]\nretention_days = \"a week\"\n").unwrap_err());
+    assert!(err.contains("retention_days") && err.contains("whole number"), "{err}");
+    let host = JobHost::open(config("[jobs]\nretention_days = 7\n").unwrap()).unwrap();
+    let report = host.apply_retention().unwrap().unwrap();
+    assert_eq!(report.removed, [old.to_string()]);
+    assert!(store.job(young).is_ok() && store.job(running).is_ok());
+}

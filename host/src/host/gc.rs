@@ -68,6 +68,19 @@ impl JobHost {
     }
 }
 
+impl JobHost {
+    /// Automatic retention: with `[jobs] retention_days` set, removes the ended
+    /// jobs older than that ([`JobHost::gc`]); `None` when it is not set.
+    ///
+    /// Errors: as [`JobHost::gc`].
+    pub fn apply_retention(&self) -> Result<Option<GcReport>> {
+        match self.config.retention {
+            Some(age) => self.gc(age, &[], false).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Bytes of the files directly in `dir` (job directories are flat).
 fn dir_size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)

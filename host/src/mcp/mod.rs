@@ -315,6 +315,19 @@ pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
         if let Err(e) = background.codex().await {
             tracing::warn!("{e:#}");
         }
+        if background.config().retention.is_some() {
+            let mut daily = tokio::time::interval(RETENTION_EVERY);
+            loop {
+                daily.tick().await; // the first tick is at once
+                match background.off_runtime(|host| host.apply_retention()).await {
+                    Ok(Some(report)) if !report.removed.is_empty() => {
+                        tracing::info!(removed = report.removed.len(), freed_bytes = report.freed_bytes, "retention")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("retention: {e:#}"),
+                }
+            }
+        }
     });
     let closed = Arc::new(tokio::sync::Notify::new());
     let stdin = EofSignal { inner: tokio::io::stdin(), closed: Arc::clone(&closed) };
@@ -330,6 +343,9 @@ pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How often a server with `[jobs] retention_days` removes old ended jobs.
+const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// How long responses already on their way may take once stdin has closed
 /// (rmcp itself would wait up to 5 s for calls in flight).
