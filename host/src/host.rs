@@ -125,6 +125,10 @@ pub struct StatusReport {
     pub exit_code: Option<i32>,
     /// Why the turn failed.
     pub error: Option<String>,
+    /// For a queued turn, its place in the home's queue: 1 starts next (when
+    /// fewer than `max_running` turns run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<usize>,
     /// Approval requests of the current turn waiting for `job_approve`
     /// (the job is `input_required` while there are any).
     pub pending_approvals: Vec<PendingApproval>,
@@ -639,6 +643,10 @@ impl JobHost {
             turn: meta.turn,
             exit_code: meta.exit_code,
             error: meta.error,
+            queue_position: match meta.status {
+                JobStatus::Queued => self.queue_positions()?.get(&id).copied(),
+                _ => None,
+            },
             pending_approvals: match meta.status.is_terminal() {
                 true => Vec::new(),
                 false => approval::pending(&job, meta.turn)?,
@@ -805,9 +813,14 @@ impl JobHost {
             return Err(invalid(format!("invalid limit {limit}: expected 1 to 1000")));
         }
         self.wait_indexed().await;
-        let jobs = self
+        // Before the snapshot: a turn admitted in between is listed as running, never as queued without a place.
+        let positions = self.queue_positions()?;
+        let mut jobs = self
             .registry
             .list(limit, |j| status.is_none_or(|s| j.status == s) && cwd.as_ref().is_none_or(|c| j.cwd.starts_with(c)));
+        for j in jobs.iter_mut().filter(|j| j.status == JobStatus::Queued) {
+            j.queue_position = JobId::parse(&j.job_id).ok().and_then(|id| positions.get(&id).copied());
+        }
         let (mut jobs, policy) = self.off_runtime(move |host| host.redact_summaries(jobs, begun)).await?;
         let mut truncated = false;
         if let Some(max) = req.max_chars {
@@ -872,6 +885,23 @@ impl JobHost {
             let (input_required, pending) = rest.into_iter().partition(|j| self.awaits_answer(j));
             return Ok(WaitOutcome { finished, input_required, pending, timed_out, policy });
         }
+    }
+
+    /// The place of every queued turn in the home's queue, from 1, oldest
+    /// first; turns already running (whose entries stay until they end) are not counted.
+    fn queue_positions(&self) -> Result<HashMap<JobId, usize>> {
+        let mut positions = HashMap::new();
+        for entry in self.store.queued()? {
+            let status = match self.registry.get(entry.job) {
+                Some(j) if j.turn == entry.turn => Some(j.status),
+                _ => self.store.job(entry.job).and_then(|j| j.read_meta()).ok().map(|m| m.status),
+            };
+            if status == Some(JobStatus::Queued) {
+                let next = positions.len() + 1;
+                positions.insert(entry.job, next);
+            }
+        }
+        Ok(positions)
     }
 
     /// A receiver that wakes on every change of any job's status this host sees.

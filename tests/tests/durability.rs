@@ -110,6 +110,22 @@ async fn the_queue_runs_jobs_in_order_under_the_limit_across_a_restart() -> Resu
     }
     let listed = server.ok("job_list", json!({"status": "queued"})).await?;
     assert!(!listed["jobs"].as_array().unwrap().is_empty(), "with a limit of 2, some of 5 wait: {listed}");
+    // Their places in the queue grow with their age (the list is newest first;
+    // one may have been admitted while the list was made, so they may start past 1).
+    let mut places: Vec<(usize, u64)> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (jobs.iter().position(|id| j["job_id"] == id.as_str()).unwrap(), j["queue_position"].as_u64().unwrap())
+        })
+        .collect();
+    places.sort();
+    let positions: Vec<u64> = places.iter().map(|(_, p)| *p).collect();
+    assert!(positions[0] >= 1 && positions.windows(2).all(|w| w[1] == w[0] + 1), "{listed}");
+    let first_waiting = &jobs[places[0].0];
+    let status = server.ok("job_status", json!({"job_id": first_waiting})).await?;
+    assert!(status["status"] != "queued" || status["queue_position"] == 1, "{status}");
     server.kill()?;
 
     let server = world.serve().await?;

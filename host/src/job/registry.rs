@@ -35,6 +35,9 @@ pub struct JobSummary {
     /// The agent's exit status for the current turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// For a queued turn, its place in the home's queue: 1 starts next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<usize>,
 }
 
 impl JobSummary {
@@ -53,6 +56,7 @@ impl JobSummary {
             created_at: meta.created_at.to_string(),
             finished_at: meta.finished_at.map(|t| t.to_string()),
             exit_code: meta.exit_code,
+            queue_position: None,
         }
     }
 }
