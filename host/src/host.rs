@@ -352,9 +352,22 @@ pub struct JobList {
     /// with `status` or `cwd`, or ask for more characters.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Job directories that could not be read (a damaged or missing
+    /// `meta.json`), with the error; they are left on disk for a person to look at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<UnreadableJob>,
     /// How the policies went (their redactions apply to every summary).
     #[serde(flatten)]
     pub policy: PolicyReport,
+}
+
+/// A job directory that could not be read.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct UnreadableJob {
+    /// The directory's name: the job id.
+    pub job_id: String,
+    /// Why it cannot be read, naming the file.
+    pub error: String,
 }
 
 /// `job_wait` result.
@@ -415,6 +428,8 @@ pub struct JobHost {
     live: Mutex<HashMap<JobId, Live>>,
     following: lifecycle::Following,
     indexed: watch::Sender<bool>,
+    /// Jobs the last index could not read, with the error.
+    unreadable: Mutex<HashMap<JobId, String>>,
 }
 
 impl JobHost {
@@ -433,6 +448,7 @@ impl JobHost {
             live: Mutex::default(),
             following: Mutex::default(),
             indexed: watch::Sender::new(false),
+            unreadable: Mutex::default(),
         }))
     }
 
@@ -828,7 +844,14 @@ impl JobHost {
             truncated = fitting < jobs.len();
             jobs.truncate(fitting);
         }
-        Ok(JobList { jobs, truncated, policy })
+        let unreadable = self
+            .unreadable
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, error)| UnreadableJob { job_id: id.to_string(), error: error.clone() })
+            .collect();
+        Ok(JobList { jobs, truncated, unreadable, policy })
     }
 
     /// Waits until one of `job_ids` (none: any job running when called) is in a

@@ -211,6 +211,9 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
                     j.prompt.replace('\n', " ")
                 );
             }
+            for u in list.unreadable {
+                println!("{}  unreadable      {}", u.job_id, u.error);
+            }
         }
         JobsCommand::Show { id } => {
             let status = host.off_runtime(move |host| host.status(&id, Some(20), None)).await?;

@@ -100,3 +100,20 @@ fn retention_in_the_users_config_removes_old_ended_jobs() {
     assert_eq!(report.removed, [old.to_string()]);
     assert!(store.job(young).is_ok() && store.job(running).is_ok());
 }
+
+#[tokio::test]
+async fn an_unreadable_job_is_listed_with_its_error() {
+    let home = tempfile::tempdir().unwrap();
+    let store = JobStore::open(home.path()).unwrap();
+    let fine = job(&store, JobStatus::Completed, 1);
+    let damaged = job(&store, JobStatus::Completed, 1);
+    std::fs::write(home.path().join("jobs").join(damaged.to_string()).join("meta.json"), "{not json").unwrap();
+    let host = JobHost::open(HostConfig::new(Some(home.path().to_path_buf()), None).unwrap()).unwrap();
+    host.index_jobs().await.unwrap();
+    let list = host.list(&codex_jobhost::host::ListRequest::default()).await.unwrap();
+    assert_eq!(list.jobs.len(), 1);
+    assert_eq!(list.jobs[0].job_id, fine.to_string());
+    assert_eq!(list.unreadable.len(), 1);
+    assert_eq!(list.unreadable[0].job_id, damaged.to_string());
+    assert!(list.unreadable[0].error.contains("meta.json"), "{}", list.unreadable[0].error);
+}

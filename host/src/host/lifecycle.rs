@@ -23,11 +23,14 @@ impl JobHost {
     /// supervisors (of this or an earlier host) are running, then admits
     /// queued turns and settles the ones whose supervisor died unrecorded.
     pub async fn index_jobs(self: &Arc<Self>) -> Result<()> {
+        let mut unreadable = std::collections::HashMap::new();
         for id in self.store.job_ids()? {
             if let Err(e) = self.index_job(id).await {
                 tracing::warn!(job = %id, "skipping job: {e:#}");
+                unreadable.insert(id, format!("{e:#}"));
             }
         }
+        *self.unreadable.lock().unwrap() = unreadable;
         self.indexed.send_replace(true);
         self.admit().await
     }
