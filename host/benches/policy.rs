@@ -88,6 +88,8 @@ fn main() {
         raw: "/bin/bash -lc 'cargo test --all'".into(),
         cwd: "/w".into(),
         reason: None,
+        network_host: None,
+        origin: None,
     };
     memory_of_many_entries(&job, &request);
     let engine = PolicyEngine::new(None).unwrap();

@@ -230,6 +230,8 @@ fn a_0_1_guest_and_a_0_2_guest_decide_side_by_side() {
         raw: "/bin/bash -lc 'git push origin main'".into(),
         cwd: "/w".into(),
         reason: None,
+        network_host: None,
+        origin: None,
     };
     let verdict = set.decide(&job(), &push);
     assert_eq!(verdict.decision, Decision::Decline("0.1 saw git push origin main".into()), "{verdict:?}");

@@ -105,6 +105,10 @@ async fn a_policy_accepts_an_allowed_command_and_declines_a_denied_one() -> Resu
     assert_eq!(d[0]["request"]["command"]["command"], "touch made.txt");
     assert_eq!(d[0]["request"]["command"]["argv"], json!(["touch", "made.txt"]));
     assert_eq!(d[0]["request"]["command"]["raw"], "/bin/bash -lc 'touch made.txt'");
+    // Where in Codex's conversation it came from: the thread the job reports, and the item.
+    let origin = &d[0]["request"]["command"]["origin"];
+    assert_eq!(origin["thread_id"], status["thread_id"], "{origin}");
+    assert!(origin["item_id"].as_str().is_some_and(|i| !i.is_empty()), "{origin}");
     assert_eq!((d[0]["decision"].as_str(), d[0]["decided_by"].as_str()), (Some("accept"), Some("command_allowlist")));
     assert_eq!(d[1]["decision"], "decline");
     assert!(d[1]["reason"].as_str().unwrap().contains("rm -rf"), "{:?}", d[1]);

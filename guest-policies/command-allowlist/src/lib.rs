@@ -77,7 +77,15 @@ mod tests {
     use super::*;
 
     fn command(c: &str) -> Request {
-        Request::Command { command: c.into(), argv: vec![], raw: String::new(), cwd: "/w".into(), reason: None }
+        Request::Command {
+            command: c.into(),
+            argv: vec![],
+            raw: String::new(),
+            cwd: "/w".into(),
+            reason: None,
+            network_host: None,
+            origin: None,
+        }
     }
 
     fn launch(mode: &str) -> Request {
@@ -107,6 +115,7 @@ mod tests {
             paths: vec!["/w/src/main.rs".into(), p.into()],
             kind: codex_jobhost_policy::ChangeKind::Update,
             reason: None,
+            origin: None,
         };
         assert!(
             matches!(CommandAllowlist::decide(&s, &Job::default(), &change("/w/.env")), Decision::Decline(r) if r.contains("/w/.env"))

@@ -136,6 +136,18 @@ pub struct Launch {
     pub extra_args: Vec<String>,
 }
 
+/// Where in Codex's conversation an agent's request comes from (WIT `origin`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The Codex thread.
+    pub thread_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// The item that asks.
+    pub item_id: String,
+}
+
 /// What needs deciding (WIT `request`). The JSON form, used by
 /// `codex-jobhost policy test --request`, is `{"launch": {"approval_mode": "suggest"}}`,
 /// `{"command": {"command": "...", "cwd": "..."}}`, and so on; fields that
@@ -169,6 +181,12 @@ pub enum Request {
         /// Why, if said.
         #[serde(default)]
         reason: Option<String>,
+        /// The network host Codex asks to let it reach, if any.
+        #[serde(default)]
+        network_host: Option<String>,
+        /// Where it comes from.
+        #[serde(default)]
+        origin: Option<Origin>,
     },
     /// Files are about to change.
     FileChange {
@@ -179,14 +197,23 @@ pub enum Request {
         /// Why, if said.
         #[serde(default)]
         reason: Option<String>,
+        /// Where it comes from.
+        #[serde(default)]
+        origin: Option<Origin>,
     },
     /// More permissions are asked for.
     Permissions {
         /// What is asked for.
         permissions: Vec<String>,
+        /// Whether network access is asked for.
+        #[serde(default)]
+        network: bool,
         /// Why, if said.
         #[serde(default)]
         reason: Option<String>,
+        /// Where it comes from.
+        #[serde(default)]
+        origin: Option<Origin>,
     },
 }
 
@@ -394,12 +421,19 @@ pub mod __approval {
             config: l.config,
             extra_args: l.extra_args,
         };
+        let origin = |o: wit::Origin| Origin { thread_id: o.thread_id, turn_id: o.turn_id, item_id: o.item_id };
         let request = match request {
             wit::Request::Launch(l) => Request::Launch(launch(l)),
             wit::Request::Reply(r) => Request::Reply { prompt: r.prompt, turn: r.turn, settings: launch(r.settings) },
-            wit::Request::Command(c) => {
-                Request::Command { command: c.command, argv: c.argv, raw: c.raw, cwd: c.cwd, reason: c.reason }
-            }
+            wit::Request::Command(c) => Request::Command {
+                command: c.command,
+                argv: c.argv,
+                raw: c.raw,
+                cwd: c.cwd,
+                reason: c.reason,
+                network_host: c.network_host,
+                origin: c.origin.map(origin),
+            },
             wit::Request::FileChange(f) => Request::FileChange {
                 paths: f.paths,
                 kind: match f.kind {
@@ -408,8 +442,14 @@ pub mod __approval {
                     wit::ChangeKind::Update => ChangeKind::Update,
                 },
                 reason: f.reason,
+                origin: f.origin.map(origin),
             },
-            wit::Request::Permissions(p) => Request::Permissions { permissions: p.permissions, reason: p.reason },
+            wit::Request::Permissions(p) => Request::Permissions {
+                permissions: p.permissions,
+                network: p.network,
+                reason: p.reason,
+                origin: p.origin.map(origin),
+            },
         };
         match P::decide(settings, &job.into(), &request) {
             Decision::Accept => wit::Decision::Accept,
@@ -571,8 +611,15 @@ mod tests {
     fn requests_have_a_json_form() {
         let r: Request =
             serde_json::from_str(r#"{"command": {"command": "ls", "cwd": "/w", "reason": null}}"#).unwrap();
-        let ls =
-            Request::Command { command: "ls".into(), argv: vec![], raw: String::new(), cwd: "/w".into(), reason: None };
+        let ls = Request::Command {
+            command: "ls".into(),
+            argv: vec![],
+            raw: String::new(),
+            cwd: "/w".into(),
+            reason: None,
+            network_host: None,
+            origin: None,
+        };
         assert_eq!(r, ls);
         let r: Request = serde_json::from_str(r#"{"launch": {"approval_mode": "suggest"}}"#).unwrap();
         assert_eq!(r, Request::Launch(Launch { approval_mode: "suggest".into(), ..Launch::default() }));

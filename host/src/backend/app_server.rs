@@ -37,7 +37,7 @@ use crate::job::dirwatch::DirWatch;
 use crate::job::event::OUTPUT_EVENT;
 use crate::job::supervisor::{Driven, End, IdleAction, Turn, exit_code, read_line, signal_child, text};
 use crate::job::{JobDir, JobMeta, JobOptions, JobStatus};
-use crate::policy::{ChangeKind, Decision, JobContext, PinnedSet, Policies, PolicySet, Request};
+use crate::policy::{ChangeKind, Decision, JobContext, Origin, PinnedSet, Policies, PolicySet, Request};
 
 /// Name of this backend in `meta.json`.
 pub const BACKEND: &str = "app-server";
@@ -594,6 +594,10 @@ impl Session {
     /// The WIT request for an app-server approval request, with its kind.
     fn approval_request(&self, method: &str, params: &Value) -> Option<(&'static str, Request)> {
         let text = |p: &str| params.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        let origin = match (text("/threadId"), text("/turnId"), text("/itemId")) {
+            (Some(thread_id), Some(turn_id), Some(item_id)) => Some(Origin { thread_id, turn_id, item_id }),
+            _ => None,
+        };
         match method {
             "item/commandExecution/requestApproval" => {
                 let raw = text("/command").unwrap_or_default();
@@ -606,6 +610,8 @@ impl Session {
                         raw,
                         cwd: text("/cwd").unwrap_or_else(|| self.ctx.cwd.clone()),
                         reason: text("/reason"),
+                        network_host: text("/networkApprovalContext/host"),
+                        origin,
                     },
                 ))
             }
@@ -623,6 +629,8 @@ impl Session {
                         command,
                         cwd: text("/cwd").unwrap_or_else(|| self.ctx.cwd.clone()),
                         reason: text("/reason"),
+                        network_host: None,
+                        origin: None,
                     },
                 ))
             }
@@ -641,7 +649,7 @@ impl Session {
                             .collect::<Vec<_>>()
                     })
                     .unwrap_or_default();
-                Some(("file_change", file_change(changes, text("/reason"))))
+                Some(("file_change", file_change(changes, text("/reason"), origin)))
             }
             "applyPatchApproval" => {
                 let changes = params["fileChanges"]
@@ -653,14 +661,15 @@ impl Session {
                             .collect()
                     })
                     .unwrap_or_default();
-                Some(("file_change", file_change(changes, text("/reason"))))
+                Some(("file_change", file_change(changes, text("/reason"), None)))
             }
             "item/permissions/requestApproval" => {
                 let permissions = params["permissions"]
                     .as_object()
                     .map(|p| p.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| format!("{k}: {v}")).collect())
                     .unwrap_or_default();
-                Some(("permissions", Request::Permissions { permissions, reason: text("/reason") }))
+                let network = params.pointer("/permissions/network/enabled").and_then(Value::as_bool) == Some(true);
+                Some(("permissions", Request::Permissions { permissions, network, reason: text("/reason"), origin }))
             }
             _ => None,
         }
@@ -704,7 +713,7 @@ fn load_policies(turn: &Turn<'_>) -> Result<Arc<PolicySet>> {
     }
 }
 
-fn file_change(changes: Vec<(String, String)>, reason: Option<String>) -> Request {
+fn file_change(changes: Vec<(String, String)>, reason: Option<String>, origin: Option<Origin>) -> Request {
     // One kind for the whole change: the one that can lose the most.
     let kind = if changes.iter().any(|(_, k)| k == "delete") {
         ChangeKind::Delete
@@ -713,7 +722,7 @@ fn file_change(changes: Vec<(String, String)>, reason: Option<String>) -> Reques
     } else {
         ChangeKind::Add
     };
-    Request::FileChange { paths: changes.into_iter().map(|(p, _)| p).collect(), kind, reason }
+    Request::FileChange { paths: changes.into_iter().map(|(p, _)| p).collect(), kind, reason, origin }
 }
 
 /// The script a command runs: Codex wraps what the agent meant as

@@ -133,15 +133,26 @@ pub(crate) fn wit_request(request: &Request) -> approval::exports::codex_jobhost
         config: l.config,
         extra_args: l.extra_args,
     };
+    let origin = |o: Option<codex_jobhost_policy::Origin>| {
+        o.map(|o| wit::Origin { thread_id: o.thread_id, turn_id: o.turn_id, item_id: o.item_id })
+    };
     match request.clone() {
         Request::Launch(l) => wit::Request::Launch(launch(l)),
         Request::Reply { prompt, turn, settings } => {
             wit::Request::Reply(wit::ReplyRequest { prompt, turn, settings: launch(settings) })
         }
-        Request::Command { command, argv, raw, cwd, reason } => {
-            wit::Request::Command(wit::CommandRequest { command, argv, raw, cwd, reason })
+        Request::Command { command, argv, raw, cwd, reason, network_host, origin: o } => {
+            wit::Request::Command(wit::CommandRequest {
+                command,
+                argv,
+                raw,
+                cwd,
+                reason,
+                network_host,
+                origin: origin(o),
+            })
         }
-        Request::FileChange { paths, kind, reason } => wit::Request::FileChange(wit::FileChangeRequest {
+        Request::FileChange { paths, kind, reason, origin: o } => wit::Request::FileChange(wit::FileChangeRequest {
             paths,
             kind: match kind {
                 ChangeKind::Add => wit::ChangeKind::Add,
@@ -149,16 +160,18 @@ pub(crate) fn wit_request(request: &Request) -> approval::exports::codex_jobhost
                 ChangeKind::Update => wit::ChangeKind::Update,
             },
             reason,
+            origin: origin(o),
         }),
-        Request::Permissions { permissions, reason } => {
-            wit::Request::Permissions(wit::PermissionsRequest { permissions, reason })
+        Request::Permissions { permissions, network, reason, origin: o } => {
+            wit::Request::Permissions(wit::PermissionsRequest { permissions, network, reason, origin: origin(o) })
         }
     }
 }
 
 /// A request as 0.1's generated WIT type. What 0.1 cannot express is adapted:
 /// a reply is asked as a launch with the job's settings; a command gets its
-/// unwrapped `command` only; a launch's settings only mode, sandbox and model.
+/// unwrapped `command` only; a launch's settings only mode, sandbox and model;
+/// origins, network hosts and flags are left out.
 pub(crate) fn v0_1_request(request: &Request) -> v0_1::approval::exports::codex_jobhost::policy::approval::Request {
     use v0_1::approval::exports::codex_jobhost::policy::approval as wit;
     let launch = |l: codex_jobhost_policy::Launch| {
@@ -169,7 +182,7 @@ pub(crate) fn v0_1_request(request: &Request) -> v0_1::approval::exports::codex_
         Request::Command { command, cwd, reason, .. } => {
             wit::Request::Command(wit::CommandRequest { command, cwd, reason })
         }
-        Request::FileChange { paths, kind, reason } => wit::Request::FileChange(wit::FileChangeRequest {
+        Request::FileChange { paths, kind, reason, .. } => wit::Request::FileChange(wit::FileChangeRequest {
             paths,
             kind: match kind {
                 ChangeKind::Add => wit::ChangeKind::Add,
@@ -178,7 +191,7 @@ pub(crate) fn v0_1_request(request: &Request) -> v0_1::approval::exports::codex_
             },
             reason,
         }),
-        Request::Permissions { permissions, reason } => {
+        Request::Permissions { permissions, reason, .. } => {
             wit::Request::Permissions(wit::PermissionsRequest { permissions, reason })
         }
     }

@@ -57,7 +57,15 @@ pub fn job() -> JobContext {
 }
 
 pub fn command(c: &str) -> Request {
-    Request::Command { command: c.into(), argv: vec![], raw: c.into(), cwd: "/w".into(), reason: None }
+    Request::Command {
+        command: c.into(),
+        argv: vec![],
+        raw: c.into(),
+        cwd: "/w".into(),
+        reason: None,
+        network_host: None,
+        origin: None,
+    }
 }
 
 pub fn launch(mode: &str) -> Request {
