@@ -382,9 +382,36 @@ pub struct WaitOutcome {
     pub pending: Vec<JobSummary>,
     /// Whether the time ran out before any finished.
     pub timed_out: bool,
+    /// Whether summaries were left out to fit `max_chars` (pending ones first,
+    /// then those needing an answer, then finished ones): wait for fewer jobs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     /// How the policies went (their redactions apply to every summary).
     #[serde(flatten)]
     pub policy: PolicyReport,
+}
+
+impl WaitOutcome {
+    /// Leaves out summaries until the JSON takes at most `max_chars`
+    /// characters: the finished ones are kept longest, then those needing an answer.
+    fn fit(&mut self, max_chars: usize) {
+        let used = 200; // the outcome's own fields
+        let finished = fitting(&self.finished, used, max_chars);
+        let used = used + chars_of(&self.finished[..finished]);
+        let input_required = fitting(&self.input_required, used, max_chars);
+        let used = used + chars_of(&self.input_required[..input_required]);
+        let pending = fitting(&self.pending, used, max_chars);
+        self.truncated = finished < self.finished.len()
+            || input_required < self.input_required.len()
+            || pending < self.pending.len();
+        self.finished.truncate(finished);
+        self.input_required.truncate(input_required);
+        self.pending.truncate(pending);
+    }
+}
+
+fn chars_of<T: Serialize>(items: &[T]) -> usize {
+    items.iter().map(|i| serde_json::to_string(i).map_or(0, |s| s.chars().count() + 1)).sum()
 }
 
 /// `job_notifications` result.
@@ -859,8 +886,14 @@ impl JobHost {
     /// Wakes on the supervisor's exit, never by polling.
     ///
     /// Errors: [`InvalidInput`] for a bad or unknown id, or a timeout over [`WAIT_MAX_S`].
-    pub async fn wait(self: &Arc<Self>, job_ids: &[String], timeout_s: Option<u64>) -> Result<WaitOutcome> {
+    pub async fn wait(
+        self: &Arc<Self>,
+        job_ids: &[String],
+        timeout_s: Option<u64>,
+        max_chars: Option<usize>,
+    ) -> Result<WaitOutcome> {
         let begun = Instant::now();
+        check_max_chars(max_chars)?;
         let timeout_s = timeout_s.unwrap_or(30);
         if timeout_s > WAIT_MAX_S {
             return Err(invalid(format!("invalid timeout_s {timeout_s}: expected 0 to {WAIT_MAX_S} seconds")));
@@ -906,7 +939,11 @@ impl JobHost {
             let (summaries, policy) = self.off_runtime(move |host| host.redact_summaries(summaries, begun)).await?;
             let (finished, rest): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|j| j.status.is_terminal());
             let (input_required, pending) = rest.into_iter().partition(|j| self.awaits_answer(j));
-            return Ok(WaitOutcome { finished, input_required, pending, timed_out, policy });
+            let mut outcome = WaitOutcome { finished, input_required, pending, timed_out, truncated: false, policy };
+            if let Some(max) = max_chars {
+                outcome.fit(max);
+            }
+            return Ok(outcome);
         }
     }
 

@@ -112,5 +112,12 @@ async fn results_fit_a_clients_budget_with_the_status_first() -> Result<()> {
     for job in &more {
         server.wait_done(job, 120).await?; // leave no agent running
     }
+    // A wait on many jobs fits too, finished ones first.
+    let mut all = more.clone();
+    all.push(job.clone());
+    let text = result_text(&server, "job_wait", serde_json::json!({"job_ids": all, "max_chars": 2000})).await?;
+    let waited: Value = serde_json::from_str(&text)?;
+    assert!(text.chars().count() <= 2000 && waited["truncated"] == true, "{text}");
+    assert!(!waited["finished"].as_array().unwrap().is_empty(), "{text}");
     Ok(())
 }

@@ -83,6 +83,10 @@ pub struct WaitArgs {
     /// tool timeouts, e.g. Codex's 300 s). Call again when `timed_out`.
     #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub timeout_s: Option<u64>,
+    /// Most characters of the result's JSON (default 20,000; 2,000 to
+    /// 1,000,000); summaries that do not fit are left out, with `truncated`.
+    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
+    pub max_chars: Option<usize>,
 }
 
 /// `job_notifications` arguments.
@@ -250,7 +254,8 @@ impl JobServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<Json<WaitOutcome>, String> {
-        let wait = self.host.wait(&args.job_ids, args.timeout_s);
+        let max_chars = args.max_chars.unwrap_or(crate::host::RESULT_MAX_CHARS);
+        let wait = self.host.wait(&args.job_ids, args.timeout_s, Some(max_chars));
         let Some(token) = meta.get_progress_token() else {
             return done(wait.await);
         };
