@@ -524,10 +524,10 @@ impl JobHost {
         let id = JobId::new();
         // Off the async workers: a first load compiles the components (~0.2 s).
         let (host, judged) = (Arc::clone(self), (cwd.clone(), req.prompt.clone(), options.clone()));
-        let set = tokio::task::spawn_blocking(move || host.judge_launch(id, backend, &judged.0, &judged.1, &judged.2))
-            .await??;
-        // The job runs under this set for good, whatever later edits to the project's policies.
-        let pinned = set.pin();
+        // The job runs under the set pinned here for good, whatever later edits to the project's policies.
+        let pinned =
+            tokio::task::spawn_blocking(move || host.judge_launch(id, backend, &judged.0, &judged.1, &judged.2))
+                .await??;
         let meta = JobMeta::queued(id, &req.prompt, cwd, backend, options, cli.located.clone());
         let spec = turn_spec(&meta, &req.prompt, cli)?;
         self.store.create(id, |job| {
@@ -543,7 +543,7 @@ impl JobHost {
 
     /// Asks the project's approval policies whether this launch may go ahead.
     ///
-    /// Returns the set that judged it, which the job then pins. Errors: see [`JobHost::judge`].
+    /// Returns the set that judged it, pinned for the job. Errors: see [`JobHost::judge`].
     fn judge_launch(
         &self,
         id: JobId,
@@ -551,8 +551,11 @@ impl JobHost {
         cwd: &Path,
         prompt: &str,
         options: &JobOptions,
-    ) -> Result<Arc<PolicySet>> {
-        let set = self.policies.for_cwd(cwd).map_err(|e| invalid(format!("job_start refused: {e:#}")))?;
+    ) -> Result<PinnedSet> {
+        let refused = |e: anyhow::Error| invalid(format!("job_start refused: {e:#}"));
+        let set = self.policies.for_cwd(cwd).map_err(refused)?;
+        // Pinned (its copies touched, so `jobs gc` keeps them) before it judges: the set judged is the set kept.
+        let (set, pinned) = self.policies.pin(&set, cwd).map_err(refused)?;
         let ctx = JobContext {
             job_id: id.to_string(),
             backend: backend.to_owned(),
@@ -561,7 +564,7 @@ impl JobHost {
             prompt: prompt.to_owned(),
         };
         self.judge(&set, &ctx, options, None)?;
-        Ok(set)
+        Ok(pinned)
     }
 
     /// Asks `set`'s approval policies whether a turn with `options` may run

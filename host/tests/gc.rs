@@ -2,6 +2,8 @@
 //! and jobs whose supervisor still holds its lock, stay; notification cursors
 //! stay valid.
 
+mod common;
+
 use std::time::Duration;
 
 use codex_jobhost::job::{JobId, JobMeta, JobOptions, JobStatus, JobStore, Notification};
@@ -116,4 +118,43 @@ async fn an_unreadable_job_is_listed_with_its_error() {
     assert_eq!(list.unreadable.len(), 1);
     assert_eq!(list.unreadable[0].job_id, damaged.to_string());
     assert!(list.unreadable[0].error.contains("meta.json"), "{}", list.unreadable[0].error);
+}
+
+#[test]
+fn gc_removes_pinned_copies_no_job_uses_and_a_start_writes_a_collected_one_again() {
+    let home = tempfile::tempdir().unwrap();
+    let store = JobStore::open(home.path()).unwrap();
+    common::copy_guest(home.path(), "command_allowlist");
+    std::fs::write(home.path().join("config.toml"), "[[approval]]\npath = \"command_allowlist.wasm\"\n").unwrap();
+    let policies = codex_jobhost::policy::Policies::new(home.path());
+    let set = policies.for_cwd(home.path()).unwrap();
+    let (_, pinned) = policies.pin(&set, home.path()).unwrap();
+    let used = home.path().join("pinned").join(format!("{}.wasm", pinned.entries[0].sha256));
+    assert!(used.is_file());
+    let id = job(&store, JobStatus::Completed, 1);
+    store.job(id).unwrap().write_policies(&pinned).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    let touch = |path: &std::path::Path, when| {
+        std::fs::File::options().append(true).open(path).unwrap().set_modified(when).unwrap()
+    };
+    touch(&used, old);
+    // Copies no job uses: one old, one pinned a moment ago by a start still making its job.
+    let unused = home.path().join("pinned").join(format!("{}.wasm", "a".repeat(64)));
+    let fresh = home.path().join("pinned").join(format!("{}.wasm", "b".repeat(64)));
+    std::fs::write(&unused, b"x".repeat(1000)).unwrap();
+    touch(&unused, old);
+    std::fs::write(&fresh, b"y").unwrap();
+
+    let host = JobHost::open(HostConfig::new(Some(home.path().to_path_buf()), None).unwrap()).unwrap();
+    let report = host.gc(Duration::from_secs(7 * 24 * 3600), &[], false).unwrap();
+    assert_eq!(report.pinned_freed_bytes, 1000);
+    assert!(!unused.exists() && fresh.exists() && used.exists());
+
+    // Its job gone, the old copy goes too; a later start with the cached set writes it again.
+    store.remove(id).unwrap();
+    host.gc(Duration::from_secs(7 * 24 * 3600), &[], false).unwrap();
+    assert!(!used.exists());
+    let (_, again) = policies.pin(&set, home.path()).unwrap();
+    assert_eq!(again, pinned);
+    assert!(used.is_file(), "the pinned copy is written again");
 }

@@ -23,6 +23,9 @@ pub struct GcReport {
     pub live: usize,
     /// Leftovers of crashed creations or collections deleted (`jobs/.new-*`, `jobs/.gc-*`).
     pub leftovers: usize,
+    /// Bytes of pinned policy copies (`pinned/`) removed: those no job left
+    /// uses and nobody pinned within the last hour.
+    pub pinned_freed_bytes: u64,
     /// Whether nothing was removed (a preview).
     pub dry_run: bool,
 }
@@ -41,7 +44,8 @@ impl JobHost {
     /// (the message names it); jobs removed before the error stay removed.
     pub fn gc(&self, older_than: Duration, statuses: &[JobStatus], dry_run: bool) -> Result<GcReport> {
         let cutoff = Timestamp::now() - jiff::SignedDuration::try_from(older_than)?;
-        let mut report = GcReport { removed: Vec::new(), freed_bytes: 0, live: 0, leftovers: 0, dry_run };
+        let mut report =
+            GcReport { removed: Vec::new(), freed_bytes: 0, live: 0, leftovers: 0, pinned_freed_bytes: 0, dry_run };
         for id in self.store.job_ids()? {
             let Ok(job) = self.store.job(id) else { continue };
             let _lock = job.lock()?;
@@ -63,12 +67,32 @@ impl JobHost {
         }
         if !dry_run {
             report.leftovers = self.store.remove_leftovers(LEFTOVER_AGE)?;
+            report.pinned_freed_bytes = self.collect_pinned()?;
         }
         Ok(report)
     }
 }
 
 impl JobHost {
+    /// Removes the pinned policy copies no remaining job uses (see
+    /// [`crate::policy::Policies::collect_pinned`]); nothing when a job's
+    /// `policies.json` cannot be read, since it may use any of them.
+    fn collect_pinned(&self) -> Result<u64> {
+        let mut referenced = std::collections::HashSet::new();
+        for id in self.store.job_ids()? {
+            let Ok(job) = self.store.job(id) else { continue };
+            match job.read_policies::<crate::policy::PinnedSet>() {
+                Ok(Some(pinned)) => referenced.extend(pinned.entries.into_iter().map(|e| e.sha256)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(job = %id, "pinned policy copies kept: {e:#}");
+                    return Ok(0);
+                }
+            }
+        }
+        crate::policy::Policies::collect_pinned(self.store.root(), &referenced)
+    }
+
     /// Automatic retention: with `[jobs] retention_days` set, removes the ended
     /// jobs older than that ([`JobHost::gc`]); `None` when it is not set.
     ///

@@ -250,6 +250,13 @@ impl Policies {
         Ok(component)
     }
 
+    /// Forgets the sets and components loaded from files, so the next
+    /// [`Policies::for_cwd`] loads them again (and writes their pinned copies).
+    pub(super) fn forget_loaded(&self) {
+        self.sets.lock().unwrap().clear();
+        self.components.lock().unwrap().clear();
+    }
+
     /// Loads one component file on its own (for `policy check` and `policy test`).
     pub fn load_file(&self, path: &Path) -> Result<(Arc<LoadedComponent>, LoadSource)> {
         let (c, s) = self.engine()?.load(path)?;

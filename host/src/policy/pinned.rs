@@ -82,7 +82,81 @@ impl PolicySet {
     }
 }
 
+/// How long an unreferenced pinned copy is kept after it was last pinned or
+/// written: a job start pins (and so touches) its copies milliseconds before
+/// its `policies.json` appears.
+pub const PINNED_GRACE: Duration = Duration::from_secs(3600);
+
 impl Policies {
+    /// Pins `set` for a new job: its [`PinnedSet`], with every copy under
+    /// `pinned/` touched now, so that `jobs gc` keeps it while the job is made.
+    /// A copy gone since the set was cached (collected) is written again: the
+    /// set is reloaded from its files, and pinned from that.
+    ///
+    /// Errors: the set's files cannot be loaded again.
+    pub fn pin(&self, set: &Arc<PolicySet>, cwd: &std::path::Path) -> Result<(Arc<PolicySet>, PinnedSet)> {
+        let pinned = set.pin();
+        if pinned.entries.iter().all(|e| self.touch_pinned_copy(&e.sha256)) {
+            return Ok((Arc::clone(set), pinned));
+        }
+        self.forget_loaded();
+        let set = self.for_cwd(cwd)?;
+        let pinned = set.pin();
+        for e in &pinned.entries {
+            self.touch_pinned_copy(&e.sha256);
+        }
+        Ok((set, pinned))
+    }
+
+    /// Sets a pinned copy's modification time to now; false when it is gone.
+    fn touch_pinned_copy(&self, sha256: &str) -> bool {
+        let file = self.home.join(PINNED_DIR).join(format!("{sha256}.wasm"));
+        std::fs::File::options()
+            .append(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+            .is_ok()
+    }
+
+    /// Removes pinned copies no job in `referenced` uses and nobody pinned or
+    /// wrote within [`PINNED_GRACE`]. Each is renamed aside first and its time
+    /// checked again, so a start that pins it meanwhile (touching it) keeps it.
+    /// Returns the bytes freed.
+    ///
+    /// Errors: the folder cannot be listed, or a copy cannot be removed.
+    pub fn collect_pinned(home: &std::path::Path, referenced: &std::collections::HashSet<String>) -> Result<u64> {
+        let dir = home.join(PINNED_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        let stale = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > PINNED_GRACE))
+        };
+        let mut freed = 0;
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            let Some(sha) = name.strip_suffix(".wasm").filter(|s| !s.starts_with('.')) else { continue };
+            if referenced.contains(sha) || !stale(&path) {
+                continue;
+            }
+            let aside = dir.join(format!(".gc-{name}"));
+            std::fs::rename(&path, &aside).with_context(|| format!("cannot move {}", path.display()))?;
+            if !stale(&aside) {
+                // Pinned this instant: put it back.
+                std::fs::rename(&aside, &path).with_context(|| format!("cannot restore {}", path.display()))?;
+                continue;
+            }
+            freed += std::fs::metadata(&aside).map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&aside).with_context(|| format!("cannot delete {}", aside.display()))?;
+        }
+        Ok(freed)
+    }
+
     /// Keeps a copy of a loaded component's `bytes` under `pinned/`, once per content.
     pub(super) fn keep_pinned_copy(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
         let dir = self.home.join(PINNED_DIR);
