@@ -280,3 +280,19 @@ async fn cancel_interrupts_a_turn_and_reply_continues_the_thread() -> Result<()>
     assert_eq!(cancelled["killed"], false, "{cancelled}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_cancel_answer_ends_the_turn_cancelled_with_its_reason() -> Result<()> {
+    let world = World::new([Reply::Escalated("touch never.txt".into()), Reply::Message("not reached".into())])?;
+    let server = world.serve().await?;
+    let job = server.start_job(world.start_args("make a file")).await?;
+    let status = wait_input_required(&server, &job).await?;
+    let request = status["pending_approvals"][0]["request_id"].as_str().context("request_id")?.to_owned();
+    let args = json!({"job_id": job, "request_id": request, "decision": "cancel", "reason": "stop here"});
+    server.ok("job_approve", args).await?;
+    let status = wait_finished(&server, &job).await?;
+    assert_eq!(status["status"], "cancelled", "{status}");
+    assert_eq!(status["error"], "cancelled by job_approve: stop here");
+    assert!(!world.work_dir().join("never.txt").exists());
+    Ok(())
+}

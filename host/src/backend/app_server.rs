@@ -255,6 +255,8 @@ struct Session {
     turn_ended: Option<String>,
     /// Why the app-server refused the handshake, if it did.
     refused: Option<String>,
+    /// Why a decision cancelled the turn (`cancel`), if one did.
+    cancelled_by: Option<String>,
     tracker: TurnTracker,
     usage: Usage,
     /// Items seen in `item/started`, by id (a file change's paths come from there).
@@ -301,6 +303,7 @@ impl Session {
             turn_id: None,
             turn_ended: None,
             refused: None,
+            cancelled_by: None,
             tracker: TurnTracker::default(),
             usage: Usage::default(),
             items: HashMap::new(),
@@ -577,6 +580,8 @@ impl Session {
         }
         turn.events.append(APPROVAL_DECIDED_EVENT, event)?;
         if decided.decision == ApprovalDecision::Cancel {
+            let reason = decided.reason.unwrap_or("no reason given");
+            self.cancelled_by = Some(format!("cancelled by {}: {reason}", decided.by));
             self.interrupt(rpc).await;
         }
         Ok(())
@@ -682,6 +687,7 @@ impl Session {
         let (status, error) = match (self.turn_ended.as_deref(), &self.refused) {
             (_, Some(refused)) => (JobStatus::Failed, Some(refused.clone())),
             _ if cancelled => (JobStatus::Cancelled, Some("cancelled by job_cancel".to_owned())),
+            (_, None) if self.cancelled_by.is_some() => (JobStatus::Cancelled, self.cancelled_by.clone()),
             (Some("interrupted"), _) => (JobStatus::Failed, Some("Codex interrupted the turn".to_owned())),
             (Some(_), _) => self.tracker.outcome(0, false),
             (None, _) => match idle_error {
