@@ -567,8 +567,9 @@ impl JobHost {
         Ok(pinned)
     }
 
-    /// Asks `set`'s approval policies whether a turn with `options` may run
-    /// (`what`: `job_start`, or `job_reply`, judged by the job's pinned set).
+    /// Asks `set`'s approval policies whether a turn with `options` may run:
+    /// a launch (`job_start`), or with `reply` (its prompt and turn) a
+    /// `job_reply`, judged by the job's pinned set.
     /// The launch request carries the settings in effect after every option
     /// is applied ([`exec::effective`]), not the ones asked for by name.
     ///

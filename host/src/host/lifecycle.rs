@@ -169,8 +169,10 @@ impl JobHost {
         self.live.lock().unwrap().insert(id, Live { turn, cancel_requested: false });
         let host = Arc::clone(self);
         tokio::spawn(async move {
-            // Every status the supervisor writes (`running`, `input_required`)
-            // reaches the index at once, not only the turn's end.
+            // Every status the supervisor writes within the turn (`running`,
+            // `input_required`) reaches the index at once. The end is left to
+            // `settle` below, after the supervisor exits: by then its
+            // notification is written too, so a caller woken by the end finds it.
             let changes = host.store.job(id).and_then(|job| Ok((DirWatch::open(job.path())?, job)));
             match changes {
                 Ok((changes, job)) => loop {
@@ -178,7 +180,10 @@ impl JobHost {
                         _ = watch.exited() => break,
                         changed = changes.changed() => {
                             if changed.is_err() { watch.exited().await; break; }
-                            if let Ok(meta) = job.read_meta() { host.registry.update(&meta); }
+                            match job.read_meta() {
+                                Ok(meta) if !meta.status.is_terminal() => host.registry.update(&meta),
+                                _ => {}
+                            }
                         }
                     }
                 },
