@@ -77,15 +77,7 @@ mod tests {
     use super::*;
 
     fn command(c: &str) -> Request {
-        Request::Command {
-            command: c.into(),
-            argv: vec![],
-            raw: String::new(),
-            cwd: "/w".into(),
-            reason: None,
-            network_host: None,
-            origin: None,
-        }
+        Request::command(c, "/w")
     }
 
     fn launch(mode: &str) -> Request {

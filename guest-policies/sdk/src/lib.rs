@@ -217,6 +217,22 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// A command request as a test needs one: `command` run in `cwd`, as the
+    /// agent gave it (`raw` is the command itself), with nothing else said.
+    pub fn command(command: &str, cwd: &str) -> Self {
+        Request::Command {
+            command: command.to_owned(),
+            argv: Vec::new(),
+            raw: command.to_owned(),
+            cwd: cwd.to_owned(),
+            reason: None,
+            network_host: None,
+            origin: None,
+        }
+    }
+}
+
 /// The answer to a [`Request`] (WIT `decision`). Strictest wins when several
 /// policies answer: cancel > decline > ask > accept-for-session > accept.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -611,15 +627,10 @@ mod tests {
     fn requests_have_a_json_form() {
         let r: Request =
             serde_json::from_str(r#"{"command": {"command": "ls", "cwd": "/w", "reason": null}}"#).unwrap();
-        let ls = Request::Command {
-            command: "ls".into(),
-            argv: vec![],
-            raw: String::new(),
-            cwd: "/w".into(),
-            reason: None,
-            network_host: None,
-            origin: None,
-        };
+        let mut ls = Request::command("ls", "/w");
+        if let Request::Command { raw, .. } = &mut ls {
+            raw.clear(); // left out of the JSON: the default
+        }
         assert_eq!(r, ls);
         let r: Request = serde_json::from_str(r#"{"launch": {"approval_mode": "suggest"}}"#).unwrap();
         assert_eq!(r, Request::Launch(Launch { approval_mode: "suggest".into(), ..Launch::default() }));

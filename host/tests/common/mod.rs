@@ -57,15 +57,7 @@ pub fn job() -> JobContext {
 }
 
 pub fn command(c: &str) -> Request {
-    Request::Command {
-        command: c.into(),
-        argv: vec![],
-        raw: c.into(),
-        cwd: "/w".into(),
-        reason: None,
-        network_host: None,
-        origin: None,
-    }
+    Request::command(c, "/w")
 }
 
 pub fn launch(mode: &str) -> Request {
