@@ -33,7 +33,7 @@ impl HostConfig {
             None => default_home()?,
         };
         let host_exe = std::env::current_exe().context("cannot find this program's own path")?;
-        let max_running = read_max_running(&home)?.unwrap_or_else(default_max_running);
+        let max_running = read_jobs_setting(&home, "max_running")?.unwrap_or_else(default_max_running);
         let retention = read_jobs_setting(&home, "retention_days")?.map(|d| Duration::from_secs(d as u64 * 24 * 3600));
         Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5), max_running, retention })
     }
@@ -46,14 +46,6 @@ pub fn default_max_running() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
 }
 
-/// `[jobs] max_running` from `<home>/config.toml`, if set.
-///
-/// Errors: the file is not TOML, or the value is not a whole number from 1
-/// up; the message names the file and the value.
-fn read_max_running(home: &std::path::Path) -> Result<Option<usize>> {
-    read_jobs_setting(home, "max_running")
-}
-
 /// `[jobs] approval_timeout_s` from `<home>/config.toml`, if set: how long
 /// an approval request waits for `job_approve` before it is declined.
 ///
@@ -62,7 +54,11 @@ pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
     Ok(read_jobs_setting(home, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
 }
 
-/// A whole number from 1 up under `[jobs]` in `<home>/config.toml`, if set.
+/// A whole number from 1 up under `[jobs]` in `<home>/config.toml`, if set
+/// (`max_running`, `approval_timeout_s`, `retention_days`).
+///
+/// Errors: the file is not TOML, or the value is not a whole number from 1
+/// up; the message names the file, the key and the value.
 fn read_jobs_setting(home: &std::path::Path, key: &str) -> Result<Option<usize>> {
     let path = home.join(crate::policy::config::USER_FILE);
     let text = match std::fs::read_to_string(&path) {

@@ -8,7 +8,7 @@ mod shape;
 pub use approvals::{ApproveOutcome, ApproveRequest};
 pub use gc::GcReport;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -395,23 +395,13 @@ impl WaitOutcome {
     /// Leaves out summaries until the JSON takes at most `max_chars`
     /// characters: the finished ones are kept longest, then those needing an answer.
     fn fit(&mut self, max_chars: usize) {
-        let used = 200; // the outcome's own fields
-        let finished = fitting(&self.finished, used, max_chars);
-        let used = used + chars_of(&self.finished[..finished]);
-        let input_required = fitting(&self.input_required, used, max_chars);
-        let used = used + chars_of(&self.input_required[..input_required]);
-        let pending = fitting(&self.pending, used, max_chars);
-        self.truncated = finished < self.finished.len()
-            || input_required < self.input_required.len()
-            || pending < self.pending.len();
-        self.finished.truncate(finished);
-        self.input_required.truncate(input_required);
-        self.pending.truncate(pending);
+        let mut used = 200; // the outcome's own fields
+        for list in [&mut self.finished, &mut self.input_required, &mut self.pending] {
+            let n = fitting(list, &mut used, max_chars);
+            self.truncated |= n < list.len();
+            list.truncate(n);
+        }
     }
-}
-
-fn chars_of<T: Serialize>(items: &[T]) -> usize {
-    items.iter().map(|i| serde_json::to_string(i).map_or(0, |s| s.chars().count() + 1)).sum()
 }
 
 /// `job_notifications` result.
@@ -795,7 +785,7 @@ impl JobHost {
         let mut next_cursor = next_cursor;
         if let Some(max) = req.max_chars {
             // Room for the page's own fields, then whole events while they fit.
-            let fitting = fitting(&events, 200, max).max(1);
+            let fitting = fitting(&events, &mut 200, max).max(1);
             if fitting < events.len() {
                 events.truncate(fitting);
                 next_cursor = events.last().map_or(next_cursor, |e| e.seq + 1);
@@ -871,7 +861,7 @@ impl JobHost {
         let (mut jobs, policy) = self.off_runtime(move |host| host.redact_summaries(jobs, begun)).await?;
         let mut truncated = false;
         if let Some(max) = req.max_chars {
-            let fitting = fitting(&jobs, 100, max); // 100: the list's own fields
+            let fitting = fitting(&jobs, &mut 100, max); // 100: the list's own fields
             truncated = fitting < jobs.len();
             jobs.truncate(fitting);
         }
@@ -932,17 +922,20 @@ impl JobHost {
             let summaries: Vec<JobSummary> = ids.iter().filter_map(|id| self.registry.get(*id)).collect();
             // An answered request leaves the job `input_required` until its
             // supervisor has passed the answer on: only an unanswered one needs the caller.
-            let needs_caller = |j: &JobSummary| j.status.is_terminal() || self.awaits_answer(j);
-            let timed_out = if summaries.is_empty() || summaries.iter().any(needs_caller) {
-                false
-            } else if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                true
-            } else {
-                continue;
-            };
+            // Read once, so the wake-up and the result agree.
+            let awaiting: HashSet<String> =
+                summaries.iter().filter(|j| self.awaits_answer(j)).map(|j| j.job_id.clone()).collect();
+            let timed_out =
+                if summaries.is_empty() || !awaiting.is_empty() || summaries.iter().any(|j| j.status.is_terminal()) {
+                    false
+                } else if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                    true
+                } else {
+                    continue;
+                };
             let (summaries, policy) = self.off_runtime(move |host| host.redact_summaries(summaries, begun)).await?;
             let (finished, rest): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|j| j.status.is_terminal());
-            let (input_required, pending) = rest.into_iter().partition(|j| self.awaits_answer(j));
+            let (input_required, pending) = rest.into_iter().partition(|j| awaiting.contains(&j.job_id));
             let mut outcome = WaitOutcome { finished, input_required, pending, timed_out, truncated: false, policy };
             if let Some(max) = max_chars {
                 outcome.fit(max);
@@ -966,6 +959,12 @@ impl JobHost {
             }
         }
         Ok(positions)
+    }
+
+    /// A job's status as this host's index has it (no file is read); `None`
+    /// for an unknown id.
+    pub fn indexed_status(&self, job_id: &str) -> Option<JobStatus> {
+        self.registry.get(JobId::parse(job_id).ok()?).map(|j| j.status)
     }
 
     /// A receiver that wakes on every change of any job's status this host sees.
@@ -1083,15 +1082,18 @@ impl JobHost {
 }
 
 /// How many of `items`, from the first, fit in `max` characters of JSON
-/// when `used` are taken already (a comma each included).
-fn fitting<T: Serialize>(items: &[T], mut used: usize, max: usize) -> usize {
-    items
-        .iter()
-        .take_while(|item| {
-            used = used.saturating_add(serde_json::to_string(item).map_or(usize::MAX, |s| s.chars().count() + 1));
-            used <= max
-        })
-        .count()
+/// when `used` are taken already (a comma each included); adds theirs to `used`.
+fn fitting<T: Serialize>(items: &[T], used: &mut usize, max: usize) -> usize {
+    let mut n = 0;
+    for item in items {
+        let size = serde_json::to_string(item).map_or(usize::MAX, |s| s.chars().count() + 1);
+        if used.saturating_add(size) > max {
+            break;
+        }
+        *used += size;
+        n += 1;
+    }
+    n
 }
 
 /// Checks a caller's `max_chars`.

@@ -36,9 +36,7 @@ async fn truncation_and_filter_policies_shape_what_callers_see() -> Result<()> {
         world.project_guest("quiet_events")?,
     ))?;
     let server = world.serve().await?;
-    let mut args = world.start_args("print the token");
-    args["approval_policy"] = json!("auto-edit");
-    let job = server.start_job(args).await?;
+    let job = server.start_job(sandboxed(&world, "print the token")).await?;
     let status = server.wait_done(&job, 120).await?;
     assert_eq!(status["status"], "completed", "{status}");
     let tail = status["output_tail"].as_str().unwrap();
@@ -102,14 +100,9 @@ async fn a_page_that_runs_out_of_policy_time_falls_back_and_says_so() -> Result<
         world.jobhost_home().join("config.toml"),
         "[limits]\ndeadline_ms = 60000\nfuel = 1000000000000\nrequest_budget_ms = 1\n",
     )?;
-    world.project_policy(&format!(
-        "[[truncation]]\npath = {:?}\nconfig = {{ mode = \"slow\" }}\n",
-        world.project_guest("fixture_hostile_truncation")?
-    ))?;
+    hostile_truncation(&world, "slow")?;
     let server = world.serve().await?;
-    let mut args = world.start_args("go");
-    args["approval_policy"] = json!("auto-edit"); // the command runs in the sandbox, unasked
-    let job = server.start_job(args).await?;
+    let job = server.start_job(sandboxed(&world, "go")).await?;
     server.wait_done(&job, 120).await?;
     let page = server.ok("job_events", json!({"job_id": job, "limit": 1000, "truncate": 5})).await?;
     assert_eq!(page["policy_budget_exhausted"], true, "{page}");
@@ -118,6 +111,19 @@ async fn a_page_that_runs_out_of_policy_time_falls_back_and_says_so() -> Result<
     assert!(shown.contains("more chars]"), "{shown}");
     assert!(!page["events"].as_array().unwrap().iter().any(|e| e["type"] == "policy_error"), "no failure: {page}");
     Ok(())
+}
+
+/// The project's one truncation: the hostile fixture, in `mode`.
+fn hostile_truncation(world: &World, mode: &str) -> Result<()> {
+    let guest = world.project_guest("fixture_hostile_truncation")?;
+    world.project_policy(&format!("[[truncation]]\npath = {guest:?}\nconfig = {{ mode = {mode:?} }}\n"))
+}
+
+/// `job_start` arguments whose commands run in the sandbox, unasked (`auto-edit`).
+fn sandboxed(world: &World, prompt: &str) -> serde_json::Value {
+    let mut args = world.start_args(prompt);
+    args["approval_policy"] = json!("auto-edit");
+    args
 }
 
 #[test]
@@ -141,14 +147,9 @@ fn policy_check_refuses_exports_of_the_wrong_type_and_imports_the_host_does_not_
 async fn reads_write_nothing_and_report_policy_failures_in_the_result() -> Result<()> {
     let world = World::new([Reply::Command("echo one".into()), Reply::Message("two".into())])?;
     // This truncation returns 2,000,000 characters whatever it is given: a failure on every call.
-    world.project_policy(&format!(
-        "[[truncation]]\npath = {:?}\nconfig = {{ mode = \"flood\" }}\n",
-        world.project_guest("fixture_hostile_truncation")?
-    ))?;
+    hostile_truncation(&world, "flood")?;
     let server = world.serve().await?;
-    let mut args = world.start_args("go");
-    args["approval_policy"] = json!("auto-edit"); // the command runs in the sandbox, unasked
-    let job = server.start_job(args).await?;
+    let job = server.start_job(sandboxed(&world, "go")).await?;
     let status = server.wait_done(&job, 120).await?;
     let count = status["event_count"].as_u64().unwrap();
     let errors = status["policy_errors"].as_array().cloned().unwrap_or_default();

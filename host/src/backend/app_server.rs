@@ -34,22 +34,13 @@ use super::exec::{Noted, TurnTracker};
 use crate::error::InvalidInput;
 use crate::job::approval::{self, ApprovalAnswer, ApprovalDecision, PendingApproval};
 use crate::job::dirwatch::DirWatch;
-use crate::job::event::OUTPUT_EVENT;
+use crate::job::event::{APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT, OUTPUT_EVENT};
 use crate::job::supervisor::{Driven, End, IdleAction, Turn, exit_code, read_line, signal_child, text};
 use crate::job::{JobDir, JobMeta, JobOptions, JobStatus};
 use crate::policy::{ChangeKind, Decision, JobContext, Origin, PinnedSet, Policies, PolicySet, Request};
 
 /// Name of this backend in `meta.json`.
 pub const BACKEND: &str = "app-server";
-
-/// Event type of a decision on an agent's request: `data` is `{"request_id",
-/// "kind", "request", "decision", "reason", "decided_by", "elapsed_us"?}`, where `decided_by`
-/// is a policy component's name, `built-in`, `job_approve`, `jobs approve`, `elicitation` or `timeout`,
-/// and `elapsed_us` (for a decision the policies made) the microseconds from
-/// reading the request to writing the answer.
-pub const APPROVAL_DECIDED_EVENT: &str = "approval.decided";
-/// Event type of a request handed to the caller: `data` is the [`PendingApproval`].
-pub const APPROVAL_REQUESTED_EVENT: &str = "approval.requested";
 
 /// How long a cancelled turn has to end after `turn/interrupt` before the
 /// supervisor stops the app-server (below `job_cancel`'s 5 s before SIGKILL).
@@ -112,7 +103,7 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
     let mut stderr = BufReader::new(child.stderr.take().context("no stderr")?);
     let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
     let (mut out_open, mut err_open) = (true, true);
-    let mut session = Session::new(turn)?;
+    let mut session = Session::new(turn);
     let (answers, mut answered) = mpsc::unbounded_channel::<(Value, PendingApproval, ApprovalAnswer)>();
     let mut waiting: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut cancelled = false;
@@ -141,7 +132,7 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
                     Ok(message) => {
                         let asked = session.handle(turn, &mut rpc, message).await?;
                         if let Some((rpc_id, pending)) = asked {
-                            let handle = wait_for_answer(turn.store.root().to_path_buf(), turn.job, rpc_id, pending.clone(), answers.clone())?;
+                            let handle = wait_for_answer(turn.store.job(turn.meta.id)?, rpc_id, pending.clone(), answers.clone())?;
                             waiting.insert(pending.request_id.clone(), handle);
                         }
                     }
@@ -152,10 +143,7 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
             }
             n = read_line(&mut stderr, &mut err_line), if err_open => {
                 if n? == 0 { err_open = false; continue; }
-                let line = text(&err_line);
-                turn.record_output(&err_line).await?;
-                turn.events.append(OUTPUT_EVENT, json!({"stream": "stderr", "line": line}))?;
-                session.tracker.last_stderr = Some(line);
+                session.tracker.last_stderr = Some(turn.record_stderr(&err_line).await?);
             }
             Some((rpc_id, pending, answer)) = answered.recv() => {
                 waiting.remove(&pending.request_id);
@@ -259,11 +247,12 @@ struct Session {
     cancelled_by: Option<String>,
     tracker: TurnTracker,
     usage: Usage,
-    /// Items seen in `item/started`, by id (a file change's paths come from there).
-    items: HashMap<String, Value>,
+    /// The changes of each file-change item seen, by item id (a file-change
+    /// request names only the item; its paths come from there).
+    file_changes: HashMap<String, Value>,
     requests: u64,
-    policies: Option<Arc<PolicySet>>,
-    policy_error: Option<String>,
+    /// The job's pinned policies, or why they cannot be loaded.
+    policies: Result<Arc<PolicySet>, String>,
     ctx: JobContext,
     timeout: Duration,
 }
@@ -278,16 +267,13 @@ struct Usage {
 }
 
 impl Session {
-    fn new(turn: &Turn<'_>) -> Result<Self> {
-        let (policies, policy_error) = match load_policies(turn) {
-            Ok(set) => (Some(set), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
-        };
+    fn new(turn: &Turn<'_>) -> Self {
+        let policies = load_policies(turn).map_err(|e| format!("{e:#}"));
         let ctx = JobContext {
             job_id: turn.meta.id.to_string(),
             backend: BACKEND.to_owned(),
             cwd: turn.meta.cwd.display().to_string(),
-            project_root: policies.as_ref().and_then(|p| p.project_root.as_ref()).map(|p| p.display().to_string()),
+            project_root: policies.as_ref().ok().and_then(|p| p.project_root.as_ref()).map(|p| p.display().to_string()),
             prompt: turn.meta.prompt.clone(),
         };
         let timeout = turn
@@ -297,7 +283,7 @@ impl Session {
             .map(Duration::from_secs)
             .or_else(|| crate::config::approval_timeout(turn.store.root()).ok().flatten())
             .unwrap_or(APPROVAL_TIMEOUT);
-        Ok(Session {
+        Session {
             awaiting: HashMap::new(),
             thread_id: turn.meta.thread_id.clone(),
             turn_id: None,
@@ -306,13 +292,12 @@ impl Session {
             cancelled_by: None,
             tracker: TurnTracker::default(),
             usage: Usage::default(),
-            items: HashMap::new(),
+            file_changes: HashMap::new(),
             requests: 0,
             policies,
-            policy_error,
             ctx,
             timeout,
-        })
+        }
     }
 
     fn expect(&mut self, id: u64, step: Step) {
@@ -421,8 +406,8 @@ impl Session {
             }
             "item/started" | "item/completed" => {
                 let item = &params["item"];
-                if let Some(id) = item.get("id").and_then(Value::as_str) {
-                    self.items.insert(id.to_owned(), item.clone());
+                if let (Some("fileChange"), Some(id)) = (item["type"].as_str(), item["id"].as_str()) {
+                    self.file_changes.insert(id.to_owned(), item["changes"].clone());
                 }
                 // As exec: a message or reasoning is an event once it is complete.
                 let whole_only = matches!(item["type"].as_str(), Some("agentMessage" | "reasoning"));
@@ -540,9 +525,11 @@ impl Session {
     /// Asks the job's approval policies (off the runtime: guests block).
     /// Policies that cannot be loaded decline (fail closed).
     async fn decide(&self, request: Request) -> (Decision, String) {
-        let Some(set) = self.policies.clone() else {
-            let error = self.policy_error.clone().unwrap_or_default();
-            return (Decision::Decline(format!("the job's policies cannot be loaded: {error}")), "built-in".into());
+        let set = match &self.policies {
+            Ok(set) => Arc::clone(set),
+            Err(error) => {
+                return (Decision::Decline(format!("the job's policies cannot be loaded: {error}")), "built-in".into());
+            }
         };
         let ctx = self.ctx.clone();
         match tokio::task::spawn_blocking(move || set.decide(&ctx, &request)).await {
@@ -642,8 +629,8 @@ impl Session {
             "item/fileChange/requestApproval" => {
                 let changes = params["itemId"]
                     .as_str()
-                    .and_then(|item| self.items.get(item))
-                    .and_then(|item| item["changes"].as_array())
+                    .and_then(|item| self.file_changes.get(item))
+                    .and_then(Value::as_array)
                     .map(|changes| {
                         changes
                             .iter()
@@ -877,8 +864,7 @@ fn snake_case(name: &str) -> String {
 /// on the job's `approvals/`, never by polling. At the deadline it records a
 /// decline itself (unless an answer came first, which then counts).
 fn wait_for_answer(
-    home: std::path::PathBuf,
-    job: &JobDir,
+    job: JobDir,
     rpc_id: Value,
     pending: PendingApproval,
     answers: mpsc::UnboundedSender<(Value, PendingApproval, ApprovalAnswer)>,
@@ -886,10 +872,8 @@ fn wait_for_answer(
     let dir = job.path().join(approval::APPROVALS_DIR);
     let changes = DirWatch::open(&dir)?;
     let deadline: Timestamp = pending.deadline.parse()?;
-    let id = job.id();
     Ok(tokio::spawn(async move {
         let got = async {
-            let job = crate::job::JobStore::open(&home)?.job(id)?;
             loop {
                 if let Some(answer) = approval::read_answer(&job, &pending.request_id)? {
                     return Ok::<_, anyhow::Error>(answer);

@@ -303,10 +303,7 @@ pub async fn drive(turn: &mut Turn<'_>) -> anyhow::Result<Driven> {
             }
             n = read_line(&mut stderr, &mut err_line), if err_open => {
                 if n? == 0 { err_open = false; continue; }
-                let line = text(&err_line);
-                turn.record_output(&err_line).await?;
-                turn.events.append(OUTPUT_EVENT, serde_json::json!({"stream": "stderr", "line": line}))?;
-                tracker.last_stderr = Some(line);
+                tracker.last_stderr = Some(turn.record_stderr(&err_line).await?);
             }
             _ = turn.stop_requested() => { cancelled = true; signal_child(&child, Signal::TERM); }
             _ = idle => match turn.idle.fired() {

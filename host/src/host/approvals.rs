@@ -87,7 +87,7 @@ impl JobHost {
             job_id: id.to_string(),
             request_id: req.request_id.clone(),
             decision: req.decision,
-            status: job.read_meta()?.status,
+            status: meta.status,
         })
     }
 }

@@ -50,15 +50,22 @@ impl Event {
 /// nothing, but the type stays the host's own.
 pub const POLICY_ERROR_EVENT: &str = "policy_error";
 
+/// Event type of a decision on an agent's request (app-server backend):
+/// `data` is `{"request_id", "kind", "request", "decision", "reason",
+/// "decided_by", "elapsed_us"?}`, where `decided_by` is a policy component's
+/// name, `built-in`, `job_approve`, `jobs approve`, `elicitation` or `timeout`,
+/// and `elapsed_us` (for a decision the policies made) the microseconds from
+/// reading the request to writing the answer.
+pub const APPROVAL_DECIDED_EVENT: &str = "approval.decided";
+
+/// Event type of a request handed to the caller: `data` is the
+/// [`super::approval::PendingApproval`].
+pub const APPROVAL_REQUESTED_EVENT: &str = "approval.requested";
+
 /// The event types only the host writes: a filter may not turn another event
 /// into one (an approval's audit trail included).
-pub const HOST_EVENT_TYPES: [&str; 5] = [
-    STATUS_EVENT,
-    OUTPUT_EVENT,
-    POLICY_ERROR_EVENT,
-    crate::backend::app_server::APPROVAL_REQUESTED_EVENT,
-    crate::backend::app_server::APPROVAL_DECIDED_EVENT,
-];
+pub const HOST_EVENT_TYPES: [&str; 5] =
+    [STATUS_EVENT, OUTPUT_EVENT, POLICY_ERROR_EVENT, APPROVAL_REQUESTED_EVENT, APPROVAL_DECIDED_EVENT];
 
 /// Calls `f` on every string of text in `value`, in place: what truncation
 /// policies shorten. Object keys, and the values of `type`, `id` and `*_id`

@@ -247,6 +247,15 @@ impl<'a> Turn<'a> {
         Ok(())
     }
 
+    /// Records one line the agent wrote to stderr: in `output.log`, and as an
+    /// `output` event. Returns it as text (the driver keeps the last for errors).
+    pub async fn record_stderr(&mut self, line: &[u8]) -> Result<String> {
+        let text = text(line);
+        self.record_output(line).await?;
+        self.events.append(super::event::OUTPUT_EVENT, json!({"stream": "stderr", "line": text}))?;
+        Ok(text)
+    }
+
     /// Resolves when the supervisor is told to stop (SIGTERM, SIGINT or SIGHUP: `job_cancel`).
     pub async fn stop_requested(&mut self) {
         tokio::select! {

@@ -15,6 +15,7 @@ use rmcp::{Peer, RoleServer};
 
 use crate::JobHost;
 use crate::host::ApproveRequest;
+use crate::job::JobStatus;
 use crate::job::approval::{ApprovalDecision, PendingApproval};
 
 /// The jobs of one connection and the requests already put to its client.
@@ -42,7 +43,13 @@ impl Elicitor {
             let mut changes = host.changes();
             loop {
                 changes.borrow_and_update();
-                let jobs: Vec<String> = me.jobs.lock().unwrap().iter().cloned().collect();
+                // Only a job that waits for an answer is read (through job_status);
+                // an ended one is dropped until a reply follows it again.
+                let jobs: Vec<String> = {
+                    let mut jobs = me.jobs.lock().unwrap();
+                    jobs.retain(|j| host.indexed_status(j).is_none_or(|s| !s.is_terminal()));
+                    jobs.iter().filter(|j| host.indexed_status(j) == Some(JobStatus::InputRequired)).cloned().collect()
+                };
                 for job in jobs {
                     let id = job.clone();
                     // Through job_status: what the client sees is redacted as every result is.
