@@ -29,6 +29,13 @@ pub enum Reply {
     /// (`apply_patch <<'EOF' … EOF`), which Codex turns into a file change
     /// (and, under a strict approval mode, a file-change approval request).
     Patch(String),
+    /// A `function_call` to the MCP tool `name` of the server Codex
+    /// presents as the namespace `namespace` (`mcp__<server>`), with `args`.
+    Tool { namespace: String, name: String, args: Value },
+    /// Answers each request with what `step` makes of its JSON body (e.g. a
+    /// tool call naming the job id an earlier tool output carried), for as
+    /// long as `step` returns `Some`; then the script goes on.
+    Computed(fn(&Value) -> Option<Reply>),
     /// HTTP 500 with an error body.
     ServerError,
     /// Wait this long, then answer with the inner reply.
@@ -39,11 +46,55 @@ pub enum Reply {
 /// Responses API for Codex: each `POST /v1/responses` takes the next
 /// scripted [`Reply`] and streams it as server-sent events
 /// (`response.created`, `response.output_item.done`, `response.completed`).
-/// With the script used up it answers with the message "done".
+/// With the script used up it answers with the message "done". A
+/// conversation whose user messages contain a [`MockModel::route`] marker
+/// takes its replies from that route's script instead, so a job started
+/// from inside another Codex conversation has its own script whatever the
+/// order of their requests.
 pub struct MockModel {
     port: u16,
-    script: Arc<Mutex<VecDeque<Reply>>>,
+    scripts: Arc<Mutex<Scripts>>,
     requests: Arc<Mutex<Vec<Value>>>,
+}
+
+/// The default script and the routed ones, by marker.
+#[derive(Default)]
+struct Scripts {
+    default: VecDeque<Reply>,
+    routes: Vec<(String, VecDeque<Reply>)>,
+}
+
+impl Scripts {
+    /// The script for this request body: the first route whose marker a
+    /// user message contains, else the default.
+    fn for_request(&mut self, body: &Value) -> &mut VecDeque<Reply> {
+        let user_text: String = body["input"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|item| item["role"] == "user")
+            .flat_map(|item| item["content"].as_array().into_iter().flatten())
+            .filter_map(|c| c["text"].as_str())
+            .collect();
+        match self.routes.iter().position(|(marker, _)| user_text.contains(marker.as_str())) {
+            Some(i) => &mut self.routes[i].1,
+            None => &mut self.default,
+        }
+    }
+
+    fn next(&mut self, body: &Value) -> Reply {
+        let script = self.for_request(body);
+        loop {
+            match script.front() {
+                Some(Reply::Computed(step)) => match step(body) {
+                    Some(reply) => return reply,
+                    None => _ = script.pop_front(),
+                },
+                Some(_) => return script.pop_front().unwrap(),
+                None => return Reply::Message("done".into()),
+            }
+        }
+    }
 }
 
 impl MockModel {
@@ -51,9 +102,9 @@ impl MockModel {
     pub fn start(script: impl IntoIterator<Item = Reply>) -> Result<Self> {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("mock model: {e}"))?);
         let port = server.server_addr().to_ip().context("mock model has no IP address")?.port();
-        let script = Arc::new(Mutex::new(script.into_iter().collect::<VecDeque<_>>()));
+        let scripts = Arc::new(Mutex::new(Scripts { default: script.into_iter().collect(), routes: Vec::new() }));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (Arc::clone(&script), Arc::clone(&requests));
+        let (s, r) = (Arc::clone(&scripts), Arc::clone(&requests));
         std::thread::spawn(move || {
             for request in server.incoming_requests() {
                 let (s, r) = (Arc::clone(&s), Arc::clone(&r));
@@ -61,7 +112,12 @@ impl MockModel {
                 std::thread::spawn(move || answer(request, &s, &r));
             }
         });
-        Ok(MockModel { port, script, requests })
+        Ok(MockModel { port, scripts, requests })
+    }
+
+    /// Answers conversations whose user messages contain `marker` from `script`.
+    pub fn route(&self, marker: &str, script: impl IntoIterator<Item = Reply>) {
+        self.scripts.lock().unwrap().routes.push((marker.to_owned(), script.into_iter().collect()));
     }
 
     /// `http://127.0.0.1:PORT/v1`.
@@ -74,25 +130,26 @@ impl MockModel {
         self.requests.lock().unwrap().clone()
     }
 
-    /// Replies still unused.
+    /// Replies of the default script still unused.
     pub fn remaining(&self) -> usize {
-        self.script.lock().unwrap().len()
+        self.scripts.lock().unwrap().default.len()
     }
 }
 
-fn answer(mut request: tiny_http::Request, script: &Mutex<VecDeque<Reply>>, requests: &Mutex<Vec<Value>>) {
+fn answer(mut request: tiny_http::Request, scripts: &Mutex<Scripts>, requests: &Mutex<Vec<Value>>) {
     if request.method() != &tiny_http::Method::Post || !request.url().ends_with("/responses") {
         let _ = request.respond(tiny_http::Response::empty(404));
         return;
     }
     let mut body = String::new();
     let _ = request.as_reader().read_to_string(&mut body);
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let mut reply = scripts.lock().unwrap().next(&body);
     let n = {
         let mut r = requests.lock().unwrap();
-        r.push(serde_json::from_str(&body).unwrap_or(Value::Null));
+        r.push(body);
         r.len()
     };
-    let mut reply = script.lock().unwrap().pop_front().unwrap_or(Reply::Message("done".into()));
     while let Reply::After(delay, inner) = reply {
         std::thread::sleep(delay);
         reply = *inner;
@@ -114,13 +171,17 @@ fn answer(mut request: tiny_http::Request, script: &Mutex<VecDeque<Reply>>, requ
             "type": "function_call", "call_id": format!("call_{n}"), "name": "exec_command",
             "arguments": json!({"cmd": format!("apply_patch <<'EOF'\n{patch}EOF\n")}).to_string()
         }),
+        Reply::Tool { namespace, name, args } => json!({
+            "type": "function_call", "call_id": format!("call_{n}"), "namespace": namespace, "name": name,
+            "arguments": args.to_string()
+        }),
         Reply::ServerError => {
             let body = json!({"error": {"message": "mock model exploded", "type": "server_error"}}).to_string();
             let header = "Content-Type: application/json".parse::<tiny_http::Header>().unwrap();
             let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(500).with_header(header));
             return;
         }
-        Reply::After(..) => unreachable!(),
+        Reply::After(..) | Reply::Computed(_) => unreachable!("resolved above"),
     };
     let id = format!("resp_{n}");
     let events = [
@@ -192,6 +253,14 @@ impl World {
     /// `$CODEX_HOME` for Codex.
     pub fn codex_home(&self) -> PathBuf {
         self.root.path().join("codex-home")
+    }
+
+    /// Appends `toml` to Codex's `config.toml` (e.g. an `[mcp_servers.…]` block).
+    pub fn add_codex_config(&self, toml: &str) -> Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().append(true).open(self.codex_home().join("config.toml"))?;
+        write!(file, "\n{toml}\n")?;
+        Ok(())
     }
 
     /// `$CODEX_JOBHOST_HOME`.

@@ -1,0 +1,133 @@
+//! The real Codex CLI as the MCP client, registered with the README's own
+//! `[mcp_servers.codex_jobs]` block, word for word: a scripted model makes it
+//! call `job_start`, `job_wait` and `job_status`, and `codex exec --json`
+//! shows each call succeed and the inner job's answer come back.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, ensure};
+use codex_jobhost_e2e::{Reply, World, codex_bin, host_bin};
+use serde_json::{Value, json};
+
+const README: &str = include_str!("../../README.md");
+
+/// The inner job's prompt; the mock model answers it from its own script.
+const INNER_PROMPT: &str = "INNER-JOB: tell me the magic number";
+const INNER_ANSWER: &str = "the magic number is 42";
+/// The model `$HOME/.codex/config.toml` names, where Codex looks without `CODEX_HOME`.
+const WRONG_HOME_MODEL: &str = "model-of-a-codex-home-never-forwarded";
+
+/// The TOML block under "Register it with your MCP client" in the README.
+fn readme_registration() -> Result<&'static str> {
+    let fence = "```toml\n[mcp_servers.codex_jobs]";
+    let start =
+        README.find(fence).context("the README has no ```toml [mcp_servers.codex_jobs] block")? + "```toml\n".len();
+    let len = README[start..].find("```").context("the README's toml block is not closed")?;
+    Ok(&README[start..start + len])
+}
+
+fn tool(name: &str, args: Value) -> Reply {
+    Reply::Tool { namespace: "mcp__codex_jobs".into(), name: name.into(), args }
+}
+
+/// After `job_start`: `job_wait` on the job until it no longer times out,
+/// then `job_status`; then the script goes on.
+fn wait_then_status(body: &Value) -> Option<Reply> {
+    let input = body["input"].as_array()?;
+    let last_call = input.iter().rev().find(|i| i["type"] == "function_call")?;
+    let last_output = input.iter().rev().find(|i| i["type"] == "function_call_output")?["output"].as_str()?;
+    let job_id = input
+        .iter()
+        .filter(|i| i["type"] == "function_call_output")
+        .find_map(|i| i["output"].as_str()?.split("\"job_id\":\"").nth(1)?.split('"').next())?;
+    match last_call["name"].as_str()? {
+        "job_start" => Some(tool("job_wait", json!({"job_ids": [job_id], "timeout_s": 240}))),
+        "job_wait" if last_output.contains("\"timed_out\":true") => {
+            Some(tool("job_wait", json!({"job_ids": [job_id], "timeout_s": 240})))
+        }
+        "job_wait" => Some(tool("job_status", json!({"job_id": job_id}))),
+        _ => None,
+    }
+}
+
+#[test]
+fn codex_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Result<()> {
+    let world = World::new([])?;
+    // The machine's own ~/.codex is replaced by one naming another model: a
+    // job that did not get CODEX_HOME through the block runs on it, and shows.
+    let home = world.work_dir().parent().context("world root")?.to_owned();
+    let config = std::fs::read_to_string(world.codex_home().join("config.toml"))?;
+    std::fs::create_dir_all(home.join(".codex"))?;
+    std::fs::write(home.join(".codex/config.toml"), config.replace("mock-model", WRONG_HOME_MODEL))?;
+    world.add_codex_config(readme_registration()?)?;
+    world.model.route(INNER_PROMPT, [Reply::Message(INNER_ANSWER.into())]);
+    let script = [
+        tool("job_start", world.start_args(INNER_PROMPT)),
+        Reply::Computed(wait_then_status),
+        Reply::Message("outer done".into()),
+    ];
+    world.model.route("OUTER-TURN", script);
+
+    // The block names the command `codex-jobhost`: found on PATH, as after `cargo install`.
+    let bin_dir = host_bin().parent().context("binary directory")?.to_owned();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )?;
+    let out = Command::new(codex_bin())
+        .args(["exec", "--json", "--skip-git-repo-check", "OUTER-TURN: run the job and report"])
+        .current_dir(world.work_dir())
+        .env("PATH", path)
+        .env("HOME", &home)
+        .env("CODEX_HOME", world.codex_home())
+        .env("CODEX_JOBHOST_HOME", world.jobhost_home())
+        .env("CODEX_BIN", codex_bin())
+        .stdin(Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let context = || {
+        format!(
+            "codex exec exited {}\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    ensure!(out.status.success(), "{}", context());
+
+    let items: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "item.completed")
+        .map(|e| e["item"].clone())
+        .collect();
+    let calls: Vec<&Value> = items.iter().filter(|i| i["type"] == "mcp_tool_call").collect();
+    let names: Vec<&str> = calls.iter().filter_map(|c| c["tool"].as_str()).collect();
+    ensure!(
+        names.first() == Some(&"job_start") && names.last() == Some(&"job_status") && names.contains(&"job_wait"),
+        "tools called: {names:?}\n{}",
+        context()
+    );
+    for call in &calls {
+        ensure!(
+            call["status"] == "completed" && call["error"].is_null() && call["server"] == "codex_jobs",
+            "a tool call failed: {call}"
+        );
+    }
+    let status = &calls.last().unwrap()["result"]["structured_content"];
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["last_message"], INNER_ANSWER, "{status}");
+
+    let requests = world.model.requests();
+    let models: Vec<&Value> = requests.iter().map(|r| &r["model"]).collect();
+    assert!(
+        models.iter().all(|m| *m == "mock-model"),
+        "a job ran without the CODEX_HOME of the client: models {models:?}"
+    );
+    // The answer reached the outer model, and its last word reached the user.
+    let last_outer =
+        requests.iter().rev().find(|r| r.to_string().contains("OUTER-TURN")).context("no outer request")?;
+    assert!(last_outer.to_string().contains(INNER_ANSWER), "the outer model never saw the inner answer");
+    let said: Vec<&str> =
+        items.iter().filter(|i| i["type"] == "agent_message").filter_map(|i| i["text"].as_str()).collect();
+    assert_eq!(said, ["outer done"]);
+    Ok(())
+}
