@@ -191,7 +191,7 @@ impl StatusReport {
             return;
         }
         if self.prompt.chars().count() > 1_000 {
-            self.prompt = builtin::truncate(&self.prompt, Limits { max_chars: 1_000, max_lines: u32::MAX }, Keep::Head);
+            self.prompt = builtin::truncate(&self.prompt, Limits { max_chars: 1_000, ..builtin::NO_LIMIT });
             self.prompt_truncated = true;
         }
         // The flags, markers and escapes a cut adds are only known once it is
@@ -203,8 +203,10 @@ impl StatusReport {
             }
             let cut = |text: &str, keep: Keep| {
                 let chars = text.chars().count();
-                let limits = Limits { max_chars: chars.saturating_sub(over + 40) as u32, max_lines: u32::MAX };
-                builtin::truncate(text, limits, keep)
+                builtin::truncate(
+                    text,
+                    Limits { max_chars: chars.saturating_sub(over + 40) as u32, max_lines: u32::MAX, keep },
+                )
             };
             match &self.last_message {
                 Some(message) if message.chars().count() > MARKER_CHARS => {
@@ -565,15 +567,16 @@ impl JobHost {
     ///
     /// Errors: [`InvalidInput`] with the policy's reason when it declines,
     /// cancels or asks (a launch has nobody to ask yet); naming the options
-    /// the host cannot show a policy (unknown `extra_args`, `config` keys that
-    /// may change permissions, a `profile`) while an approval policy is
-    /// configured; or when a policy cannot be loaded.
+    /// the host cannot judge (unknown `extra_args`, `config` keys that may
+    /// change permissions, a `profile`) while an approval policy is
+    /// configured and none says `judges_options` (one that does sees them in
+    /// the request's `unjudged`); or when a policy cannot be loaded.
     fn judge(&self, set: &PolicySet, ctx: &JobContext, options: &JobOptions, reply: Option<(&str, u32)>) -> Result<()> {
         let what = if reply.is_some() { "job_reply" } else { "job_start" };
         let effective = exec::effective(options);
-        if set.has_approvals() && !effective.unjudgeable.is_empty() {
+        if set.has_approvals() && !effective.unjudgeable.is_empty() && !set.judges_options() {
             return Err(invalid(format!(
-                "{what} refused: the project's approval policies cannot judge {}; while an approval policy is configured, use approval_policy, sandbox and model instead",
+                "{what} refused: the project's approval policies cannot judge {}; while an approval policy is configured, use approval_policy, sandbox and model instead, or name a policy that judges them (judges_options = true in its [[approval]] entry)",
                 effective.unjudgeable.join(", ")
             )));
         }
@@ -585,6 +588,7 @@ impl JobHost {
             backend: ctx.backend.clone(),
             config: options.config.clone(),
             extra_args: options.extra_args.clone(),
+            unjudged: effective.unjudgeable,
         };
         let request = match reply {
             Some((prompt, turn)) => Request::Reply { prompt: prompt.to_owned(), turn, settings },
@@ -672,7 +676,7 @@ impl JobHost {
         let (set, ctx) = self.policy_for(&job, &meta)?;
         let policies = set.within(begun);
         let limits = Limits { max_lines: u32::try_from(tail_lines).unwrap_or(u32::MAX), ..builtin::OUTPUT_LIMITS };
-        let (output_tail, mut failures) = policies.truncate(&ctx, &raw_tail, limits, Keep::Tail);
+        let (output_tail, mut failures) = policies.truncate(&ctx, &raw_tail, limits);
         let output_truncated = omitted || output_tail != raw_tail;
         let report = StatusReport {
             job_id: id.to_string(),
@@ -740,7 +744,7 @@ impl JobHost {
                 0 => u32::MAX,
                 n => u32::try_from(n).unwrap_or(u32::MAX),
             },
-            max_lines: u32::MAX,
+            ..builtin::NO_LIMIT
         };
         let mut failures = Vec::new();
         // Truncation is a function of the text and the limits. Short strings
@@ -763,7 +767,7 @@ impl JobHost {
                 }
                 for_each_text(&mut e.data, &mut |text| {
                     if !set.has_truncations() {
-                        *text = builtin::truncate(text, limits, Keep::Head);
+                        *text = builtin::truncate(text, limits);
                         return;
                     }
                     let recurs = text.len() <= RECURRING_STRING_MAX;
@@ -771,7 +775,7 @@ impl JobHost {
                         text.clone_from(cut);
                         return;
                     }
-                    let (cut, failed) = policies.truncate(&ctx, text, limits, Keep::Head);
+                    let (cut, failed) = policies.truncate(&ctx, text, limits);
                     failures.extend(failed);
                     if recurs {
                         cut_once.insert(std::mem::replace(text, cut.clone()), cut);
@@ -1076,7 +1080,7 @@ impl JobHost {
         };
         let text = String::from_utf8_lossy(&bytes[..whole]);
         let policies = set.within(Instant::now());
-        let (shaped, _) = policies.truncate(&ctx, &text, shape::NO_LIMIT, Keep::Head);
+        let (shaped, _) = policies.truncate(&ctx, &text, builtin::NO_LIMIT);
         Ok((shaped.into_bytes(), offset + whole as u64))
     }
 }

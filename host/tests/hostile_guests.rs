@@ -119,7 +119,7 @@ fn handmade_truncation(dir: &Path, name: &str, grow: i32, memories: u32, on_refu
 }
 
 fn limits() -> codex_jobhost::policy::Limits {
-    codex_jobhost::policy::Limits { max_chars: 100, max_lines: 10 }
+    codex_jobhost::policy::Limits { max_chars: 100, max_lines: 10, keep: codex_jobhost::policy::Keep::Tail }
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn a_trap_after_a_refused_growth_is_reported_as_the_trap_it_is() {
     assert_eq!(g.truncate(&job(), "text", limits()).unwrap(), "ok");
     assert_eq!(g.instantiations(), 1);
     // An unrelated trap on the same instance is a trap, not the memory cap.
-    let zero = codex_jobhost::policy::Limits { max_chars: 0, max_lines: 10 };
+    let zero = codex_jobhost::policy::Limits { max_chars: 0, max_lines: 10, keep: codex_jobhost::policy::Keep::Tail };
     let err = g.truncate(&job(), "text", zero).unwrap_err();
     assert!(err.starts_with("trapped:") && !err.contains("memory cap"), "{err}");
 }
@@ -279,8 +279,9 @@ fn a_truncation_that_returns_more_than_its_limits_is_cut_again() {
         "[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"flood\" }\n",
     );
     let text = "a line\n".repeat(2_000);
-    let limits = codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100 };
-    let (out, failures) = set.truncate(&job(), &text, limits, codex_jobhost::policy::builtin::Keep::Tail);
+    let limits =
+        codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100, keep: codex_jobhost::policy::Keep::Tail };
+    let (out, failures) = set.truncate(&job(), &text, limits);
     assert!(out.chars().count() <= 8_100 && !out.contains("xxx"), "{} characters", out.chars().count());
     assert!(out.ends_with("a line\n") && out.contains("lines cut"), "the built-in cut of the input: {out}");
     assert_eq!(failures.len(), 1);
@@ -299,8 +300,9 @@ fn a_redaction_that_keeps_the_length_does_not_switch_the_limits_off() {
         "[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"unchanged\" }\n",
     );
     let text = "a line\n".repeat(2_000);
-    let limits = codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100 };
-    let (out, failures) = set.truncate(&job(), &text, limits, codex_jobhost::policy::builtin::Keep::Tail);
+    let limits =
+        codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100, keep: codex_jobhost::policy::Keep::Tail };
+    let (out, failures) = set.truncate(&job(), &text, limits);
     assert!(failures.is_empty(), "returning what it was given is no failure: {failures:?}");
     assert!(out.split_inclusive('\n').count() <= 101 && out.contains("1900 lines cut"), "{out}");
 }
@@ -338,10 +340,11 @@ fn a_guest_cannot_flood_the_log_or_forge_its_lines() {
         &["fixture_hostile_truncation"],
         "[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"log\" }\n",
     );
-    let limits = codex_jobhost::policy::Limits { max_chars: 100, max_lines: 10 };
+    let limits =
+        codex_jobhost::policy::Limits { max_chars: 100, max_lines: 10, keep: codex_jobhost::policy::Keep::Tail };
     let ((), log) = common::capture_log(|| {
         // One call writes 1,000 log lines and prints 1,000 more.
-        let (out, failures) = set.truncate(&job(), "text", limits, codex_jobhost::policy::builtin::Keep::Tail);
+        let (out, failures) = set.truncate(&job(), "text", limits);
         assert_eq!((out.as_str(), failures.len()), ("text", 0));
     });
     let lines: Vec<&str> = log.lines().collect();
@@ -406,19 +409,18 @@ fn the_component_cache_is_trimmed_least_recently_used_first() {
 
 #[test]
 fn a_request_that_runs_out_of_policy_time_gets_the_built_in_behaviour() {
-    use codex_jobhost::policy::builtin::Keep;
     let (_home, set) = common::user_policies(
         &["fixture_hostile_truncation", "fixture_replace_events"],
         "[limits]\ndeadline_ms = 60000\nfuel = 1000000000000\nrequest_budget_ms = 1\n\
          [[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = { mode = \"slow\" }\n\
          [[filter]]\npath = \"fixture_replace_events.wasm\"\n",
     );
-    let limits = codex_jobhost::policy::Limits { max_chars: 3, max_lines: 10 };
+    let limits = codex_jobhost::policy::Limits { max_chars: 3, max_lines: 10, keep: codex_jobhost::policy::Keep::Head };
     let request = set.within(std::time::Instant::now());
     // The first call may or may not start inside 1 ms; it takes far longer than that.
-    request.truncate(&job(), "hello", limits, Keep::Head);
+    request.truncate(&job(), "hello", limits);
     // After it: the built-in cut, every event kept (the filter would replace this one).
-    assert_eq!(request.truncate(&job(), "hello", limits, Keep::Head).0, "hel…[2 more chars]");
+    assert_eq!(request.truncate(&job(), "hello", limits).0, "hel…[2 more chars]");
     assert!(request.exhausted());
     assert_eq!(request.filter(&job(), "thread.started", "{}").0, codex_jobhost::policy::FilterOutcome::Keep);
     // A new request has its own budget.
@@ -451,7 +453,6 @@ fn under_load<R>(f: impl FnOnce() -> R) -> R {
 
 #[test]
 fn fuel_gives_a_cpu_heavy_guest_the_same_answer_on_an_idle_and_a_loaded_machine() {
-    use codex_jobhost::policy::builtin::Keep;
     // 200 million loop iterations: more than the default fuel allows, and far
     // less than a deadline of 60 s on any machine, so fuel alone decides.
     let outcome = |fuel: &str| {
@@ -461,9 +462,10 @@ fn fuel_gives_a_cpu_heavy_guest_the_same_answer_on_an_idle_and_a_loaded_machine(
                 "[limits]\ndeadline_ms = 60000\n{fuel}\n[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nconfig = {{ mode = \"slow\" }}\n"
             ),
         );
-        let limits = codex_jobhost::policy::Limits { max_chars: 3, max_lines: 10 };
-        let idle = set.truncate(&job(), "hello", limits, Keep::Head);
-        let loaded = under_load(|| set.truncate(&job(), "hello", limits, Keep::Head));
+        let limits =
+            codex_jobhost::policy::Limits { max_chars: 3, max_lines: 10, keep: codex_jobhost::policy::Keep::Head };
+        let idle = set.truncate(&job(), "hello", limits);
+        let loaded = under_load(|| set.truncate(&job(), "hello", limits));
         (idle, loaded)
     };
     let (idle, loaded) = outcome("");
@@ -476,8 +478,8 @@ fn fuel_gives_a_cpu_heavy_guest_the_same_answer_on_an_idle_and_a_loaded_machine(
 
 #[test]
 fn a_redaction_that_fails_withholds_the_text() {
-    use codex_jobhost::policy::builtin::Keep;
-    let limits = codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100 };
+    let limits =
+        codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100, keep: codex_jobhost::policy::Keep::Tail };
     let secret = "token sk-abcdefghijklmnopqrstuv\n";
     for (entry, withheld) in [
         // Named as a redaction: fails closed by default.
@@ -490,7 +492,7 @@ fn a_redaction_that_fails_withholds_the_text() {
             &["fixture_hostile_truncation"],
             &format!("[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\n{entry}\n"),
         );
-        let (out, failures) = set.truncate(&job(), secret, limits, Keep::Tail);
+        let (out, failures) = set.truncate(&job(), secret, limits);
         assert_eq!(failures.len(), 1, "{entry}");
         if withheld {
             assert!(out.starts_with("[withheld: truncation policy ") && out.ends_with(" failed]"), "{entry}: {out}");
@@ -505,7 +507,7 @@ fn a_redaction_that_fails_withholds_the_text() {
         "[limits]\nrequest_budget_ms = 1\n[[truncation]]\npath = \"fixture_hostile_truncation.wasm\"\nname = \"redact-corp\"\n",
     );
     let request = set.within(std::time::Instant::now() - std::time::Duration::from_secs(1));
-    let (out, _) = request.truncate(&job(), secret, limits, Keep::Tail);
+    let (out, _) = request.truncate(&job(), secret, limits);
     assert_eq!(out, "[withheld: truncation policy redact-corp ran out of time for this request]");
     // on_failure belongs to truncations.
     let home = tempfile::tempdir().unwrap();

@@ -121,7 +121,7 @@ fn truncations_chain_and_filters_drop() {
         "[[truncation]]\npath = \"redact_secrets.wasm\"\nconfig = { cut = false }\n[[truncation]]\npath = \"head_tail.wasm\"\nconfig = { head_share = 0.5 }\n[[filter]]\npath = \"quiet_events.wasm\"\n",
     );
     let text: String = (0..10).map(|i| format!("line {i} key sk-abcdefghijklmnopqrstuv\n")).collect();
-    let (out, failures) = set.truncate(&job(), &text, Limits { max_chars: 10_000, max_lines: 4 }, Keep::Tail);
+    let (out, failures) = set.truncate(&job(), &text, Limits { max_chars: 10_000, max_lines: 4, keep: Keep::Tail });
     assert!(failures.is_empty());
     assert!(!out.contains("sk-abc") && out.contains("[REDACTED]"), "{out}");
     assert!(out.contains("lines cut") && out.starts_with("line 0"), "{out}");
@@ -129,6 +129,17 @@ fn truncations_chain_and_filters_drop() {
     assert_eq!(dropped, FilterOutcome::Drop);
     let (kept, _) = set.filter(&job(), "item.completed", r#"{"item": {"type": "agent_message"}}"#);
     assert_eq!(kept, FilterOutcome::Keep);
+}
+
+#[test]
+fn a_truncation_is_told_which_end_to_keep() {
+    let engine = PolicyEngine::new(None).unwrap();
+    let g = guest(&engine, "redact_secrets", json!({}));
+    let text = "first sk-abcdefghijklmnopqrstuv\nmiddle\nlast line\n";
+    let limits = |keep| Limits { max_chars: 1_000, max_lines: 1, keep };
+    // An output tail keeps its last line, an event's string its first.
+    assert_eq!(g.truncate(&job(), text, limits(Keep::Tail)).unwrap(), "last line\n");
+    assert_eq!(g.truncate(&job(), text, limits(Keep::Head)).unwrap(), "first [REDACTED]\n");
 }
 
 #[test]
@@ -246,4 +257,26 @@ fn a_0_1_guest_and_a_0_2_guest_decide_side_by_side() {
     let verdict = set.decide(&job(), &reply("full-auto"));
     assert!(matches!(&verdict.decision, Decision::Decline(r) if r == "0.1 saw a full-auto launch"), "{verdict:?}");
     assert_eq!(set.decide(&job(), &reply("suggest")).decision, Decision::Accept);
+}
+
+#[test]
+fn only_a_0_2_approval_policy_may_judge_options() {
+    let home = tempfile::tempdir().unwrap();
+    common::copy_guest(home.path(), "fixture_v0_1_approval");
+    let toml = "[[approval]]\npath = \"fixture_v0_1_approval.wasm\"\njudges_options = true\n";
+    std::fs::write(home.path().join("config.toml"), toml).unwrap();
+    let Err(err) = Policies::new(home.path()).for_cwd(home.path()) else {
+        panic!("a 0.1 guest judging options loaded")
+    };
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("judges_options is for [[approval]] components of WIT 0.2") && err.contains("WIT 0.1.0"),
+        "{err}"
+    );
+    let (_home, set) = user_policies(
+        &["command_allowlist"],
+        "[[approval]]\npath = \"command_allowlist.wasm\"\njudges_options = true\n",
+    );
+    assert!(set.judges_options());
+    assert_eq!(set.describe()["approval"][0]["judges_options"], true);
 }

@@ -286,9 +286,37 @@ async fn a_launch_request_shows_the_policy_what_the_options_add_up_to() -> Resul
         args["backend"] = json!("exec");
         args[key] = value;
         let err = server.err("job_start", args).await?;
-        assert!(err.contains("cannot judge") && err.contains(named), "{key}: {err}");
+        assert!(err.contains("cannot judge") && err.contains(named) && err.contains("judges_options"), "{key}: {err}");
     }
     assert!(world.model.requests().is_empty(), "no Codex started");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_policy_that_judges_options_lets_through_only_those_it_names() -> Result<()> {
+    let world = World::new([Reply::Message("ran with the named provider".into())])?;
+    let allowed = "config \"model_provider=mock\"";
+    world.project_policy(&format!(
+        "[[approval]]\npath = {:?}\njudges_options = true\nconfig = {{ allow_options = [{allowed:?}] }}\n",
+        world.project_guest("command_allowlist")?
+    ))?;
+    let server = world.serve().await?;
+    // Named in allow_options: the policy sees it in `unjudged` and accepts; the job runs.
+    let mut args = world.start_args("x");
+    args["config"] = json!(["model_provider=mock"]);
+    let job = server.start_job(args).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    // Not named: declined by the policy, which names it.
+    let mut args = world.start_args("x");
+    args["config"] = json!(["model_provider=mock", "sandbox_workspace_write.network_access=true"]);
+    let err = server.err("job_start", args).await?;
+    assert!(
+        err.contains("refused by policy command_allowlist")
+            && err.contains("config \"sandbox_workspace_write.network_access=true\" is not in allow_options"),
+        "{err}"
+    );
+    assert_eq!(world.model.requests().len(), 1, "only the accepted job reached the model");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Approval policy: accept commands that start with an allowed prefix, decline
 //! commands that contain a dangerous pattern, ask about everything else; refuse
-//! `full-auto` launches unless allowed. See README.md for the settings.
+//! `full-auto` launches unless allowed, and options the host cannot judge
+//! unless listed. See README.md for the settings.
 
 use codex_jobhost_policy::{ApprovalPolicy, Decision, Job, Request, export_approval_policy};
 use serde::Deserialize;
@@ -17,6 +18,10 @@ pub struct Settings {
     pub allow_full_auto: bool,
     /// Substrings of paths whose change is declined, e.g. `[".env", ".git/"]`.
     pub deny_paths: Vec<String>,
+    /// Options the host cannot judge that a launch may carry, exactly as the
+    /// launch request's `unjudged` lists them, e.g. `["profile \"fast\""]`;
+    /// any other is declined. Asked only with `judges_options = true`.
+    pub allow_options: Vec<String>,
 }
 
 impl Default for Settings {
@@ -28,6 +33,7 @@ impl Default for Settings {
                 .to_vec(),
             allow_full_auto: false,
             deny_paths: Vec::new(),
+            allow_options: Vec::new(),
         }
     }
 }
@@ -45,7 +51,12 @@ impl ApprovalPolicy for CommandAllowlist {
             {
                 Decision::Decline("full-auto launches (no sandbox, no approvals) are not allowed here".into())
             }
-            Request::Launch(_) | Request::Reply { .. } => Decision::Accept,
+            Request::Launch(l) | Request::Reply { settings: l, .. } => {
+                match l.unjudged.iter().find(|o| !settings.allow_options.contains(o)) {
+                    Some(option) => Decision::Decline(format!("{option} is not in allow_options")),
+                    None => Decision::Accept,
+                }
+            }
             Request::Command { command, .. } => {
                 let normalized = command.split_whitespace().collect::<Vec<_>>().join(" ");
                 if let Some(bad) = settings.deny.iter().find(|d| normalized.contains(d.as_str())) {
@@ -125,5 +136,23 @@ mod tests {
         assert_eq!(CommandAllowlist::decide(&Settings::default(), &job, &launch("suggest")), Decision::Accept);
         let s = Settings { allow_full_auto: true, ..Settings::default() };
         assert_eq!(CommandAllowlist::decide(&s, &job, &launch("full-auto")), Decision::Accept);
+    }
+
+    #[test]
+    fn options_the_host_cannot_judge_pass_only_when_listed() {
+        let s = Settings { allow_options: vec!["profile \"fast\"".into()], ..Settings::default() };
+        let with = |unjudged: &[&str]| {
+            let settings = codex_jobhost_policy::Launch {
+                approval_mode: "suggest".into(),
+                unjudged: unjudged.iter().map(|o| o.to_string()).collect(),
+                ..Default::default()
+            };
+            Request::Reply { prompt: "go on".into(), turn: 1, settings }
+        };
+        assert_eq!(CommandAllowlist::decide(&s, &Job::default(), &with(&["profile \"fast\""])), Decision::Accept);
+        assert!(matches!(
+            CommandAllowlist::decide(&s, &Job::default(), &with(&["profile \"fast\"", "extra_args \"--add-dir\""])),
+            Decision::Decline(r) if r.contains("--add-dir")
+        ));
     }
 }

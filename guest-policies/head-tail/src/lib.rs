@@ -1,5 +1,6 @@
 //! Output truncation that keeps the head and the tail of the text, with a
-//! marker saying how much was cut. Cuts on character boundaries (UTF-8 safe).
+//! marker saying how much was cut, whichever end the host says matters most
+//! (`head_share` decides). Cuts on character boundaries (UTF-8 safe).
 
 use codex_jobhost_policy::{Job, Limits, OutputTruncation, export_output_truncation};
 use serde::Deserialize;
@@ -61,10 +62,12 @@ export_output_truncation!(HeadTail);
 
 #[cfg(test)]
 mod tests {
+    use codex_jobhost_policy::Keep;
+
     use super::*;
 
     fn limits(max_chars: u32, max_lines: u32) -> Limits {
-        Limits { max_chars, max_lines }
+        Limits { max_chars, max_lines, keep: Keep::Tail }
     }
 
     #[test]

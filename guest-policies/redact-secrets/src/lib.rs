@@ -1,9 +1,10 @@
 //! Output truncation that masks API-key shapes (`sk-…`, `AKIA…`, `ghp_…` and
-//! friends) before cutting the text to the limits (keeping its end).
+//! friends) before cutting the text to the limits (keeping the end the host
+//! asks for: the end of an output tail, the start of an event's string).
 
 use std::borrow::Cow;
 
-use codex_jobhost_policy::{Job, Limits, OutputTruncation, export_output_truncation};
+use codex_jobhost_policy::{Job, Keep, Limits, OutputTruncation, export_output_truncation};
 use serde::Deserialize;
 
 /// Settings (`config` in `jobhost.toml`).
@@ -14,8 +15,8 @@ pub struct Settings {
     pub mask: String,
     /// Extra prefixes that start a secret, besides the built-in ones.
     pub extra_prefixes: Vec<String>,
-    /// Cut to the limits after masking (keeping the end); `false` leaves the
-    /// cutting to the next truncation in the chain.
+    /// Cut to the limits after masking; `false` leaves the cutting to the
+    /// next truncation in the chain (or the host's built-in cut).
     pub cut: bool,
 }
 
@@ -37,7 +38,7 @@ impl OutputTruncation for RedactSecrets {
 
     fn truncate(settings: &Settings, _job: &Job, text: &str, limits: Limits) -> String {
         let masked = redact(text, settings);
-        if settings.cut { cut_to_tail(masked, limits) } else { masked.into_owned() }
+        if settings.cut { cut(masked, limits) } else { masked.into_owned() }
     }
 }
 
@@ -78,21 +79,28 @@ pub fn redact<'t>(text: &'t str, settings: &Settings) -> Cow<'t, str> {
     Cow::Owned(out)
 }
 
-/// Keeps the last `max_lines` lines and `max_chars` characters.
-fn cut_to_tail(text: Cow<'_, str>, limits: Limits) -> String {
+/// Keeps `max_lines` lines and `max_chars` characters from the end `limits.keep` names.
+fn cut(text: Cow<'_, str>, limits: Limits) -> String {
     let (max_chars, max_lines) = (limits.max_chars as usize, limits.max_lines as usize);
     // Fewer bytes than characters allowed, and fewer bytes (so newlines) than lines allowed.
     if text.len() <= max_chars && (text.len() < max_lines || text.bytes().filter(|b| *b == b'\n').count() < max_lines) {
         return text.into_owned();
     }
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let text = if lines.len() > max_lines { lines[lines.len() - max_lines..].concat() } else { text.to_string() };
+    let text = match limits.keep {
+        _ if lines.len() <= max_lines => text.to_string(),
+        Keep::Tail => lines[lines.len() - max_lines..].concat(),
+        Keep::Head => lines[..max_lines].concat(),
+    };
     let count = text.chars().count();
     if count <= max_chars {
         return text;
     }
-    let tail: String = text.chars().skip(count - max_chars).collect();
-    format!("[… {} chars cut …]{tail}", count - max_chars)
+    let cut = count - max_chars;
+    match limits.keep {
+        Keep::Tail => format!("[… {cut} chars cut …]{}", text.chars().skip(cut).collect::<String>()),
+        Keep::Head => format!("{}[… {cut} chars cut …]", text.chars().take(max_chars).collect::<String>()),
+    }
 }
 
 export_output_truncation!(RedactSecrets);
@@ -126,14 +134,24 @@ mod tests {
             &s,
             &Job::default(),
             "a\nb tok_12345678\n",
-            Limits { max_chars: 100, max_lines: 1 },
+            Limits { max_chars: 100, max_lines: 1, keep: Keep::Tail },
         );
         assert_eq!(out, "b [REDACTED]\n");
-        let out = RedactSecrets::truncate(&s, &Job::default(), "0123456789", Limits { max_chars: 3, max_lines: 10 });
-        assert_eq!(out, "[… 7 chars cut …]789");
+        let tail = Limits { max_chars: 3, max_lines: 10, keep: Keep::Tail };
+        assert_eq!(RedactSecrets::truncate(&s, &Job::default(), "0123456789", tail), "[… 7 chars cut …]789");
+        // An event's string keeps its start.
+        let head = Limits { keep: Keep::Head, ..tail };
+        assert_eq!(RedactSecrets::truncate(&s, &Job::default(), "0123456789", head), "012[… 7 chars cut …]");
+        let out = RedactSecrets::truncate(&s, &Job::default(), "a\nb\nc\n", Limits { max_lines: 1, ..head });
+        assert_eq!(out, "a\n");
         let uncut = Settings { cut: false, ..Settings::default() };
         assert_eq!(
-            RedactSecrets::truncate(&uncut, &Job::default(), "0123456789", Limits { max_chars: 3, max_lines: 1 }),
+            RedactSecrets::truncate(
+                &uncut,
+                &Job::default(),
+                "0123456789",
+                Limits { max_chars: 3, max_lines: 1, keep: Keep::Tail }
+            ),
             "0123456789"
         );
     }

@@ -134,6 +134,11 @@ pub struct Launch {
     /// The job's `extra_args`, as given.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// The options whose effect the host cannot work out, each as given
+    /// (`profile "fast"`, `config "model_provider=oss"`): only a component
+    /// whose entry says `judges_options = true` is asked about a launch with any.
+    #[serde(default)]
+    pub unjudged: Vec<String>,
 }
 
 /// Where in Codex's conversation an agent's request comes from (WIT `origin`).
@@ -264,13 +269,27 @@ impl Decision {
     }
 }
 
-/// Truncation limits (WIT `limits`).
+/// Which end of a text a cut keeps (WIT `keep`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keep {
+    /// The start: an event's string, a field of a result.
+    Head,
+    /// The end: the output tail of `job_status` (the default in a case file).
+    #[default]
+    Tail,
+}
+
+/// Truncation limits (WIT `limits`). Both at `u32::MAX`: no length limit, redaction only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Characters at most.
     pub max_chars: u32,
     /// Lines at most.
     pub max_lines: u32,
+    /// The end to keep.
+    #[serde(default)]
+    pub keep: Keep,
 }
 
 /// One event (WIT `event`).
@@ -436,6 +455,7 @@ pub mod __approval {
             network_access: l.network_access,
             config: l.config,
             extra_args: l.extra_args,
+            unjudged: l.unjudged,
         };
         let origin = |o: wit::Origin| Origin { thread_id: o.thread_id, turn_id: o.turn_id, item_id: o.item_id };
         let request = match request {
@@ -500,7 +520,11 @@ pub mod __truncation {
         limits: wit::Limits,
     ) -> String {
         let job: Job = job.into();
-        P::truncate(settings, &job, &text, Limits { max_chars: limits.max_chars, max_lines: limits.max_lines })
+        let keep = match limits.keep {
+            wit::Keep::Head => Keep::Head,
+            wit::Keep::Tail => Keep::Tail,
+        };
+        P::truncate(settings, &job, &text, Limits { max_chars: limits.max_chars, max_lines: limits.max_lines, keep })
     }
 }
 

@@ -15,11 +15,8 @@ use serde_json::Value;
 use super::{JobHost, PolicyReport};
 use crate::job::event::{for_each_text, is_tag};
 use crate::job::{JobId, JobSummary};
-use crate::policy::builtin::Keep;
-use crate::policy::{Budgeted, JobContext, Limits, PolicyFailure, PolicySet};
-
-/// No length limit: redaction only (length limits apply where a field has its own).
-pub(super) const NO_LIMIT: Limits = Limits { max_chars: u32::MAX, max_lines: u32::MAX };
+use crate::policy::builtin::NO_LIMIT;
+use crate::policy::{Budgeted, JobContext, PolicyFailure, PolicySet};
 
 /// Whether a top-level field of a result is the host's own, never shaped:
 /// tags and ids, the status, timestamps, the policies in force, and fields
@@ -47,7 +44,7 @@ pub(super) fn redact<T: Serialize + DeserializeOwned>(
     if let Value::Object(fields) = &mut json {
         for (_, field) in fields.iter_mut().filter(|(key, _)| !is_hosts(key)) {
             for_each_text(field, &mut |text| {
-                let (shaped, failed) = policies.truncate(ctx, text, NO_LIMIT, Keep::Head);
+                let (shaped, failed) = policies.truncate(ctx, text, NO_LIMIT);
                 failures.extend(failed);
                 *text = shaped;
             });

@@ -121,6 +121,17 @@ job_info!(v0_1::approval);
 job_info!(v0_1::truncation);
 job_info!(v0_1::filter);
 
+/// The end a cut keeps, as the latest line's generated WIT type.
+pub(crate) fn wit_keep(
+    keep: codex_jobhost_policy::Keep,
+) -> truncation::exports::codex_jobhost::policy::truncation::Keep {
+    use truncation::exports::codex_jobhost::policy::truncation::Keep as Wit;
+    match keep {
+        codex_jobhost_policy::Keep::Head => Wit::Head,
+        codex_jobhost_policy::Keep::Tail => Wit::Tail,
+    }
+}
+
 /// A request as the latest line's generated WIT type.
 pub(crate) fn wit_request(request: &Request) -> approval::exports::codex_jobhost::policy::approval::Request {
     use approval::exports::codex_jobhost::policy::approval as wit;
@@ -132,6 +143,7 @@ pub(crate) fn wit_request(request: &Request) -> approval::exports::codex_jobhost
         network_access: l.network_access,
         config: l.config,
         extra_args: l.extra_args,
+        unjudged: l.unjudged,
     };
     let origin = |o: Option<codex_jobhost_policy::Origin>| {
         o.map(|o| wit::Origin { thread_id: o.thread_id, turn_id: o.turn_id, item_id: o.item_id })

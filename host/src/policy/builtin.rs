@@ -1,23 +1,20 @@
 //! The built-in truncations: used when no truncation component is configured,
 //! and in place of one that fails.
 
+pub use super::Keep;
 use super::Limits;
 
-/// Which end of the text the built-in truncation keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Keep {
-    /// The end: for output, whose last lines matter most (`job_status`).
-    Tail,
-    /// The start: for event strings such as an agent's message (`job_events`).
-    Head,
-}
-
 /// Default limits for `job_status` output: the last 100 lines, at most 8,000 characters.
-pub const OUTPUT_LIMITS: Limits = Limits { max_chars: 8_000, max_lines: 100 };
+pub const OUTPUT_LIMITS: Limits = Limits { max_chars: 8_000, max_lines: 100, keep: Keep::Tail };
 
-/// Cuts `text` to `limits`, keeping the `keep` end, with a marker saying how
-/// much was cut: `[… 123 chars cut …]` at the cut. Cuts on character boundaries.
-pub fn truncate(text: &str, limits: Limits, keep: Keep) -> String {
+/// No length limit, for redaction only; the `keep` end is the start.
+pub const NO_LIMIT: Limits = Limits { max_chars: u32::MAX, max_lines: u32::MAX, keep: Keep::Head };
+
+/// Cuts `text` to `limits`, keeping the `limits.keep` end, with a marker
+/// saying how much was cut: `[… 123 chars cut …]` at the cut. Cuts on
+/// character boundaries.
+pub fn truncate(text: &str, limits: Limits) -> String {
+    let keep = limits.keep;
     let max_lines = limits.max_lines as usize;
     let max_chars = limits.max_chars as usize;
     if text.len() <= max_chars && text.len() < max_lines {
@@ -55,11 +52,11 @@ mod tests {
 
     #[test]
     fn keeps_the_chosen_end() {
-        let l = |c, n| Limits { max_chars: c, max_lines: n };
-        assert_eq!(truncate("a\nb\nc\n", l(100, 2), Keep::Tail), "[… 1 lines cut …]\nb\nc\n");
-        assert_eq!(truncate("a\nb\nc\n", l(100, 2), Keep::Head), "a\nb\n[… 1 lines cut …]");
-        assert_eq!(truncate("héllo wörld", l(2, 10), Keep::Head), "hé…[9 more chars]");
-        assert_eq!(truncate("héllo wörld", l(3, 10), Keep::Tail), "[… 8 chars cut …]rld");
-        assert_eq!(truncate("short", OUTPUT_LIMITS, Keep::Tail), "short");
+        let l = |c, n, keep| Limits { max_chars: c, max_lines: n, keep };
+        assert_eq!(truncate("a\nb\nc\n", l(100, 2, Keep::Tail)), "[… 1 lines cut …]\nb\nc\n");
+        assert_eq!(truncate("a\nb\nc\n", l(100, 2, Keep::Head)), "a\nb\n[… 1 lines cut …]");
+        assert_eq!(truncate("héllo wörld", l(2, 10, Keep::Head)), "hé…[9 more chars]");
+        assert_eq!(truncate("héllo wörld", l(3, 10, Keep::Tail)), "[… 8 chars cut …]rld");
+        assert_eq!(truncate("short", OUTPUT_LIMITS), "short");
     }
 }

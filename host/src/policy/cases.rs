@@ -13,7 +13,7 @@
 //! [[case]]                                   # a truncation chain
 //! name = "keys are hidden"
 //! text = "key sk-abcdefghijklmnopqrstuvwxyz"
-//! limits = { max_chars = 8000, max_lines = 100 }   # optional; this is the default
+//! limits = { max_chars = 8000, max_lines = 100, keep = "tail" }   # optional; the default (keep: "head" for an event's string)
 //! expect_text = "key [REDACTED]"
 //!
 //! [[case]]                                   # the event filters
@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::builtin::{Keep, OUTPUT_LIMITS};
+use super::builtin::OUTPUT_LIMITS;
 use super::{Decision, FilterOutcome, JobContext, Limits, PolicySet, Request};
 
 /// A cases file.
@@ -135,7 +135,7 @@ fn check(set: &PolicySet, job: &JobContext, case: &Case) -> Option<(String, Stri
         return (kind != expect || !reason_ok).then_some((wanted, got));
     }
     if let (Some(text), Some(expect)) = (&case.text, &case.expect_text) {
-        let (out, failures) = set.truncate(job, text, case.limits.unwrap_or(OUTPUT_LIMITS), Keep::Tail);
+        let (out, failures) = set.truncate(job, text, case.limits.unwrap_or(OUTPUT_LIMITS));
         let got = if failures.is_empty() {
             format!("{out:?}")
         } else {

@@ -19,6 +19,9 @@
 //! on_failure = "closed"    # [[truncation]] only: "closed" withholds the text when it
 //!                          # fails, "open" shows the built-in cut; default: closed for a
 //!                          # component whose name has "redact" in it, open otherwise
+//! judges_options = true    # [[approval]] only: it decides on launches with options the
+//!                          # host cannot judge (`unjudged`); without one that does, such
+//!                          # a launch is refused before any policy is asked
 //! ```
 //!
 //! Changes to either file or to a `.wasm` take effect at the next lookup: the
@@ -76,6 +79,9 @@ struct Entry {
     name: Option<String>,
     /// Truncation entries only: what a failure shows (see [`FailureMode`]).
     on_failure: Option<FailureMode>,
+    /// Approval entries only: whether it judges the options the host cannot.
+    #[serde(default)]
+    judges_options: bool,
     #[serde(default)]
     config: toml::Table,
 }
@@ -213,8 +219,19 @@ impl Policies {
                             world.table()
                         );
                     }
+                    if entry.judges_options && (world != World::Approval || component.version.starts_with("0.1.")) {
+                        bail!(
+                            "{}: judges_options is for [[approval]] components of WIT 0.2 or later, whose launch request lists the options; {} is a {} component of WIT {}",
+                            file.display(),
+                            path.display(),
+                            world.world_name(),
+                            component.version
+                        );
+                    }
                     let on_failure = entry.on_failure.unwrap_or_else(|| FailureMode::default_for(&name));
-                    let guest = Guest::new(&name, component, config, limits).on_failure(on_failure);
+                    let guest = Guest::new(&name, component, config, limits)
+                        .on_failure(on_failure)
+                        .judging_options(entry.judges_options);
                     match world {
                         World::Approval => set.approval.push(guest),
                         World::Truncation => set.truncation.push(guest),

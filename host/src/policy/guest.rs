@@ -198,6 +198,9 @@ pub struct Guest {
     log: Arc<LogBudget>,
     /// What a failure of this truncation shows.
     pub failure_mode: FailureMode,
+    /// Whether this approval policy decides on launches with options the
+    /// host cannot judge (`judges_options` in its entry).
+    pub judges_options: bool,
 }
 
 /// What a caller sees when a truncation component fails (or a request's
@@ -227,6 +230,7 @@ impl Guest {
             name: name.into(),
             log: LogBudget::new(name.into()),
             failure_mode: FailureMode::default_for(name),
+            judges_options: false,
             component,
             config: config.into(),
             limits,
@@ -243,6 +247,12 @@ impl Guest {
     /// This entry with failures shown as `mode` says.
     pub fn on_failure(mut self, mode: FailureMode) -> Self {
         self.failure_mode = mode;
+        self
+    }
+
+    /// This entry, judging the options the host cannot, or not.
+    pub fn judging_options(mut self, judges: bool) -> Self {
+        self.judges_options = judges;
         self
     }
 
@@ -273,17 +283,18 @@ impl Guest {
     /// `truncate(job, text, limits)`.
     pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits) -> Result<String, String> {
         macro_rules! call {
-            ($store:expr, $t:expr, $($line:ident)::*) => {{
+            ($store:expr, $t:expr, $($line:ident)::*, $($keep:tt)*) => {{
                 let wit_limits = $($line)::*::truncation::exports::codex_jobhost::policy::truncation::Limits {
                     max_chars: limits.max_chars,
                     max_lines: limits.max_lines,
+                    $($keep)*
                 };
                 $t.codex_jobhost_policy_truncation().call_truncate($store, &job.into(), text, wit_limits)
             }};
         }
         self.call(|store, exports| match exports {
-            Exports::Truncation(t) => call!(store, t, bindings),
-            Exports::TruncationV0_1(t) => call!(store, t, v0_1),
+            Exports::Truncation(t) => call!(store, t, bindings, keep: bindings::wit_keep(limits.keep)),
+            Exports::TruncationV0_1(t) => call!(store, t, v0_1,), // 0.1 has no `keep`
             _ => Err(wasmtime::Error::msg("not an output-truncation component")),
         })
     }

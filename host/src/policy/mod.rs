@@ -65,6 +65,6 @@ impl World {
 /// the job a call is about (WIT `job-info`), an approval request and its
 /// decision, truncation limits, and an event filter's action.
 pub use codex_jobhost_policy::{
-    Action as FilterAction, ChangeKind, Decision, Event as PolicyEvent, Job as JobContext, Launch, Limits, Origin,
-    Request,
+    Action as FilterAction, ChangeKind, Decision, Event as PolicyEvent, Job as JobContext, Keep, Launch, Limits,
+    Origin, Request,
 };

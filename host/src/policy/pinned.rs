@@ -54,6 +54,9 @@ pub struct PinnedEntry {
     pub config: String,
     /// What a failure shows (truncations).
     pub on_failure: FailureMode,
+    /// Whether it judges the options the host cannot (approvals).
+    #[serde(default)]
+    pub judges_options: bool,
 }
 
 impl PolicySet {
@@ -68,6 +71,7 @@ impl PolicySet {
                 path: g.component.path.clone(),
                 config: g.config().to_owned(),
                 on_failure: g.failure_mode,
+                judges_options: g.judges_options,
             })
             .collect();
         PinnedSet {
@@ -198,7 +202,9 @@ impl Policies {
         };
         for entry in &pinned.entries {
             let component = self.pinned_component(entry)?;
-            let guest = Guest::new(&entry.name, component, entry.config.clone(), limits).on_failure(entry.on_failure);
+            let guest = Guest::new(&entry.name, component, entry.config.clone(), limits)
+                .on_failure(entry.on_failure)
+                .judging_options(entry.judges_options);
             match entry.world {
                 World::Approval => set.approval.push(guest),
                 World::Truncation => set.truncation.push(guest),

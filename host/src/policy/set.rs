@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::builtin::{self, Keep};
+use super::builtin;
 use super::{Decision, FailureMode, FilterAction, Guest, GuestLimits, JobContext, Limits, PolicyEvent, Request, World};
 use crate::job::HOST_EVENT_TYPES;
 
@@ -94,14 +94,14 @@ impl Budgeted<'_> {
     /// [`PolicySet::truncate`] while the budget lasts; after, the built-in
     /// cut, or the text withheld when a truncation in the chain fails closed
     /// (a redaction's secrets never show because time ran out).
-    pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits, keep: Keep) -> (String, Vec<PolicyFailure>) {
+    pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits) -> (String, Vec<PolicyFailure>) {
         if self.out() {
             if let Some(closed) = self.set.truncation.iter().find(|g| g.failure_mode == FailureMode::Closed) {
                 return (withheld(closed, "ran out of time for this request"), Vec::new());
             }
-            return (builtin::truncate(text, limits, keep), Vec::new());
+            return (builtin::truncate(text, limits), Vec::new());
         }
-        self.set.truncate(job, text, limits, keep)
+        self.set.truncate(job, text, limits)
     }
 
     /// [`PolicySet::filter`] while the budget lasts; every event kept after.
@@ -151,6 +151,11 @@ impl PolicySet {
         !self.approval.is_empty()
     }
 
+    /// Whether an approval component decides on options the host cannot judge.
+    pub fn judges_options(&self) -> bool {
+        self.approval.iter().any(|g| g.judges_options)
+    }
+
     /// Whether any truncation component is configured.
     pub fn has_truncations(&self) -> bool {
         !self.truncation.is_empty()
@@ -193,16 +198,16 @@ impl PolicySet {
 
     /// Runs the truncation chain over `text`; each component gets the previous
     /// one's result. With none configured, or in place of one that fails, the
-    /// built-in truncation keeping `keep`.
+    /// built-in truncation keeping the `limits.keep` end.
     ///
     /// The host holds guests to the limits: a result that is longer than
     /// both the limits (plus room for a cut marker, see [`fits`]) and the text
     /// the guest was given is its failure, replaced by the built-in cut; and
     /// whatever the chain returns is cut to the limits again, so a
     /// component that only redacts never switches the limits off.
-    pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits, keep: Keep) -> (String, Vec<PolicyFailure>) {
+    pub fn truncate(&self, job: &JobContext, text: &str, limits: Limits) -> (String, Vec<PolicyFailure>) {
         if self.truncation.is_empty() {
-            return (builtin::truncate(text, limits, keep), Vec::new());
+            return (builtin::truncate(text, limits), Vec::new());
         }
         let mut failures = Vec::new();
         let mut text = text.to_owned();
@@ -224,16 +229,16 @@ impl PolicySet {
                         limits.max_chars, limits.max_lines
                     );
                     fitting = true;
-                    failed(guest, error, &text, limits, keep, &mut failures)
+                    failed(guest, error, &text, limits, &mut failures)
                 }
                 Err(error) => {
                     fitting = true;
-                    failed(guest, error, &text, limits, keep, &mut failures)
+                    failed(guest, error, &text, limits, &mut failures)
                 }
             };
         }
         if !fitting {
-            text = builtin::truncate(&text, limits, keep);
+            text = builtin::truncate(&text, limits);
         }
         (text, failures)
     }
@@ -281,6 +286,7 @@ impl PolicySet {
                         "sha256": g.component.sha256,
                         "config": serde_json::from_str::<Value>(g.config()).unwrap_or(Value::Null),
                         "on_failure": (g.component.world == World::Truncation).then_some(g.failure_mode),
+                        "judges_options": (g.component.world == World::Approval).then_some(g.judges_options),
                     })
                 })
                 .collect()
@@ -297,18 +303,11 @@ impl PolicySet {
 
 /// The text that stands for what a failed truncation `guest` returned: the
 /// built-in cut of its input, or, when it fails closed, a marker.
-fn failed(
-    guest: &Guest,
-    error: String,
-    text: &str,
-    limits: Limits,
-    keep: Keep,
-    failures: &mut Vec<PolicyFailure>,
-) -> String {
+fn failed(guest: &Guest, error: String, text: &str, limits: Limits, failures: &mut Vec<PolicyFailure>) -> String {
     match guest.failure_mode {
         FailureMode::Open => {
             failures.push(failure(guest, error, "used the built-in truncation"));
-            builtin::truncate(text, limits, keep)
+            builtin::truncate(text, limits)
         }
         FailureMode::Closed => {
             failures.push(failure(guest, error, "withheld the text (fails closed)"));
