@@ -30,7 +30,7 @@ fn handmade_truncation(dir: &Path, name: &str, grow: i32, memories: u32, on_refu
     let mut module = Module::new();
     let mut types = TypeSection::new();
     types.ty().function([ValType::I32; 4], [ValType::I32]); // cabi_realloc
-    types.ty().function([ValType::I32; 15], [ValType::I32]); // truncate(job-info, text, limits) -> retptr
+    types.ty().function([ValType::I32; 16], [ValType::I32]); // truncate(job-info, text, limits) -> retptr
     module.section(&types);
     let mut funcs = FunctionSection::new();
     funcs.function(0);
@@ -519,4 +519,27 @@ fn a_redaction_that_fails_withholds_the_text() {
     .unwrap();
     let err = format!("{:#}", codex_jobhost::policy::Policies::new(home.path()).for_cwd(home.path()).err().unwrap());
     assert!(err.contains("on_failure is for [[truncation]] entries"), "{err}");
+}
+
+#[test]
+fn a_truncation_whose_settings_do_not_parse_fails_closed() {
+    let limits =
+        codex_jobhost::policy::Limits { max_chars: 8_000, max_lines: 100, keep: codex_jobhost::policy::Keep::Tail };
+    let secret = "token sk-abcdefghijklmnopqrstuv\n";
+    for (entry, withheld) in [
+        ("config = { head_share = \"most\" }", true),
+        ("config = { head_share = \"most\" }\non_failure = \"open\"", false),
+        ("config = { head_share = 0.5 }", false),
+    ] {
+        let (_home, set) =
+            common::user_policies(&["head_tail"], &format!("[[truncation]]\npath = \"head_tail.wasm\"\n{entry}\n"));
+        let (out, failures) = set.truncate(&job(), secret, limits);
+        if withheld {
+            assert_eq!(out, "[withheld: truncation policy head_tail failed]", "{entry}");
+            assert!(failures[0].error.contains("invalid policy settings"), "{failures:?}");
+            assert_eq!(set.describe()["truncation"][0]["on_failure"], "closed");
+        } else {
+            assert_eq!(out, secret, "{entry}");
+        }
+    }
 }

@@ -18,7 +18,8 @@
 //! config = { allow = ["ls", "cargo test"], deny = ["rm -rf /"] }   # given to the guest as JSON
 //! on_failure = "closed"    # [[truncation]] only: "closed" withholds the text when it
 //!                          # fails, "open" shows the built-in cut; default: closed for a
-//!                          # component whose name has "redact" in it, open otherwise
+//!                          # component whose name has "redact" in it or that fails on
+//!                          # an empty text (e.g. its settings do not parse), open otherwise
 //! judges_options = true    # [[approval]] only: it decides on launches with options the
 //!                          # host cannot judge (`unjudged`); without one that does, such
 //!                          # a launch is refused before any policy is asked
@@ -229,9 +230,12 @@ impl Policies {
                         );
                     }
                     let on_failure = entry.on_failure.unwrap_or_else(|| FailureMode::default_for(&name));
-                    let guest = Guest::new(&name, component, config, limits)
+                    let mut guest = Guest::new(&name, component, config, limits)
                         .on_failure(on_failure)
                         .judging_options(entry.judges_options);
+                    if world == World::Truncation && entry.on_failure.is_none() {
+                        guest = fail_closed_if_broken(guest);
+                    }
                     match world {
                         World::Approval => set.approval.push(guest),
                         World::Truncation => set.truncation.push(guest),
@@ -312,6 +316,22 @@ fn limits_from(table: &LimitsTable, file: &Path) -> Result<GuestLimits> {
         limits.memory = (mib as usize) << 20;
     }
     Ok(limits)
+}
+
+/// A truncation whose entry does not choose `on_failure`, and that fails on
+/// an empty text (its settings do not parse, or it is broken otherwise),
+/// fails closed: what it cannot shape is withheld, never shown unshaped.
+fn fail_closed_if_broken(guest: Guest) -> Guest {
+    if guest.failure_mode == FailureMode::Closed {
+        return guest;
+    }
+    match guest.truncate(&super::JobContext::default(), "", super::builtin::OUTPUT_LIMITS) {
+        Ok(_) => guest,
+        Err(error) => {
+            tracing::warn!(component = &*guest.name, "fails closed: it failed on an empty text: {error}");
+            guest.on_failure(FailureMode::Closed)
+        }
+    }
 }
 
 #[cfg(test)]
