@@ -902,8 +902,7 @@ impl JobHost {
         }
         let mut changes = self.registry.subscribe();
         self.wait_indexed().await;
-        // A job another host process started since this one indexed: follow it too.
-        // and one this host did not start: follow its status changes on disk.
+        // A job this host has not indexed yet: index it; one it did not start: follow its status changes on disk.
         for id in &ids {
             match self.registry.get(*id) {
                 None => self.index_job(*id).await?,

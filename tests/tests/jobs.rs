@@ -380,6 +380,33 @@ async fn a_second_server_on_the_same_home_can_wait_for_the_firsts_job() -> Resul
 }
 
 #[tokio::test]
+async fn a_server_lists_the_jobs_and_replies_another_server_starts_unasked() -> Result<()> {
+    let world = World::new([Reply::Message("first turn".into()), Reply::Message("second turn".into())])?;
+    let first = world.serve().await?;
+    let second = world.serve().await?;
+    second.ok("job_list", json!({})).await?; // the second has indexed the (empty) home
+    // Until the second server's job_list shows `want` for the job (it learns from the home's queue, not from a call naming the job).
+    async fn listed(server: &codex_jobhost_e2e::Server, job: &str, want: (&str, u64)) -> Result<()> {
+        for _ in 0..1200 {
+            let list = server.ok("job_list", json!({})).await?;
+            let found = list["jobs"].as_array().into_iter().flatten().find(|j| j["job_id"] == job);
+            if found.is_some_and(|j| j["status"] == want.0 && j["turn"] == want.1) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("the second server never listed {job} as {want:?}")
+    }
+    let job = first.start_job(world.start_args("share")).await?;
+    first.wait_done(&job, 120).await?;
+    listed(&second, &job, ("completed", 0)).await?;
+    first.ok("job_reply", json!({"job_id": job, "prompt": "more"})).await?;
+    first.wait_done(&job, 120).await?;
+    listed(&second, &job, ("completed", 1)).await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_reply_to_a_thread_codex_lost_fails_with_codexs_reason() -> Result<()> {
     let world = World::new([Reply::Message("first".into())])?;
     let server = world.serve().await?;

@@ -22,7 +22,11 @@ impl JobHost {
     /// Reads every job on disk into the index, follows the turns that
     /// supervisors (of this or an earlier host) are running, then admits
     /// queued turns and settles the ones whose supervisor died unrecorded.
+    /// From then on it follows the home's queue: turns other servers queue
+    /// (new jobs, replies) reach the index as they are queued.
     pub async fn index_jobs(self: &Arc<Self>) -> Result<()> {
+        // Watched before the jobs are read, so no turn queued in between is missed.
+        let queue = DirWatch::open(&self.store.root().join(queue::QUEUE_DIR))?;
         let mut unreadable = std::collections::HashMap::new();
         for id in self.store.job_ids()? {
             if let Err(e) = self.index_job(id).await {
@@ -32,7 +36,45 @@ impl JobHost {
         }
         *self.unreadable.lock().unwrap() = unreadable;
         self.indexed.send_replace(true);
+        self.follow_queue(queue);
         self.admit().await
+    }
+
+    /// Notices every turn that enters the queue, whoever queued it.
+    fn follow_queue(self: &Arc<Self>, queue: DirWatch) {
+        let host = Arc::clone(self);
+        tokio::spawn(async move {
+            let followed: Result<()> = async {
+                loop {
+                    queue.changed().await?;
+                    for entry in host.store.queued()? {
+                        host.notice(entry.job);
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = followed {
+                tracing::warn!("cannot follow the queue; jobs other servers start show once named: {e:#}");
+            }
+        });
+    }
+
+    /// Brings a queued job into the index and follows its turn, unless this
+    /// host already does. Takes no lock: another server may be admitting it.
+    fn notice(self: &Arc<Self>, id: JobId) {
+        if self.live.lock().unwrap().contains_key(&id) || self.following.lock().unwrap().contains(&id) {
+            return;
+        }
+        match self.store.job(id).and_then(|job| job.read_meta()) {
+            Ok(meta) => {
+                self.registry.update(&meta);
+                if !meta.status.is_terminal() {
+                    self.follow(id);
+                }
+            }
+            // Still being written, or already collected: the next change tells.
+            Err(e) => tracing::debug!(job = %id, "queued job not readable yet: {e:#}"),
+        }
     }
 
     pub(super) async fn index_job(self: &Arc<Self>, id: JobId) -> Result<()> {
