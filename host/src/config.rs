@@ -33,8 +33,10 @@ impl HostConfig {
             None => default_home()?,
         };
         let host_exe = std::env::current_exe().context("cannot find this program's own path")?;
-        let max_running = read_jobs_setting(&home, "max_running")?.unwrap_or_else(default_max_running);
-        let retention = read_jobs_setting(&home, "retention_days")?.map(|d| Duration::from_secs(d as u64 * 24 * 3600));
+        let user_file = home.join(crate::policy::config::USER_FILE);
+        let max_running = read_jobs_setting(&user_file, "max_running")?.unwrap_or_else(default_max_running);
+        let retention =
+            read_jobs_setting(&user_file, "retention_days")?.map(|d| Duration::from_secs(d as u64 * 24 * 3600));
         Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5), max_running, retention })
     }
 }
@@ -51,22 +53,43 @@ pub fn default_max_running() -> usize {
 ///
 /// Errors: as for `[jobs] max_running`.
 pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
-    Ok(read_jobs_setting(home, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
+    let user_file = home.join(crate::policy::config::USER_FILE);
+    Ok(read_jobs_setting(&user_file, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
 }
 
-/// A whole number from 1 up under `[jobs]` in `<home>/config.toml`, if set
-/// (`max_running`, `approval_timeout_s`, `retention_days`).
+/// `[jobs] max_running` in a project's `.codex/jobhost.toml`, if set: most
+/// turns of that project (jobs whose `cwd` is at or under `project_root`)
+/// that run at once. It can only lower the home's limit, which applies too.
 ///
-/// Errors: the file is not TOML, or the value is not a whole number from 1
-/// up; the message names the file, the key and the value.
-fn read_jobs_setting(home: &std::path::Path, key: &str) -> Result<Option<usize>> {
-    let path = home.join(crate::policy::config::USER_FILE);
-    let text = match std::fs::read_to_string(&path) {
+/// Errors: as for the user's `[jobs] max_running`, and any other key under
+/// the project's `[jobs]` (the other settings are the user's).
+pub fn project_max_running(project_root: &std::path::Path) -> Result<Option<usize>> {
+    let path = project_root.join(crate::policy::config::PROJECT_FILE);
+    if let Some(jobs) = read_table(&path)?.and_then(|t| t.get("jobs").cloned()) {
+        if let Some(key) = jobs.as_table().into_iter().flat_map(|t| t.keys()).find(|k| *k != "max_running") {
+            anyhow::bail!("{}: [jobs] {key} cannot be set by a project: only max_running can", path.display());
+        }
+    }
+    read_jobs_setting(&path, "max_running")
+}
+
+fn read_table(path: &std::path::Path) -> Result<Option<toml::Table>> {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    toml::from_str(&text).map(Some).with_context(|| format!("{} is not valid TOML", path.display()))
+}
+
+/// A whole number from 1 up under `[jobs]` in the TOML file `path` (the
+/// user's `config.toml`: `max_running`, `approval_timeout_s`,
+/// `retention_days`; a project's `jobhost.toml`: `max_running`), if set.
+///
+/// Errors: the file is not TOML, or the value is not a whole number from 1
+/// up; the message names the file, the key and the value.
+fn read_jobs_setting(path: &std::path::Path, key: &str) -> Result<Option<usize>> {
+    let Some(table) = read_table(path)? else { return Ok(None) };
     let Some(value) = table.get("jobs").and_then(|j| j.get(key)) else {
         return Ok(None);
     };

@@ -155,6 +155,43 @@ async fn the_queue_runs_jobs_in_order_under_the_limit_across_a_restart() -> Resu
     Ok(())
 }
 
+#[tokio::test]
+async fn a_project_may_lower_the_limit_for_its_own_jobs() -> Result<()> {
+    let world =
+        World::new((0..3).map(|_| Reply::After(Duration::from_millis(300), Box::new(Reply::Message("done".into())))))?;
+    std::fs::create_dir_all(world.jobhost_home())?;
+    std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\nmax_running = 3\n")?;
+    let server = world.serve().await?;
+    // A bad project limit is the caller's error at job_start, naming the file and what is wrong.
+    for (toml, named) in [
+        ("[jobs]\nmax_running = 0\n", "invalid [jobs] max_running 0: expected a whole number from 1 up"),
+        ("[jobs]\nretention_days = 1\n", "[jobs] retention_days cannot be set by a project"),
+    ] {
+        world.project_policy(toml)?;
+        let err = server.err("job_start", world.start_args("x")).await?;
+        assert!(err.contains("jobhost.toml") && err.contains(named), "{err}");
+    }
+    world.project_policy("[jobs]\nmax_running = 1\n")?;
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        jobs.push(server.start_job(world.start_args(&format!("job {i}"))).await?);
+    }
+    let mut spans = Vec::new();
+    for job in &jobs {
+        let status = server.wait_done(job, 180).await?;
+        assert_eq!(status["status"], "completed", "{status}");
+        let meta = read_json(&world.jobhost_home().join("jobs").join(job).join("meta.json"))?;
+        let at = |k: &str| meta[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+        spans.push((at("started_at"), at("finished_at")));
+    }
+    // One at a time, in order, though the home would run three: each starts
+    // after the one before it ended (admission waits for its end record).
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two jobs of the project ran at once: {spans:?}");
+    }
+    Ok(())
+}
+
 /// The prompt reaches Codex on its stdin: 300 KiB runs (a command line
 /// argument stops at 128 KiB); past the documented limit it is refused up front.
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! from timing; an end is recorded by [`supervisor::record_end`], exactly
 //! once whoever gets there first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -17,6 +18,7 @@ use crate::job::process::{ProcessWatch, signal_group, signal_process};
 use crate::job::queue;
 use crate::job::supervisor::{self, End};
 use crate::job::{JobId, JobMeta, JobStatus};
+use crate::{config, policy};
 
 impl JobHost {
     /// Reads every job on disk into the index, follows the turns that
@@ -159,9 +161,22 @@ impl JobHost {
         let host = Arc::clone(self);
         let admitted = tokio::task::spawn_blocking(move || {
             let (exe, home) = (&host.config.host_exe, host.store.root());
+            // Each project's limit, read once a pass.
+            let mut limits = HashMap::new();
+            let project_limit = |cwd: &Path| {
+                let root = policy::config::project_root(cwd)?;
+                let limit = *limits.entry(root.clone()).or_insert_with(|| {
+                    config::project_max_running(&root).unwrap_or_else(|e| {
+                        tracing::warn!("{e:#}; the project's turns run under the home's limit only");
+                        None
+                    })
+                });
+                limit.map(|l| (root, l))
+            };
             queue::admit(
                 &host.store,
                 host.config.max_running,
+                project_limit,
                 |job, lock| supervisor::spawn(exe, home, job, lock),
                 |job, _lock, error| {
                     let end = match error {

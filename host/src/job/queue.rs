@@ -11,7 +11,9 @@
 //! limit run, and hands the turns whose supervisor died without recording an
 //! end to the caller to settle. The entry goes when the turn's end is recorded.
 
+use std::collections::HashMap;
 use std::io;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cap_std::fs::OpenOptions;
@@ -100,8 +102,12 @@ impl JobStore {
 }
 
 /// One admission pass over the queue, under the home's queue lock: at most
-/// `max_running` turns run once it is done (those already running count).
+/// `max_running` turns run once it is done (those already running count),
+/// and at most its own limit in each project.
 ///
+/// - `project_limit(cwd)` names the project of a job working in `cwd` and
+///   the most turns that may run in it at once, if it has a limit; a turn
+///   whose project is full waits without holding up other projects' turns.
 /// - `spawn(job, lock)` starts a queued turn's supervisor, handing it the
 ///   job's supervisor lock, and returns its pid.
 /// - `settle(job, lock, error)` records the end of a turn whose supervisor is
@@ -111,6 +117,7 @@ impl JobStore {
 pub fn admit(
     store: &JobStore,
     max_running: usize,
+    mut project_limit: impl FnMut(&Path) -> Option<(PathBuf, usize)>,
     mut spawn: impl FnMut(&JobDir, FileLock) -> Result<u32>,
     mut settle: impl FnMut(&JobDir, FileLock, Option<String>) -> Result<()>,
 ) -> Result<Admitted> {
@@ -122,6 +129,7 @@ pub fn admit(
         .with_context(|| format!("cannot lock {}/{QUEUE_LOCK}", store.root().display()))?;
     let mut done = Admitted::default();
     let mut running = 0;
+    let mut running_in: HashMap<PathBuf, usize> = HashMap::new();
     let mut ready = Vec::new();
     for entry in store.queued()? {
         let job = match store.job(entry.job) {
@@ -135,11 +143,14 @@ pub fn admit(
         };
         let Some(lock) = job.try_supervisor_lock()? else {
             running += 1;
+            if let Some((project, _)) = job.read_meta().ok().and_then(|m| project_limit(&m.cwd)) {
+                *running_in.entry(project).or_default() += 1;
+            }
             continue;
         };
         let meta = job.read_meta()?;
         if meta.turn == entry.turn && meta.status == JobStatus::Queued && meta.pid.is_none() {
-            ready.push((job, lock));
+            ready.push((job, lock, meta.cwd));
         } else if meta.turn == entry.turn {
             // Its supervisor died (before or after starting Codex) without
             // recording the end, or recorded it without finishing (the
@@ -150,14 +161,23 @@ pub fn admit(
             remove_entry(store, &entry)?; // an older turn, long over
         }
     }
-    for (job, lock) in ready {
+    for (job, lock, cwd) in ready {
         if running >= max_running {
             break;
+        }
+        let project = project_limit(&cwd);
+        if let Some((root, limit)) = &project
+            && running_in.get(root).copied().unwrap_or(0) >= *limit
+        {
+            continue;
         }
         crate::failpoint!("admit-before-spawn");
         match spawn(&job, lock) {
             Ok(pid) => {
                 running += 1;
+                if let Some((root, _)) = project {
+                    *running_in.entry(root).or_default() += 1;
+                }
                 done.started.push((job.id(), pid));
             }
             Err(e) => {
