@@ -37,6 +37,7 @@ impl HostConfig {
         let max_running = read_jobs_setting(&user_file, "max_running")?.unwrap_or_else(default_max_running);
         let retention =
             read_jobs_setting(&user_file, "retention_days")?.map(|d| Duration::from_secs(d as u64 * 24 * 3600));
+        output_max_bytes(&home)?; // read by each supervisor; a bad value is an error now, not at a job's start
         Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5), max_running, retention })
     }
 }
@@ -55,6 +56,17 @@ pub fn default_max_running() -> usize {
 pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
     let user_file = home.join(crate::policy::config::USER_FILE);
     Ok(read_jobs_setting(&user_file, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
+}
+
+/// `[jobs] output_max_mib` from `<home>/config.toml`, in bytes: the most
+/// data one job's `output.log` keeps (its middle is cut past it, see
+/// [`crate::job::output`]); default 256 MiB.
+///
+/// Errors: as for `[jobs] max_running`.
+pub fn output_max_bytes(home: &std::path::Path) -> Result<u64> {
+    let user_file = home.join(crate::policy::config::USER_FILE);
+    Ok(read_jobs_setting(&user_file, "output_max_mib")?
+        .map_or(crate::job::output::DEFAULT_MAX_BYTES, |m| (m as u64) << 20))
 }
 
 /// `[jobs] max_running` in a project's `.codex/jobhost.toml`, if set: most
@@ -84,7 +96,7 @@ fn read_table(path: &std::path::Path) -> Result<Option<toml::Table>> {
 
 /// A whole number from 1 up under `[jobs]` in the TOML file `path` (the
 /// user's `config.toml`: `max_running`, `approval_timeout_s`,
-/// `retention_days`; a project's `jobhost.toml`: `max_running`), if set.
+/// `retention_days`, `output_max_mib`; a project's `jobhost.toml`: `max_running`), if set.
 ///
 /// Errors: the file is not TOML, or the value is not a whole number from 1
 /// up; the message names the file, the key and the value.

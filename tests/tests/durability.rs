@@ -192,6 +192,40 @@ async fn a_project_may_lower_the_limit_for_its_own_jobs() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn output_past_its_cap_loses_its_middle_and_the_job_goes_on() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // An answer of 3 MB: more than the 1 MiB cap in the output alone (Codex's own lines carry it too).
+    let answer: String = "0123456789".repeat(300_000);
+    let world = World::new([Reply::Message(answer.clone())])?;
+    std::fs::create_dir_all(world.jobhost_home())?;
+    std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\noutput_max_mib = 1\n")?;
+    let server = world.serve().await?;
+    let job = server.start_job(world.start_args("say a lot")).await?;
+    let status = server.wait_done(&job, 180).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    let meta = read_json(&world.jobhost_home().join("jobs").join(&job).join("meta.json"))?;
+    assert_eq!(meta["last_message"].as_str().map(str::len), Some(answer.len()), "the answer itself is whole");
+    let tail = status["output_tail"].as_str().unwrap_or_default();
+    assert!(!tail.is_empty() && !tail.contains('\0'), "the tail is the latest output, not the cut");
+
+    let log = world.jobhost_home().join("jobs").join(&job).join("output.log");
+    let meta = std::fs::metadata(&log)?;
+    let on_disk = meta.blocks() * 512;
+    assert!(meta.len() > 3_000_000, "offsets stay: the log is {} bytes long", meta.len());
+    assert!(on_disk <= (1 << 20) + (64 << 10), "{on_disk} bytes on disk for a 1 MiB cap");
+    // `jobs logs` shows the start, one marker for the cut, and the end.
+    let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
+        .args(["--home".as_ref(), world.jobhost_home().as_os_str(), "jobs".as_ref(), "logs".as_ref(), job.as_ref()])
+        .output()?;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(shown.matches("bytes of output cut").count(), 1, "one marker");
+    assert!(!shown.contains('\0') && shown.len() < (1 << 20) + 4096, "{} bytes shown", shown.len());
+    assert!(shown.starts_with(&std::fs::read_to_string(&log)?[..100]), "the start is kept");
+    Ok(())
+}
+
 /// The prompt reaches Codex on its stdin: 300 KiB runs (a command line
 /// argument stops at 128 KiB); past the documented limit it is refused up front.
 #[tokio::test]

@@ -7,6 +7,7 @@ pub mod event;
 pub mod event_log;
 pub mod id;
 pub mod meta;
+pub mod output;
 pub mod process;
 pub mod queue;
 pub mod registry;

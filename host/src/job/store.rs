@@ -445,16 +445,23 @@ impl JobDir {
         Ok(self.dir.open_with(OUTPUT, OpenOptions::new().append(true).create(true))?)
     }
 
-    /// Up to `max` bytes of `output.log` from byte `offset`, and the offset after them.
+    /// Up to `max` bytes of `output.log` from byte `offset`, and the offset
+    /// after them. Where the log's middle was cut (see [`super::output`]),
+    /// the cut bytes come back as one marker line.
     pub fn read_output(&self, offset: u64, max: usize) -> Result<(Vec<u8>, u64)> {
         let mut file = match self.dir.open(OUTPUT) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
             Err(e) => return Err(e.into()),
         };
+        let len = file.metadata()?.len();
+        if let Some(data) = super::output::hole_at(&file, offset, len) {
+            return Ok((super::output::cut_marker(data - offset), data));
+        }
+        let end = super::output::data_end(&file, offset, len);
         file.seek(SeekFrom::Start(offset))?;
         let mut buf = Vec::new();
-        file.take(max as u64).read_to_end(&mut buf)?;
+        file.take((max as u64).min(end.saturating_sub(offset))).read_to_end(&mut buf)?;
         let next = offset + buf.len() as u64;
         Ok((buf, next))
     }
@@ -509,7 +516,14 @@ impl JobDir {
             return Ok((String::new(), file.metadata()?.len() > 0));
         }
         let len = file.metadata()?.len();
-        let start = len.saturating_sub(max_bytes);
+        let mut start = len.saturating_sub(max_bytes);
+        // Not into the log's cut middle: the tail starts after it (mid-line).
+        let data_end = super::output::data_end(&file, start, len);
+        if let Some(data) = super::output::hole_at(&file, start, len) {
+            start = data;
+        } else if data_end < len {
+            start = super::output::hole_at(&file, data_end, len).unwrap_or(data_end);
+        }
         file.seek(SeekFrom::Start(start))?;
         let mut buf = Vec::with_capacity((len - start) as usize);
         file.take(len - start).read_to_end(&mut buf)?;

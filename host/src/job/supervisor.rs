@@ -137,6 +137,7 @@ pub struct Turn<'a> {
     /// The job's event log.
     pub events: super::EventWriter,
     output: tokio::fs::File,
+    output_cap: super::output::OutputCap,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
@@ -147,9 +148,13 @@ pub struct Turn<'a> {
 impl<'a> Turn<'a> {
     fn new(store: &'a JobStore, job: &'a JobDir, meta: JobMeta, spec: TurnSpec) -> Result<Self> {
         let idle = IdleTimer::new(meta.options.idle_timeout_s.map(Duration::from_secs));
+        let output = job.output_log()?.into_std();
+        let output_cap = super::output::OutputCap::new(&output, crate::config::output_max_bytes(store.root())?)
+            .with_context(|| format!("cannot read {}/output.log", job.path().display()))?;
         Ok(Turn {
             events: job.event_writer()?,
-            output: tokio::fs::File::from_std(job.output_log()?.into_std()),
+            output: tokio::fs::File::from_std(output),
+            output_cap,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
@@ -238,13 +243,23 @@ impl<'a> Turn<'a> {
         self.job.write_meta(&self.meta)
     }
 
-    /// Appends one line of the agent's raw output to `output.log`.
+    /// Appends one line of the agent's raw output to `output.log`, within
+    /// its cap (`[jobs] output_max_mib`; see [`super::output`]).
     pub async fn record_output(&mut self, line: &[u8]) -> Result<()> {
-        let mut buf = Vec::with_capacity(line.len() + 1);
+        use super::output::Write;
+        let mut buf = match self.output_cap.before(line.len() as u64 + 1) {
+            Write::Line => Vec::with_capacity(line.len() + 1),
+            Write::MarkerThenDrop(marker) => return Ok(self.output.write_all(&marker).await?),
+            Write::Drop => return Ok(()),
+        };
         buf.extend_from_slice(line);
         buf.push(b'\n');
         self.output.write_all(&buf).await?;
-        Ok(())
+        let Some(range) = self.output_cap.cut_due() else { return Ok(()) };
+        self.output.flush().await?;
+        self.output_cap
+            .cut(&self.output, range)
+            .with_context(|| format!("cannot cut the middle of {}/output.log", self.job.path().display()))
     }
 
     /// Records one line the agent wrote to stderr: in `output.log`, and as an
