@@ -275,6 +275,81 @@ async fn an_idle_timeout_kills_a_codex_that_ignores_sigterm() -> Result<()> {
 
 /// A write that fails for a full disk mid-turn: the turn ends `failed` with
 /// the reason and the file named, not "killed or crashed", and nothing hangs.
+/// The job home on a small tmpfs, when this process may mount one: the
+/// mock model's first answer fills it (see [`fill_the_disk`]).
+static FULL_DISK: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+static FILLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Fills the tmpfs under the job home to the last byte while the turn waits
+/// for the model, once; then answers.
+fn fill_the_disk(_: &Value) -> Option<Reply> {
+    use std::io::Write;
+    if FILLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    if let Some(home) = FULL_DISK.get() {
+        let mut filler = std::fs::File::create(home.join("filler")).expect("filler");
+        for chunk in [1 << 16, 1 << 12, 1] {
+            while filler.write_all(&vec![b'x'; chunk]).is_ok() {}
+        }
+    }
+    Some(Reply::Message("written to a full disk".into()))
+}
+
+/// Unmounts the tmpfs (lazily: the server may still hold files there).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A disk that fills up mid-turn: on a 32 MiB tmpfs where the test may
+/// mount one (else the fail point that makes an event append fail with
+/// ENOSPC). The supervisor gives back the space it set aside and records
+/// the failure with the reason and the path; once space returns, jobs run.
+#[tokio::test]
+async fn a_disk_that_fills_mid_turn_fails_the_job_with_the_reason() -> Result<()> {
+    let world = World::new([Reply::Computed(fill_the_disk), Reply::Message("space is back".into())])?;
+    let home = world.jobhost_home();
+    std::fs::create_dir_all(&home)?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+        .arg(&home)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let _unmount = mounted.then(|| Unmount(home.clone()));
+    let env: &[(&str, &str)] = if mounted {
+        FULL_DISK.set(home.clone()).unwrap();
+        &[]
+    } else {
+        println!("cannot mount a tmpfs here: a fail point stands for the full disk");
+        &[("SUPERVISOR_FAILPOINTS", "event-append=3*off->1*return->off")]
+    };
+    let server = world.serve_env((), env).await?;
+    let job = server.start_job(world.start_args("fill the disk")).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "failed", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("No space left on device") && error.contains(&format!("/jobs/{job}/")), "{error}");
+    let events = server.all_events(&job).await?;
+    assert_eq!(terminal_events(&events, 0).len(), 1, "{events:?}");
+    let notes = notifications_of(&server, &job).await?;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(!world.jobhost_home().join("jobs").join(&job).join("space.reserve").exists(), "the space was given back");
+    // Space returns: the next job runs.
+    if mounted {
+        std::fs::remove_file(home.join("filler"))?;
+    }
+    let next = server.start_job(world.start_args("again")).await?;
+    let status = server.wait_done(&next, 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["last_message"], "space is back");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_full_disk_mid_turn_fails_the_job_with_the_reason() -> Result<()> {
     let world = World::new([Reply::Message("never recorded".into())])?;

@@ -11,6 +11,7 @@
 //! <home>/jobs/<job_id>/policies.json the policy set pinned at job_start (`policy::PinnedSet`)
 //! <home>/jobs/<job_id>/supervisor.lock held (flock) by the turn's supervisor for its whole life
 //! <home>/jobs/<job_id>/job.lock      held (flock) while a turn begins or its end is recorded
+//! <home>/jobs/<job_id>/space.reserve  disk space a running supervisor holds to record its end on a full disk
 //! <home>/queue/…                     one file per turn not yet ended; see `queue`
 //! ```
 //!
@@ -39,6 +40,12 @@ const TURN: &str = "turn.json";
 const POLICIES: &str = "policies.json";
 const SUPERVISOR_LOCK: &str = "supervisor.lock";
 const JOB_LOCK: &str = "job.lock";
+const RESERVE: &str = "space.reserve";
+
+/// Disk space a supervisor holds while its turn runs, given back to record
+/// the turn's end when the disk is full: 4 MiB, room for `meta.json` with a
+/// long last message, the terminal event and the notification.
+pub const RESERVE_BYTES: u64 = 4 << 20;
 
 /// What the supervisor of a job's current turn runs, handed over in
 /// `turn.json` rather than on its command line (no size limit of the kernel's,
@@ -466,6 +473,20 @@ impl JobDir {
         Ok((buf, next))
     }
 
+    /// Sets [`RESERVE_BYTES`] of disk space aside in `space.reserve`
+    /// (allocated, not sparse), for [`Reserve::release`] to give back when the
+    /// disk is full. Errors: no space even for that (the disk is full already).
+    pub fn reserve_space(&self) -> Result<Reserve> {
+        let path = || format!("{}/{RESERVE}", self.path.display());
+        let file = self
+            .dir
+            .open_with(RESERVE, OpenOptions::new().write(true).create(true))
+            .with_context(|| format!("cannot create {}", path()))?;
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES)
+            .with_context(|| format!("cannot set {RESERVE_BYTES} bytes aside in {}", path()))?;
+        Ok(Reserve { dir: self.dir.try_clone()?, released: false })
+    }
+
     /// Opens `supervisor.log` for appending: the supervisor's own stderr.
     pub fn supervisor_log(&self) -> Result<std::fs::File> {
         Ok(self.dir.open_with(SUPERVISOR_LOG, OpenOptions::new().append(true).create(true))?.into_std())
@@ -546,6 +567,28 @@ impl JobDir {
         }
         let omitted = start > 0 || cut > 0;
         Ok((String::from_utf8_lossy(&buf[cut..]).into_owned(), omitted))
+    }
+}
+
+/// Disk space set aside by [`JobDir::reserve_space`]; released (the file
+/// removed) by [`Reserve::release`] or when dropped.
+pub struct Reserve {
+    dir: Dir,
+    released: bool,
+}
+
+impl Reserve {
+    /// Gives the space back, so what follows can be written on a full disk.
+    pub fn release(&mut self) {
+        if !std::mem::replace(&mut self.released, true) {
+            let _ = self.dir.remove_file(RESERVE);
+        }
+    }
+}
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

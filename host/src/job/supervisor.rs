@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::event::Event;
-use super::store::{FileLock, JobDir, JobStore, Notification, TurnSpec};
+use super::store::{FileLock, JobDir, JobStore, Notification, Reserve, TurnSpec};
 use super::{JobId, JobMeta, JobStatus};
 use crate::backend::app_server;
 use crate::backend::exec::{self, TurnTracker};
@@ -78,7 +78,15 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
     if meta.status != JobStatus::Queued || spec.turn != meta.turn {
         anyhow::bail!("job {id} is {} in turn {}; nothing to run for turn {}", meta.status, meta.turn, spec.turn);
     }
-    let result = drive(&store, &job, meta, spec).await;
+    // Held while the turn runs, given back before its end is recorded (see `drive`).
+    let mut reserve = job
+        .reserve_space()
+        .inspect_err(|e| tracing::warn!(job = %id, "{e:#}; on a full disk this turn's end may go unrecorded"))
+        .ok();
+    let result = drive(&store, &job, meta, spec, &mut reserve).await;
+    if let Some(reserve) = reserve.as_mut() {
+        reserve.release();
+    }
     if let Err(e) = &result {
         // Say why (a full disk, a file that cannot be written), rather than
         // leave the turn to be settled as "killed or crashed".
@@ -92,12 +100,21 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
 }
 
 /// Runs the turn through its backend's driver and records how it ended (see [`run`]).
-async fn drive(store: &JobStore, job: &JobDir, meta: JobMeta, spec: TurnSpec) -> Result<()> {
+async fn drive(
+    store: &JobStore,
+    job: &JobDir,
+    meta: JobMeta,
+    spec: TurnSpec,
+    reserve: &mut Option<Reserve>,
+) -> Result<()> {
     let mut turn = Turn::new(store, job, meta, spec)?;
     let ended = match turn.meta.backend.as_str() {
         app_server::BACKEND => app_server::drive(&mut turn).await?,
         _ => exec::drive(&mut turn).await?,
     };
+    if let Some(reserve) = reserve.as_mut() {
+        reserve.release(); // the end is recorded next, on a full disk too
+    }
     let (end, tracker) = match ended {
         Driven::Ended(end, tracker) => (end, tracker),
         Driven::NotStarted(end) => return record_end(store, job, |_| {}, end),
@@ -254,7 +271,8 @@ impl<'a> Turn<'a> {
         };
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        self.output.write_all(&buf).await?;
+        let path = || format!("cannot write {}/output.log", self.job.path().display());
+        self.output.write_all(&buf).await.with_context(path)?;
         let Some(range) = self.output_cap.cut_due() else { return Ok(()) };
         self.output.flush().await?;
         self.output_cap
