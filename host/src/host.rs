@@ -483,7 +483,8 @@ impl JobHost {
 
     /// The Codex CLI, located and probed on first use.
     pub async fn codex(&self) -> Result<&CodexCli> {
-        self.codex.get_or_try_init(|| CodexCli::locate(self.config.codex_bin.as_deref())).await
+        let cache = self.config.home.join("cache");
+        self.codex.get_or_try_init(|| CodexCli::locate(self.config.codex_bin.as_deref(), Some(&cache))).await
     }
 
     /// Starts a job: validates everything, creates its directory, starts its

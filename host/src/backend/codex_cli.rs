@@ -1,17 +1,19 @@
 //! Finding the Codex CLI and learning what the installed version supports.
 //!
 //! Everything that differs between Codex releases is read here, once, from
-//! `codex --version`, `codex exec --help` and `codex exec resume --help`.
+//! `codex --version`, `codex exec --help`, `codex exec resume --help` and
+//! `codex --help`, and kept per binary in `<home>/cache/codex/`: four runs of
+//! Codex take ~100 ms of CPU, which a server's first calls would wait for.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A located Codex CLI and what it can do.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CodexCli {
     /// What was found (`--codex-bin`, `CODEX_BIN` or `codex` on `PATH`).
     pub located: PathBuf,
@@ -27,7 +29,7 @@ pub struct CodexCli {
 }
 
 /// Flags of `codex exec` (and of `codex exec resume`) found in their `--help`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     /// `exec --full-auto` (0.125 has it; later releases dropped it).
     pub full_auto: bool,
@@ -56,9 +58,12 @@ impl CodexCli {
     /// Finds Codex: `explicit` (from `--codex-bin` / `CODEX_BIN`), else `codex`
     /// on `PATH`; then runs it to read its version and flags.
     ///
+    /// With `cache` (a folder), what a probe found is kept there per binary
+    /// and reused while the binary's path, size and modification time stay.
+    ///
     /// Errors: not found, not runnable, or `--version` printed something other
     /// than `codex-cli X.Y.Z`; each message names the path.
-    pub async fn locate(explicit: Option<&Path>) -> Result<Self> {
+    pub async fn locate(explicit: Option<&Path>, cache: Option<&Path>) -> Result<Self> {
         let located = match explicit {
             Some(p) => {
                 let p = std::path::absolute(p)?;
@@ -75,6 +80,10 @@ impl CodexCli {
             Some((native, env)) => (native, env),
             None => (located.clone(), Vec::new()),
         };
+        let cached = cache.map(|dir| ProbeCache::new(dir, &located, &program));
+        if let Some(cli) = cached.as_ref().and_then(ProbeCache::read) {
+            return Ok(cli);
+        }
         let run = |args: &'static [&'static str]| run_for_output(&program, &env, args);
         let (version, exec_help, resume_help, root_help) = tokio::join!(
             run(&["--version"]),
@@ -85,7 +94,57 @@ impl CodexCli {
         let version = parse_version(&version?).with_context(|| format!("{} --version", program.display()))?;
         let mut capabilities = Capabilities::from_help(&exec_help?, resume_help.as_deref().ok());
         capabilities.app_server = root_help.as_deref().is_ok_and(lists_app_server);
-        Ok(CodexCli { located, program, env, version, capabilities })
+        let cli = CodexCli { located, program, env, version, capabilities };
+        if let Some(cache) = cached {
+            if let Err(e) = cache.write(&cli) {
+                tracing::warn!("cannot keep what the Codex probe found: {e:#}");
+            }
+        }
+        Ok(cli)
+    }
+}
+
+/// One binary's entry in the probe cache: `<cache>/codex/<sha256 of the
+/// located path>.json`, holding the [`CodexCli`] and the program's stamp.
+struct ProbeCache {
+    file: PathBuf,
+    program: PathBuf,
+    stamp: Option<(u64, i128)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedProbe {
+    /// The program's size and modification time (ns since the epoch).
+    stamp: (u64, i128),
+    cli: CodexCli,
+}
+
+impl ProbeCache {
+    fn new(dir: &Path, located: &Path, program: &Path) -> Self {
+        use sha2::Digest;
+        let key = sha2::Sha256::digest(located.as_os_str().as_encoded_bytes());
+        let name: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let stamp = std::fs::metadata(program).ok().and_then(|m| {
+            let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+            Some((m.len(), mtime.as_nanos() as i128))
+        });
+        ProbeCache { file: dir.join("codex").join(format!("{name}.json")), program: program.to_owned(), stamp }
+    }
+
+    /// The cached probe, if the program is the one it was made of.
+    fn read(&self) -> Option<CodexCli> {
+        let cached: CachedProbe = serde_json::from_slice(&std::fs::read(&self.file).ok()?).ok()?;
+        (Some(cached.stamp) == self.stamp && cached.cli.program == self.program).then_some(cached.cli)
+    }
+
+    fn write(&self, cli: &CodexCli) -> Result<()> {
+        let Some(stamp) = self.stamp else { return Ok(()) };
+        let dir = self.file.parent().context("cache folder")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer(&mut tmp, &CachedProbe { stamp, cli: cli.clone() })?;
+        tmp.persist(&self.file).with_context(|| format!("cannot write {}", self.file.display()))?;
+        Ok(())
     }
 }
 
@@ -213,6 +272,37 @@ mod tests {
     fn the_app_server_command_is_found_in_the_help() {
         assert!(lists_app_server("Commands:\n  exec  Run\n  app-server        [experimental] Run the app server\n"));
         assert!(!lists_app_server("Commands:\n  exec  Run Codex; see app-server\n"));
+    }
+
+    #[tokio::test]
+    async fn a_probe_is_kept_per_binary_until_the_binary_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let codex = dir.path().join("codex");
+        let script = |version: &str| {
+            format!(
+                "#!/bin/sh\ncase \"$1\" in --version) echo 'codex-cli {version}';; *) echo 'app-server  run';; esac\n"
+            )
+        };
+        std::fs::write(&codex, script("1.0.0")).unwrap();
+        std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mtime = std::fs::metadata(&codex).unwrap().modified().unwrap();
+        let cache = dir.path().join("cache");
+        let first = CodexCli::locate(Some(&codex), Some(&cache)).await.unwrap();
+        assert_eq!(first.version, "1.0.0");
+        assert!(first.capabilities.app_server);
+        // The same size and time: the cache answers, the binary is not run.
+        std::fs::write(&codex, script("2.0.0")).unwrap();
+        std::fs::File::options().write(true).open(&codex).unwrap().set_modified(mtime).unwrap();
+        assert_eq!(CodexCli::locate(Some(&codex), Some(&cache)).await.unwrap(), first);
+        // A changed binary is probed again.
+        std::fs::File::options()
+            .write(true)
+            .open(&codex)
+            .unwrap()
+            .set_modified(mtime + std::time::Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(CodexCli::locate(Some(&codex), Some(&cache)).await.unwrap().version, "2.0.0");
     }
 
     #[test]
