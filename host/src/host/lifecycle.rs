@@ -28,7 +28,7 @@ impl JobHost {
     /// (new jobs, replies) reach the index as they are queued.
     pub async fn index_jobs(self: &Arc<Self>) -> Result<()> {
         // Watched before the jobs are read, so no turn queued in between is missed.
-        let queue = DirWatch::open(&self.store.root().join(queue::QUEUE_DIR))?;
+        let queue = DirWatch::entries(&self.store.root().join(queue::QUEUE_DIR))?;
         let mut unreadable = std::collections::HashMap::new();
         for id in self.store.job_ids()? {
             if let Err(e) = self.index_job(id).await {
@@ -42,15 +42,21 @@ impl JobHost {
         self.admit().await
     }
 
-    /// Notices every turn that enters the queue, whoever queued it.
+    /// Notices every turn that enters the queue, whoever queued it, and
+    /// looks again whenever one leaves it (its end was recorded).
     fn follow_queue(self: &Arc<Self>, queue: DirWatch) {
         let host = Arc::clone(self);
         tokio::spawn(async move {
             let followed: Result<()> = async {
                 loop {
                     queue.changed().await?;
-                    for entry in host.store.queued()? {
-                        host.notice(entry.job);
+                    // Turns start oldest first: the oldest entries (running
+                    // turns and those next in line) are followed, as each
+                    // follow holds an inotify instance (a user has 128); the
+                    // rest are indexed only, and followed once they come up.
+                    let window = 2 * host.config.max_running;
+                    for (i, entry) in host.store.queued()?.into_iter().enumerate() {
+                        host.notice(entry, i < window);
                     }
                 }
             }
@@ -61,16 +67,21 @@ impl JobHost {
         });
     }
 
-    /// Brings a queued job into the index and follows its turn, unless this
-    /// host already does. Takes no lock: another server may be admitting it.
-    fn notice(self: &Arc<Self>, id: JobId) {
+    /// Brings a queued turn's job into the index and, with `follow`, follows
+    /// it, unless this host already does. Takes no lock: another server may
+    /// be admitting it.
+    fn notice(self: &Arc<Self>, entry: queue::Entry, follow: bool) {
+        let id = entry.job;
         if self.live.lock().unwrap().contains_key(&id) || self.following.lock().unwrap().contains(&id) {
             return;
+        }
+        if !follow && self.registry.get(id).is_some_and(|j| j.turn == entry.turn) {
+            return; // indexed already
         }
         match self.store.job(id).and_then(|job| job.read_meta()) {
             Ok(meta) => {
                 self.registry.update(&meta);
-                if !meta.status.is_terminal() {
+                if follow && !meta.status.is_terminal() {
                     self.follow(id);
                 }
             }
@@ -262,7 +273,6 @@ impl JobHost {
     pub(super) async fn settle(self: &Arc<Self>, id: JobId, turn: u32) -> Result<()> {
         let job = self.store.job(id)?;
         let meta = loop {
-            let changes = DirWatch::open(job.path())?;
             let host = Arc::clone(self);
             let (meta, busy) = tokio::task::spawn_blocking(move || -> Result<(JobMeta, bool)> {
                 let job = host.store.job(id)?;
@@ -280,8 +290,12 @@ impl JobHost {
             if !busy {
                 break meta;
             }
-            // A settler that died holding the lock changes nothing: look again now and then.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes.changed()).await;
+            // A settler that died holding the lock changes nothing: look again now
+            // and then (a change between the look and the watch is caught so too).
+            match DirWatch::open(job.path()) {
+                Ok(changes) => _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes.changed()).await,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+            }
         };
         {
             let mut live = self.live.lock().unwrap();

@@ -16,11 +16,21 @@ pub struct DirWatch {
 }
 
 impl DirWatch {
-    /// Watches `dir`.
+    /// Watches `dir` for files renamed or created in it.
     pub fn open(dir: &Path) -> Result<Self> {
-        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).context("inotify_init")?;
-        inotify::add_watch(&fd, dir, WatchFlags::MOVED_TO | WatchFlags::CREATE)
-            .with_context(|| format!("cannot watch {}", dir.display()))?;
+        Self::with(dir, WatchFlags::MOVED_TO | WatchFlags::CREATE)
+    }
+
+    /// Watches `dir` for files coming and going (created, renamed, removed).
+    pub fn entries(dir: &Path) -> Result<Self> {
+        Self::with(dir, WatchFlags::MOVED_TO | WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::MOVED_FROM)
+    }
+
+    fn with(dir: &Path, flags: WatchFlags) -> Result<Self> {
+        // Each watch is an inotify instance: a user has 128 by default (fs.inotify.max_user_instances).
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
+            .context("inotify_init (fs.inotify.max_user_instances reached?)")?;
+        inotify::add_watch(&fd, dir, flags).with_context(|| format!("cannot watch {}", dir.display()))?;
         // SAFETY: the OwnedFd is moved in and stays open, unchanged, as long as the AsyncFd.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? };
         Ok(DirWatch { fd })

@@ -1,0 +1,152 @@
+//! Benchmarks of a server's start and of the durable queue (release build,
+//! the real Codex CLI, the mock model), side by side in one run:
+//!
+//! - the first `job_start` right after `initialize`, with the Codex probe
+//!   cached on disk and with the cache removed before each start;
+//! - 200 quick `job_start`s in a row: time until all are acknowledged, the
+//!   most supervisors alive at once and the peak 1-minute load, under the
+//!   default limit on running turns;
+//! - `jobs gc` on 10,000 ended jobs.
+//!
+//! Run: `cargo build --release -p codex-jobhost && CODEX_JOBHOST_BIN=target/release/codex-jobhost
+//! CODEX_BIN=… cargo bench -p codex-jobhost-e2e --bench startup`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use codex_jobhost_e2e::{World, host_bin};
+use serde_json::json;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let n = samples.len();
+    println!(
+        "{name:<52} median {:>9.3} ms  min {:>9.3}  max {:>9.3}  (n={n})",
+        ms(samples[n / 2]),
+        ms(samples[0]),
+        ms(samples[n - 1])
+    );
+}
+
+/// Supervisors alive now (`codex-jobhost … supervise --job …` processes).
+fn supervisors() -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| c.split(|b| *b == 0).any(|a| a == b"supervise"))
+        .count()
+}
+
+fn load_1min() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let world = World::new([])?;
+    let cache = world.jobhost_home().join("cache/codex");
+
+    // The first job_start after initialize, probe cached vs not, alternating.
+    let (mut cached, mut uncached) = (Vec::new(), Vec::new());
+    {
+        let server = world.serve().await?; // probes once, and writes the cache
+        let job = server.start_job(world.start_args("warm-up")).await?;
+        server.wait_done(&job, 120).await?;
+    }
+    for i in 0..20 {
+        let with_cache = i % 2 == 0;
+        if !with_cache {
+            let _ = std::fs::remove_dir_all(&cache);
+        }
+        let server = world.serve().await?;
+        let begun = Instant::now();
+        let job = server.start_job(world.start_args("first")).await?;
+        let took = begun.elapsed();
+        if with_cache {
+            cached.push(took)
+        } else {
+            uncached.push(took)
+        }
+        server.wait_done(&job, 120).await?;
+        server.client.cancel().await?;
+    }
+    report("first job_start after initialize, probe cached", cached);
+    report("first job_start after initialize, probe run", uncached);
+
+    // 200 quick job_starts under the default limit.
+    let server = world.serve().await?;
+    let job = server.start_job(world.start_args("warm-up")).await?;
+    server.wait_done(&job, 120).await?;
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let (mut most, mut load) = (0, 0.0f64);
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(supervisors());
+                load = load.max(load_1min());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (most, load)
+        })
+    };
+    let begun = Instant::now();
+    let mut jobs = Vec::new();
+    for i in 0..200 {
+        jobs.push(server.start_job(world.start_args(&format!("quick {i}"))).await?);
+    }
+    let acknowledged = begun.elapsed();
+    for job in &jobs {
+        server.wait_done(job, 240).await?;
+    }
+    let all_done = begun.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (most, load) = sampler.join().unwrap();
+    println!("{:<52} {:>9.3} ms", "200 job_starts, all acknowledged", ms(acknowledged));
+    println!("{:<52} {:>9.3} s", "200 jobs, all completed", all_done.as_secs_f64());
+    println!("{:<52} {:>9}", "supervisors alive at once, at most", most);
+    println!("{:<52} {:>9.2}", "1-minute load, peak", load);
+    println!(
+        "{:<52} {:>9}",
+        "default limit (CPUs, at least 2)",
+        std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
+    );
+
+    // jobs gc on 10,000 ended jobs: copies of one completed job.
+    let jobs_dir = world.jobhost_home().join("jobs");
+    let template = jobs_dir.join(&jobs[0]);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(template.join("meta.json"))?)?;
+    for _ in 0..10_000 {
+        let id = uuid::Uuid::now_v7().to_string();
+        let dir = jobs_dir.join(&id);
+        std::fs::create_dir(&dir)?;
+        for entry in std::fs::read_dir(&template)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name != "meta.json" && entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), dir.join(&name))?;
+            }
+        }
+        let mut meta = meta.clone();
+        meta["id"] = json!(id);
+        std::fs::write(dir.join("meta.json"), serde_json::to_vec(&meta)?)?;
+    }
+    server.client.cancel().await?;
+    let begun = Instant::now();
+    let out = std::process::Command::new(host_bin())
+        .arg("--home")
+        .arg(world.jobhost_home())
+        .args(["jobs", "gc", "--older-than", "0m"])
+        .output()?;
+    let took = begun.elapsed();
+    anyhow::ensure!(out.status.success(), "jobs gc failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let removed = report["removed"].as_array().map_or(0, Vec::len);
+    println!("{:<52} {:>9.3} ms", format!("jobs gc on {removed} ended jobs"), ms(took));
+    let left = std::fs::read_dir(&jobs_dir).context("jobs")?.count();
+    anyhow::ensure!(left == 0, "{left} jobs left");
+    Ok(())
+}
