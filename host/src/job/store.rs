@@ -482,9 +482,10 @@ impl JobDir {
             .dir
             .open_with(RESERVE, OpenOptions::new().write(true).create(true))
             .with_context(|| format!("cannot create {}", path()))?;
+        let reserve = Reserve { dir: self.dir.try_clone()?, released: false }; // removes the file on an error too
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES)
             .with_context(|| format!("cannot set {RESERVE_BYTES} bytes aside in {}", path()))?;
-        Ok(Reserve { dir: self.dir.try_clone()?, released: false })
+        Ok(reserve)
     }
 
     /// Opens `supervisor.log` for appending: the supervisor's own stderr.
