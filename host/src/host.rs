@@ -446,6 +446,7 @@ pub struct JobHost {
     policies: Policies,
     live: Mutex<HashMap<JobId, Live>>,
     following: lifecycle::Following,
+    admission: lifecycle::Admission,
     indexed: watch::Sender<bool>,
     /// Jobs the last index could not read, with the error.
     unreadable: Mutex<HashMap<JobId, String>>,
@@ -466,6 +467,7 @@ impl JobHost {
             policies,
             live: Mutex::default(),
             following: Mutex::default(),
+            admission: lifecycle::Admission::default(),
             indexed: watch::Sender::new(false),
             unreadable: Mutex::default(),
         }))

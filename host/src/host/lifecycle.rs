@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 
@@ -167,8 +168,16 @@ impl JobHost {
 
     /// One admission pass (see [`queue::admit`]): starts queued turns while
     /// fewer than `max_running` run, settles turns whose supervisor died, and
-    /// watches the supervisors it started.
+    /// watches the supervisors it started. Passes run one at a time, and a
+    /// request made while one waits to start is served by it (it reads the
+    /// queue after the request's change): a burst of starts costs a few
+    /// passes over the queue, not one each.
     pub async fn admit(self: &Arc<Self>) -> Result<()> {
+        if self.admission.requested.swap(true, Ordering::SeqCst) {
+            return Ok(()); // a pass that has not read the queue yet is waiting
+        }
+        let _one_at_a_time = self.admission.running.lock().await;
+        self.admission.requested.store(false, Ordering::SeqCst);
         let host = Arc::clone(self);
         let admitted = tokio::task::spawn_blocking(move || {
             let (exe, home) = (&host.config.host_exe, host.store.root());
@@ -376,3 +385,11 @@ impl JobHost {
 
 /// Ids of jobs a host follows without having started them.
 pub(super) type Following = std::sync::Mutex<HashSet<JobId>>;
+
+/// Admission passes: whether one is asked for and not started, and the lock
+/// that keeps them one at a time.
+#[derive(Default)]
+pub(super) struct Admission {
+    requested: AtomicBool,
+    running: tokio::sync::Mutex<()>,
+}
