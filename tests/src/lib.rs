@@ -181,7 +181,9 @@ fn answer(mut request: tiny_http::Request, scripts: &Mutex<Scripts>, requests: &
             let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(500).with_header(header));
             return;
         }
-        Reply::After(..) | Reply::Computed(_) => unreachable!("resolved above"),
+        Reply::After(..) | Reply::Computed(_) => {
+            unreachable!("After is unwrapped above, Computed by Scripts::next (not inside After)")
+        }
     };
     let id = format!("resp_{n}");
     let events = [
