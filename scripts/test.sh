@@ -3,8 +3,9 @@
 #
 # - the Rust target wasm32-wasip2, and the guest policies in guest-policies/
 #   built for it (the host's tests load them) and tested natively;
-# - the Codex CLI, pinned, from the npm registry, into a cache folder outside
-#   the checkout (reused when already there), passed to the tests as CODEX_BIN;
+# - the Codex CLI and Claude Code, pinned, from the npm registry, into a cache
+#   folder outside the checkout (reused when already there), passed to the
+#   tests as CODEX_BIN and CLAUDE_BIN;
 # - then `cargo test` for the whole workspace (unit tests and end-to-end tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,18 @@ if [ ! -f "$codex_js" ] || ! grep -q "\"version\": \"$CODEX_VERSION\"" "$codex_d
 fi
 export CODEX_BIN="$codex_js"
 echo "==> $("$CODEX_BIN" --version) at $CODEX_BIN"
+
+# Claude Code, pinned, for the test of the README's registration with it.
+CLAUDE_VERSION=2.1.330
+claude_dir="$cache/claude-code-$CLAUDE_VERSION"
+claude_bin="$claude_dir/node_modules/.bin/claude"
+if [ ! -x "$claude_bin" ] || ! grep -q "\"version\": \"$CLAUDE_VERSION\"" "$claude_dir/node_modules/@anthropic-ai/claude-code/package.json"; then
+  echo "==> installing @anthropic-ai/claude-code@$CLAUDE_VERSION into $claude_dir"
+  mkdir -p "$claude_dir"
+  npm install --no-save --no-audit --no-fund --prefix "$claude_dir" "@anthropic-ai/claude-code@$CLAUDE_VERSION"
+fi
+export CLAUDE_BIN="$claude_bin"
+echo "==> $("$CLAUDE_BIN" --version) at $CLAUDE_BIN"
 
 echo "==> guest policies (wasm32-wasip2)"
 rustup target add wasm32-wasip2

@@ -46,6 +46,9 @@ pub enum Reply {
 /// Responses API for Codex: each `POST /v1/responses` takes the next
 /// scripted [`Reply`] and streams it as server-sent events
 /// (`response.created`, `response.output_item.done`, `response.completed`).
+/// It speaks the Anthropic Messages API for Claude Code too: `POST
+/// /v1/messages` streams a [`Reply::Message`] as a text block and a
+/// [`Reply::Tool`] as a `tool_use` named `<namespace>__<name>`.
 /// With the script used up it answers with the message "done". A
 /// conversation whose user messages contain a [`MockModel::route`] marker
 /// takes its replies from that route's script instead, so a job started
@@ -68,13 +71,16 @@ impl Scripts {
     /// The script for this request body: the first route whose marker a
     /// user message contains, else the default.
     fn for_request(&mut self, body: &Value) -> &mut VecDeque<Reply> {
-        let user_text: String = body["input"]
-            .as_array()
+        // Responses API: `input`; Messages API: `messages`, whose content may be a plain string.
+        let user_text: String = [&body["input"], &body["messages"]]
             .into_iter()
+            .filter_map(Value::as_array)
             .flatten()
             .filter(|item| item["role"] == "user")
-            .flat_map(|item| item["content"].as_array().into_iter().flatten())
-            .filter_map(|c| c["text"].as_str())
+            .flat_map(|item| match &item["content"] {
+                Value::String(s) => vec![s.as_str()],
+                content => content.as_array().into_iter().flatten().filter_map(|c| c["text"].as_str()).collect(),
+            })
             .collect();
         match self.routes.iter().position(|(marker, _)| user_text.contains(marker.as_str())) {
             Some(i) => &mut self.routes[i].1,
@@ -125,6 +131,11 @@ impl MockModel {
         format!("http://127.0.0.1:{}/v1", self.port)
     }
 
+    /// `http://127.0.0.1:PORT`, for `ANTHROPIC_BASE_URL`.
+    pub fn anthropic_base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// The JSON bodies Codex posted so far.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
@@ -137,8 +148,15 @@ impl MockModel {
 }
 
 fn answer(mut request: tiny_http::Request, scripts: &Mutex<Scripts>, requests: &Mutex<Vec<Value>>) {
-    if request.method() != &tiny_http::Method::Post || !request.url().ends_with("/responses") {
+    let url = request.url().to_owned();
+    let messages_api = url.starts_with("/v1/messages");
+    if request.method() != &tiny_http::Method::Post || !(url.ends_with("/responses") || messages_api) {
         let _ = request.respond(tiny_http::Response::empty(404));
+        return;
+    }
+    if url.starts_with("/v1/messages/count_tokens") {
+        let header = "Content-Type: application/json".parse::<tiny_http::Header>().unwrap();
+        let _ = request.respond(tiny_http::Response::from_string(r#"{"input_tokens":10}"#).with_header(header));
         return;
     }
     let mut body = String::new();
@@ -147,12 +165,17 @@ fn answer(mut request: tiny_http::Request, scripts: &Mutex<Scripts>, requests: &
     let mut reply = scripts.lock().unwrap().next(&body);
     let n = {
         let mut r = requests.lock().unwrap();
-        r.push(body);
+        r.push(body.clone());
         r.len()
     };
     while let Reply::After(delay, inner) = reply {
         std::thread::sleep(delay);
         reply = *inner;
+    }
+    if messages_api {
+        let model = body["model"].as_str().unwrap_or("mock").to_owned();
+        let _ = request.respond(anthropic_stream(n, &model, reply));
+        return;
     }
     let item = match reply {
         Reply::Message(text) => json!({
@@ -197,6 +220,48 @@ fn answer(mut request: tiny_http::Request, scripts: &Mutex<Scripts>, requests: &
     let sse: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
     let header = "Content-Type: text/event-stream".parse::<tiny_http::Header>().unwrap();
     let _ = request.respond(tiny_http::Response::from_string(sse).with_header(header));
+}
+
+/// A reply as the Anthropic Messages API streams it (`message_start`, one
+/// content block, `message_delta` with the stop reason, `message_stop`).
+fn anthropic_stream(n: usize, model: &str, reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let (block, delta, stop) = match reply {
+        Reply::Message(text) => {
+            (json!({"type": "text", "text": ""}), json!({"type": "text_delta", "text": text}), "end_turn")
+        }
+        Reply::Tool { namespace, name, args } => (
+            json!({"type": "tool_use", "id": format!("toolu_{n}"), "name": format!("{namespace}__{name}"), "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": args.to_string()}),
+            "tool_use",
+        ),
+        other => panic!("the mock speaks only messages and tool calls to Claude Code, not {other:?}"),
+    };
+    let message = json!({"id": format!("msg_{n}"), "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}});
+    let events = [
+        ("message_start", json!({"type": "message_start", "message": message})),
+        ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": block})),
+        ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": delta})),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    let sse: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
+    let header = "Content-Type: text/event-stream".parse::<tiny_http::Header>().unwrap();
+    tiny_http::Response::from_string(sse).with_header(header)
+}
+
+/// Claude Code, for the test of its registration: `CLAUDE_BIN`, which
+/// `.ci/run` sets to the pinned release it installs. Missing, the test fails.
+pub fn claude_bin() -> PathBuf {
+    let path = std::env::var_os("CLAUDE_BIN").map(PathBuf::from).expect(
+        "CLAUDE_BIN is not set: the Claude Code registration test needs Claude Code; run .ci/run, which installs it, or set CLAUDE_BIN",
+    );
+    assert!(path.is_file(), "CLAUDE_BIN={} is not a file", path.display());
+    path
 }
 
 /// The Codex CLI the tests run: `CODEX_BIN`, which `.ci/run` sets to the
