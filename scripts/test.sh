@@ -18,24 +18,24 @@ codex_js="$codex_dir/node_modules/@openai/codex/bin/codex.js"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 command -v npm >/dev/null || { echo "npm not found: install Node.js 18+ first" >&2; exit 1; }
 
-if [ ! -f "$codex_js" ] || ! grep -q "\"version\": \"$CODEX_VERSION\"" "$codex_dir/node_modules/@openai/codex/package.json"; then
-  echo "==> installing @openai/codex@$CODEX_VERSION into $codex_dir"
-  mkdir -p "$codex_dir"
-  npm install --no-save --no-audit --no-fund --prefix "$codex_dir" "@openai/codex@$CODEX_VERSION"
-fi
+# npm_pinned PACKAGE VERSION DIR: installs PACKAGE@VERSION into DIR unless it is there.
+npm_pinned() {
+  if ! grep -qs "\"version\": \"$2\"" "$3/node_modules/$1/package.json"; then
+    echo "==> installing $1@$2 into $3"
+    mkdir -p "$3"
+    npm install --no-save --no-audit --no-fund --prefix "$3" "$1@$2"
+  fi
+}
+
+npm_pinned @openai/codex "$CODEX_VERSION" "$codex_dir"
 export CODEX_BIN="$codex_js"
 echo "==> $("$CODEX_BIN" --version) at $CODEX_BIN"
 
 # Claude Code, pinned, for the test of the README's registration with it.
 CLAUDE_VERSION=2.1.330
 claude_dir="$cache/claude-code-$CLAUDE_VERSION"
-claude_bin="$claude_dir/node_modules/.bin/claude"
-if [ ! -x "$claude_bin" ] || ! grep -q "\"version\": \"$CLAUDE_VERSION\"" "$claude_dir/node_modules/@anthropic-ai/claude-code/package.json"; then
-  echo "==> installing @anthropic-ai/claude-code@$CLAUDE_VERSION into $claude_dir"
-  mkdir -p "$claude_dir"
-  npm install --no-save --no-audit --no-fund --prefix "$claude_dir" "@anthropic-ai/claude-code@$CLAUDE_VERSION"
-fi
-export CLAUDE_BIN="$claude_bin"
+npm_pinned @anthropic-ai/claude-code "$CLAUDE_VERSION" "$claude_dir"
+export CLAUDE_BIN="$claude_dir/node_modules/.bin/claude"
 echo "==> $("$CLAUDE_BIN" --version) at $CLAUDE_BIN"
 
 echo "==> guest policies (wasm32-wasip2)"
