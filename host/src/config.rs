@@ -34,10 +34,11 @@ impl HostConfig {
         };
         let host_exe = std::env::current_exe().context("cannot find this program's own path")?;
         let user_file = home.join(crate::policy::config::USER_FILE);
-        let max_running = read_jobs_setting(&user_file, "max_running")?.unwrap_or_else(default_max_running);
+        let jobs = read_jobs(&user_file)?;
+        let max_running = jobs_setting(&user_file, &jobs, "max_running")?.unwrap_or_else(default_max_running);
         let retention =
-            read_jobs_setting(&user_file, "retention_days")?.map(|d| Duration::from_secs(d as u64 * 24 * 3600));
-        output_max_bytes(&home)?; // read by each supervisor; a bad value is an error now, not at a job's start
+            jobs_setting(&user_file, &jobs, "retention_days")?.map(|d| Duration::from_secs(d as u64 * 24 * 3600));
+        output_max_from(&user_file, &jobs)?; // read by each supervisor; a bad value is an error now, not at a job's start
         Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5), max_running, retention })
     }
 }
@@ -55,7 +56,7 @@ pub fn default_max_running() -> usize {
 /// Errors: as for `[jobs] max_running`.
 pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
     let user_file = home.join(crate::policy::config::USER_FILE);
-    Ok(read_jobs_setting(&user_file, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
+    Ok(jobs_setting(&user_file, &read_jobs(&user_file)?, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
 }
 
 /// `[jobs] output_max_mib` from `<home>/config.toml`, in bytes: the most
@@ -65,44 +66,60 @@ pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
 /// Errors: as for `[jobs] max_running`.
 pub fn output_max_bytes(home: &std::path::Path) -> Result<u64> {
     let user_file = home.join(crate::policy::config::USER_FILE);
-    Ok(read_jobs_setting(&user_file, "output_max_mib")?
-        .map_or(crate::job::output::DEFAULT_MAX_BYTES, |m| (m as u64) << 20))
+    output_max_from(&user_file, &read_jobs(&user_file)?)
+}
+
+fn output_max_from(path: &std::path::Path, jobs: &toml::Table) -> Result<u64> {
+    Ok(jobs_setting(path, jobs, "output_max_mib")?.map_or(crate::job::output::DEFAULT_MAX_BYTES, |m| (m as u64) << 20))
 }
 
 /// `[jobs] max_running` in a project's `.codex/jobhost.toml`, if set: most
 /// turns of that project (jobs whose `cwd` is at or under `project_root`)
 /// that run at once. It can only lower the home's limit, which applies too.
 ///
-/// Errors: as for the user's `[jobs] max_running`, and any other key under
-/// the project's `[jobs]` (the other settings are the user's).
+/// Errors: as for [`project_jobs`].
 pub fn project_max_running(project_root: &std::path::Path) -> Result<Option<usize>> {
     let path = project_root.join(crate::policy::config::PROJECT_FILE);
-    if let Some(jobs) = read_table(&path)?.and_then(|t| t.get("jobs").cloned()) {
-        if let Some(key) = jobs.as_table().into_iter().flat_map(|t| t.keys()).find(|k| *k != "max_running") {
-            anyhow::bail!("{}: [jobs] {key} cannot be set by a project: only max_running can", path.display());
-        }
-    }
-    read_jobs_setting(&path, "max_running")
+    project_jobs(&path, &read_jobs(&path)?)
 }
 
-fn read_table(path: &std::path::Path) -> Result<Option<toml::Table>> {
+/// Checks the `[jobs]` table of a project's file `path` and returns its
+/// `max_running`, if set (the policy loader checks it so, once per change).
+///
+/// Errors: any other key (the other settings are the user's), or a value
+/// that is not a whole number from 1 up; the message names the file.
+pub fn project_jobs(path: &std::path::Path, jobs: &toml::Table) -> Result<Option<usize>> {
+    if let Some(key) = jobs.keys().find(|k| *k != "max_running") {
+        anyhow::bail!("{}: [jobs] {key} cannot be set by a project: only max_running can", path.display());
+    }
+    jobs_setting(path, jobs, "max_running")
+}
+
+/// The `[jobs]` table of the TOML file `path`; empty when the file or the
+/// table is missing. Errors: the file cannot be read or is not TOML.
+fn read_jobs(path: &std::path::Path) -> Result<toml::Table> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(toml::Table::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    toml::from_str(&text).map(Some).with_context(|| format!("{} is not valid TOML", path.display()))
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    Ok(match table.remove("jobs") {
+        Some(toml::Value::Table(jobs)) => jobs,
+        _ => toml::Table::new(),
+    })
 }
 
-/// A whole number from 1 up under `[jobs]` in the TOML file `path` (the
-/// user's `config.toml`: `max_running`, `approval_timeout_s`,
-/// `retention_days`, `output_max_mib`; a project's `jobhost.toml`: `max_running`), if set.
+/// A whole number from 1 up under `key` in the `[jobs]` table `jobs` of the
+/// file `path` (the user's `config.toml`: `max_running`,
+/// `approval_timeout_s`, `retention_days`, `output_max_mib`; a project's
+/// `jobhost.toml`: `max_running`), if set.
 ///
-/// Errors: the file is not TOML, or the value is not a whole number from 1
-/// up; the message names the file, the key and the value.
-fn read_jobs_setting(path: &std::path::Path, key: &str) -> Result<Option<usize>> {
-    let Some(table) = read_table(path)? else { return Ok(None) };
-    let Some(value) = table.get("jobs").and_then(|j| j.get(key)) else {
+/// Errors: the value is not a whole number from 1 up; the message names the
+/// file, the key and the value.
+fn jobs_setting(path: &std::path::Path, jobs: &toml::Table, key: &str) -> Result<Option<usize>> {
+    let Some(value) = jobs.get(key) else {
         return Ok(None);
     };
     match value.as_integer().and_then(|n| usize::try_from(n).ok()).filter(|n| *n >= 1) {

@@ -549,9 +549,6 @@ impl JobHost {
     ) -> Result<PinnedSet> {
         let refused = |e: anyhow::Error| invalid(format!("job_start refused: {e:#}"));
         let set = self.policies.for_cwd(cwd).map_err(refused)?;
-        if let Some(root) = &set.project_root {
-            crate::config::project_max_running(root).map_err(refused)?; // a bad limit is the caller's to fix now
-        }
         // Pinned (its copies touched, so `jobs gc` keeps them) before it judges: the set judged is the set kept.
         let (set, pinned) = self.policies.pin(&set, cwd).map_err(refused)?;
         let ctx = JobContext {

@@ -274,6 +274,25 @@ pub fn codex_bin() -> PathBuf {
     path
 }
 
+/// The README, for the tests that follow it as written.
+pub const README: &str = include_str!("../../README.md");
+
+/// The body of the README's first fenced block tagged `tag` whose text
+/// starts with `start` (e.g. `("toml", "[mcp_servers.codex_jobs]")`).
+pub fn readme_block(tag: &str, start: &str) -> Result<&'static str> {
+    let fence = format!("```{tag}\n{start}");
+    let at = README.find(&fence).with_context(|| format!("the README has no block {fence:?}"))? + tag.len() + 4;
+    let len = README[at..].find("```").context("the README's block is not closed")?;
+    Ok(&README[at..at + len])
+}
+
+/// `PATH` with `dirs` first, then this process's own: commands the README
+/// names (`codex-jobhost`, `claude`) are found as after an install.
+pub fn path_with(dirs: &[&Path]) -> Result<std::ffi::OsString> {
+    let own = std::env::var_os("PATH").unwrap_or_default();
+    Ok(std::env::join_paths(dirs.iter().map(|d| d.to_path_buf()).chain(std::env::split_paths(&own)))?)
+}
+
 /// The `codex-jobhost` binary under test: `CODEX_JOBHOST_BIN`, else the one
 /// cargo built beside this test executable.
 pub fn host_bin() -> PathBuf {
@@ -315,6 +334,11 @@ impl World {
             ),
         )?;
         Ok(world)
+    }
+
+    /// The world's folder, which holds the others (a `HOME` for clients).
+    pub fn root(&self) -> &Path {
+        self.root.path()
     }
 
     /// `$CODEX_HOME` for Codex.

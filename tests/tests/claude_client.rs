@@ -4,24 +4,14 @@
 //! `job_start`, `job_wait` and `job_status`, and `claude -p`'s stream shows
 //! each call succeed and the inner job's answer come back.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
-use codex_jobhost_e2e::{Reply, World, claude_bin, codex_bin, host_bin};
+use codex_jobhost_e2e::{Reply, World, claude_bin, codex_bin, host_bin, path_with, readme_block};
 use serde_json::{Value, json};
 
-const README: &str = include_str!("../../README.md");
 const INNER_PROMPT: &str = "INNER-JOB: tell me the magic number";
 const INNER_ANSWER: &str = "the magic number is 42";
-
-/// The body of the README's first ```` ```tag ```` block whose text starts with `start`.
-fn readme_block(tag: &str, start: &str) -> Result<&'static str> {
-    let fence = format!("```{tag}\n{start}");
-    let at = README.find(&fence).with_context(|| format!("the README has no block {fence:?}"))? + tag.len() + 4;
-    let len = README[at..].find("```").context("the README's block is not closed")?;
-    Ok(&README[at..at + len])
-}
 
 fn tool(name: &str, args: Value) -> Reply {
     Reply::Tool { namespace: "mcp__codex-jobs".into(), name: name.into(), args }
@@ -51,11 +41,6 @@ fn wait_then_status(body: &Value) -> Option<Reply> {
     }
 }
 
-fn path_with(dirs: &[&Path]) -> Result<std::ffi::OsString> {
-    let old = std::env::var_os("PATH").unwrap_or_default();
-    Ok(std::env::join_paths(dirs.iter().map(|d| d.to_path_buf()).chain(std::env::split_paths(&old)))?)
-}
-
 #[test]
 fn claude_code_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Result<()> {
     let world = World::new([])?;
@@ -68,12 +53,12 @@ fn claude_code_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() ->
             Reply::Message("outer done".into()),
         ],
     );
-    let home = world.work_dir().parent().context("world root")?.to_owned();
+    let home = world.root();
     let claude = claude_bin();
     let path = path_with(&[host_bin().parent().context("bin dir")?, claude.parent().context("claude dir")?])?;
     let claude_env = |c: &mut Command| {
         c.current_dir(world.work_dir())
-            .env("HOME", &home)
+            .env("HOME", home)
             .env("PATH", &path)
             .env("ANTHROPIC_BASE_URL", world.model.anthropic_base_url())
             .env("ANTHROPIC_API_KEY", "sk-ant-test")

@@ -6,25 +6,14 @@
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
-use codex_jobhost_e2e::{Reply, World, codex_bin, host_bin};
+use codex_jobhost_e2e::{Reply, World, codex_bin, host_bin, path_with, readme_block};
 use serde_json::{Value, json};
-
-const README: &str = include_str!("../../README.md");
 
 /// The inner job's prompt; the mock model answers it from its own script.
 const INNER_PROMPT: &str = "INNER-JOB: tell me the magic number";
 const INNER_ANSWER: &str = "the magic number is 42";
 /// The model `$HOME/.codex/config.toml` names, where Codex looks without `CODEX_HOME`.
 const WRONG_HOME_MODEL: &str = "model-of-a-codex-home-never-forwarded";
-
-/// The TOML block under "Register it with your MCP client" in the README.
-fn readme_registration() -> Result<&'static str> {
-    let fence = "```toml\n[mcp_servers.codex_jobs]";
-    let start =
-        README.find(fence).context("the README has no ```toml [mcp_servers.codex_jobs] block")? + "```toml\n".len();
-    let len = README[start..].find("```").context("the README's toml block is not closed")?;
-    Ok(&README[start..start + len])
-}
 
 fn tool(name: &str, args: Value) -> Reply {
     Reply::Tool { namespace: "mcp__codex_jobs".into(), name: name.into(), args }
@@ -55,11 +44,11 @@ fn codex_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Resul
     let world = World::new([])?;
     // The machine's own ~/.codex is replaced by one naming another model: a
     // job that did not get CODEX_HOME through the block runs on it, and shows.
-    let home = world.work_dir().parent().context("world root")?.to_owned();
+    let home = world.root();
     let config = std::fs::read_to_string(world.codex_home().join("config.toml"))?;
     std::fs::create_dir_all(home.join(".codex"))?;
     std::fs::write(home.join(".codex/config.toml"), config.replace("mock-model", WRONG_HOME_MODEL))?;
-    world.add_codex_config(readme_registration()?)?;
+    world.add_codex_config(readme_block("toml", "[mcp_servers.codex_jobs]")?)?;
     world.model.route(INNER_PROMPT, [Reply::Message(INNER_ANSWER.into())]);
     let script = [
         tool("job_start", world.start_args(INNER_PROMPT)),
@@ -69,15 +58,12 @@ fn codex_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Resul
     world.model.route("OUTER-TURN", script);
 
     // The block names the command `codex-jobhost`: found on PATH, as after `cargo install`.
-    let bin_dir = host_bin().parent().context("binary directory")?.to_owned();
-    let path = std::env::join_paths(
-        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )?;
+    let path = path_with(&[host_bin().parent().context("binary directory")?])?;
     let out = Command::new(codex_bin())
         .args(["exec", "--json", "--skip-git-repo-check", "OUTER-TURN: run the job and report"])
         .current_dir(world.work_dir())
         .env("PATH", path)
-        .env("HOME", &home)
+        .env("HOME", home)
         .env("CODEX_HOME", world.codex_home())
         .env("CODEX_JOBHOST_HOME", world.jobhost_home())
         .env("CODEX_BIN", codex_bin())

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
-use codex_jobhost_e2e::host_bin;
+use codex_jobhost_e2e::{host_bin, path_with};
 
 const GUIDE: &str = include_str!("../../docs/policy-authors.md");
 
@@ -56,10 +56,7 @@ fn the_policy_authors_guide_works_as_written() -> Result<()> {
     // "Start in the folder that holds your checkout of codex-jobhost."
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
     std::os::unix::fs::symlink(checkout, root.path().join("codex-jobhost"))?;
-    let bin_dir = host_bin().parent().context("binary directory")?.to_owned();
-    let path = std::env::join_paths(
-        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )?;
+    let path = path_with(&[host_bin().parent().context("binary directory")?])?;
 
     // 1. Set up: the first shell block, from the empty folder.
     let setup = blocks(section("## 1. Set up")?);

@@ -474,15 +474,15 @@ impl JobDir {
     }
 
     /// Sets [`RESERVE_BYTES`] of disk space aside in `space.reserve`
-    /// (allocated, not sparse), for [`Reserve::release`] to give back when the
-    /// disk is full. Errors: no space even for that (the disk is full already).
+    /// (allocated, not sparse), given back when the [`Reserve`] is dropped.
+    /// Errors: no space even for that (the disk is full already).
     pub fn reserve_space(&self) -> Result<Reserve> {
         let path = || format!("{}/{RESERVE}", self.path.display());
         let file = self
             .dir
             .open_with(RESERVE, OpenOptions::new().write(true).create(true))
             .with_context(|| format!("cannot create {}", path()))?;
-        let reserve = Reserve { dir: self.dir.try_clone()?, released: false }; // removes the file on an error too
+        let reserve = Reserve { dir: self.dir.try_clone()? }; // removes the file on an error too
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES)
             .with_context(|| format!("cannot set {RESERVE_BYTES} bytes aside in {}", path()))?;
         Ok(reserve)
@@ -571,25 +571,15 @@ impl JobDir {
     }
 }
 
-/// Disk space set aside by [`JobDir::reserve_space`]; released (the file
-/// removed) by [`Reserve::release`] or when dropped.
+/// Disk space set aside by [`JobDir::reserve_space`]; dropping it gives the
+/// space back (removes the file), so what follows can be written on a full disk.
 pub struct Reserve {
     dir: Dir,
-    released: bool,
-}
-
-impl Reserve {
-    /// Gives the space back, so what follows can be written on a full disk.
-    pub fn release(&mut self) {
-        if !std::mem::replace(&mut self.released, true) {
-            let _ = self.dir.remove_file(RESERVE);
-        }
-    }
 }
 
 impl Drop for Reserve {
     fn drop(&mut self) {
-        self.release();
+        let _ = self.dir.remove_file(RESERVE);
     }
 }
 

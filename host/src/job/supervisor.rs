@@ -78,15 +78,12 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
     if meta.status != JobStatus::Queued || spec.turn != meta.turn {
         anyhow::bail!("job {id} is {} in turn {}; nothing to run for turn {}", meta.status, meta.turn, spec.turn);
     }
-    // Held while the turn runs, given back before its end is recorded (see `drive`).
-    let mut reserve = job
+    // Held while the turn runs; `drive` gives it back before any end is recorded.
+    let reserve = job
         .reserve_space()
         .inspect_err(|e| tracing::warn!(job = %id, "{e:#}; on a full disk this turn's end may go unrecorded"))
         .ok();
-    let result = drive(&store, &job, meta, spec, &mut reserve).await;
-    if let Some(reserve) = reserve.as_mut() {
-        reserve.release();
-    }
+    let result = drive(&store, &job, meta, spec, reserve).await;
     if let Err(e) = &result {
         // Say why (a full disk, a file that cannot be written), rather than
         // leave the turn to be settled as "killed or crashed".
@@ -100,21 +97,13 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
 }
 
 /// Runs the turn through its backend's driver and records how it ended (see [`run`]).
-async fn drive(
-    store: &JobStore,
-    job: &JobDir,
-    meta: JobMeta,
-    spec: TurnSpec,
-    reserve: &mut Option<Reserve>,
-) -> Result<()> {
+async fn drive(store: &JobStore, job: &JobDir, meta: JobMeta, spec: TurnSpec, reserve: Option<Reserve>) -> Result<()> {
     let mut turn = Turn::new(store, job, meta, spec)?;
     let ended = match turn.meta.backend.as_str() {
         app_server::BACKEND => app_server::drive(&mut turn).await?,
         _ => exec::drive(&mut turn).await?,
     };
-    if let Some(reserve) = reserve.as_mut() {
-        reserve.release(); // the end is recorded next, on a full disk too
-    }
+    drop(reserve); // the end is recorded next, on a full disk too (an error returned above drops it as well)
     let (end, tracker) = match ended {
         Driven::Ended(end, tracker) => (end, tracker),
         Driven::NotStarted(end) => return record_end(store, job, |_| {}, end),

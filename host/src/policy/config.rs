@@ -53,9 +53,10 @@ pub const MAX_ENTRIES_PER_FILE: usize = 16;
 struct PolicyFile {
     #[serde(default)]
     limits: Option<LimitsTable>,
-    /// The user file's job settings (`max_running`), read by `HostConfig`.
-    #[serde(default, rename = "jobs")]
-    _jobs: Option<toml::Table>,
+    /// Job settings: the user file's are read by `HostConfig`; a project
+    /// file's (`max_running` only) are checked here.
+    #[serde(default)]
+    jobs: Option<toml::Table>,
     #[serde(default)]
     approval: Vec<Entry>,
     #[serde(default)]
@@ -175,6 +176,9 @@ impl Policies {
                 bail!("{}: {entries} policy entries; the limit is {MAX_ENTRIES_PER_FILE} per file", file.display());
             }
             set.sources.push(file.clone());
+            if let (true, Some(jobs)) = (i > 0, &parsed.jobs) {
+                crate::config::project_jobs(file, jobs)?;
+            }
             if let Some(l) = &parsed.limits {
                 if i > 0 {
                     bail!("{}: [limits] belongs in the user's {USER_FILE}, not in a project file", file.display());
