@@ -161,7 +161,7 @@ fn main() {
                 "/bin/true".into(),
             )
         };
-        let dir = store.create(meta.id, |j| j.write_meta(&meta)).unwrap();
+        let dir = store.materialize(&meta).unwrap();
         let mut events = dir.event_writer().unwrap();
         for i in 0..1000 {
             let item = json!({"id": format!("item_{i}"), "type": "command_execution", "command": "cargo test", "aggregated_output": format!("test {i} ... ok\n").repeat(20), "exit_code": 0});

@@ -523,16 +523,17 @@ impl JobHost {
         let pinned =
             tokio::task::spawn_blocking(move || host.judge_launch(id, backend, &judged.0, &judged.1, &judged.2))
                 .await??;
-        let meta = JobMeta::queued(id, &req.prompt, cwd, backend, options, cli.located.clone());
+        let mut meta = JobMeta::queued(id, &req.prompt, cwd, backend, options, cli.located.clone());
+        meta.policies = Some(serde_json::to_value(&pinned)?);
         let spec = turn_spec(&meta, &req.prompt, cli)?;
-        self.store.create(id, |job| {
-            job.write_meta(&meta)?;
-            job.write_policies(&pinned)?;
-            job.write_turn(&spec)?;
-            job.event_writer()?.status(&meta, json!({"prompt": req.prompt}))?;
-            Ok(())
-        })?;
-        self.queue_turn(&meta)?;
+        // The queue entry, fsynced, is the job's durable record; its directory is made from the same records.
+        self.store.enqueue(&meta, &spec)?;
+        crate::failpoint!("start-after-enqueue");
+        if let Err(e) = self.store.materialize(&meta) {
+            let _ = self.store.dequeue(&meta);
+            return Err(e);
+        }
+        self.admit_soon(&meta);
         Ok(Started { job_id: id.to_string(), status: meta.status, turn: meta.turn, cursor: 0 })
     }
 
@@ -655,10 +656,12 @@ impl JobHost {
         meta.notification_offset = None;
         let spec = turn_spec(&meta, prompt, cli)?;
         let cursor = job.event_count()?;
-        job.write_turn(&spec)?;
+        // The entry first, under the job's lock: admission leaves an entry
+        // ahead of meta.json alone while the lock is held (see `queue::admit`).
+        self.store.enqueue(&meta, &spec)?;
         job.write_meta(&meta)?;
         job.event_writer()?.status(&meta, json!({"prompt": prompt}))?;
-        self.queue_turn(&meta)?;
+        self.admit_soon(&meta);
         Ok(Started { job_id: id.to_string(), status: meta.status, turn: meta.turn, cursor })
     }
 
@@ -813,17 +816,17 @@ impl JobHost {
     /// set pinned at its start, or, for a job started before sets were
     /// pinned, its project's set now.
     fn policy_for(&self, job: &JobDir, meta: &JobMeta) -> Result<(Arc<PolicySet>, JobContext)> {
-        let set = self.policy_set(job, &meta.cwd)?;
+        let set = self.policy_set(job, meta)?;
         let ctx = self.job_context(&set, meta);
         Ok((set, ctx))
     }
 
-    /// The policy set of the job in `job`, working in `cwd`: pinned, or (a
+    /// The policy set of the job in `job` (`meta`, just read): pinned, or (a
     /// job from before sets were pinned) its project's now.
-    fn policy_set(&self, job: &JobDir, cwd: &Path) -> Result<Arc<PolicySet>> {
-        match job.read_policies::<PinnedSet>()? {
+    fn policy_set(&self, job: &JobDir, meta: &JobMeta) -> Result<Arc<PolicySet>> {
+        match job.read_policies::<PinnedSet>(meta)? {
             Some(pinned) => self.policies.for_pinned(&pinned).with_context(|| format!("job {}", job.id())),
-            None => self.policies.for_cwd(cwd),
+            None => self.policies.for_cwd(&meta.cwd),
         }
     }
 

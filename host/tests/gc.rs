@@ -23,7 +23,7 @@ fn job(store: &JobStore, status: JobStatus, ended_days_ago: i64) -> JobId {
     meta.status = status;
     meta.created_at = when;
     meta.finished_at = status.is_terminal().then_some(when);
-    store.create(meta.id, |j| j.write_meta(&meta)).unwrap();
+    store.materialize(&meta).unwrap();
     meta.id
 }
 
@@ -132,7 +132,10 @@ fn gc_removes_pinned_copies_no_job_uses_and_a_start_writes_a_collected_one_again
     let used = home.path().join("pinned").join(format!("{}.wasm", pinned.entries[0].sha256));
     assert!(used.is_file());
     let id = job(&store, JobStatus::Completed, 1);
-    store.job(id).unwrap().write_policies(&pinned).unwrap();
+    let job = store.job(id).unwrap();
+    let mut meta = job.read_meta().unwrap();
+    meta.policies = Some(serde_json::to_value(&pinned).unwrap());
+    job.write_meta(&meta).unwrap();
     let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
     let touch = |path: &std::path::Path, when| {
         std::fs::File::options().append(true).open(path).unwrap().set_modified(when).unwrap()

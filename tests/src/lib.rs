@@ -481,6 +481,13 @@ impl<H: rmcp::ClientHandler> Server<H> {
         }
     }
 
+    /// Waits until the server has gone (its end of the connection closed),
+    /// e.g. after a fail point stopped it.
+    pub async fn exited(self) -> Result<()> {
+        self.client.waiting().await?;
+        Ok(())
+    }
+
     /// Kills the server with SIGKILL, as a crash would.
     pub fn kill(self) -> Result<()> {
         let pid = rustix_pid(self.pid)?;

@@ -95,6 +95,53 @@ async fn an_acknowledged_job_runs_after_the_server_died_before_starting_it() -> 
     Ok(())
 }
 
+/// The queue entry, fsynced before `job_start` answers, is a job's durable
+/// record; its directory is written without fsync. Whatever of the directory
+/// a crash costs, the next server makes it again from the entry and runs the
+/// job: a server killed after the entry and before the directory; then, after
+/// the answer, the directory gone (an unsynced rename lost), and `meta.json`
+/// and `events.jsonl` empty with no index (unsynced data lost).
+#[tokio::test]
+async fn a_queued_job_whose_directory_a_crash_lost_runs_from_its_queue_entry() -> Result<()> {
+    for (point, damage) in
+        [("start-after-enqueue", "none"), ("admit-before-spawn", "removed"), ("admit-before-spawn", "emptied")]
+    {
+        let world = World::new([Reply::Message("ran anyway".into())])?;
+        let server = world.serve_env((), &[("FAILPOINTS", &format!("{point}=return"))]).await?;
+        let prompt = format!("survive {damage}");
+        let _ = server.start_job(world.start_args(&prompt)).await; // the server dies, before or after answering
+        server.exited().await?;
+        let queue = world.jobhost_home().join("queue");
+        let entries: Vec<String> =
+            std::fs::read_dir(&queue)?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(entries.len(), 1, "{damage}: {entries:?}");
+        let id = &entries[0][21..entries[0].rfind('-').unwrap()];
+        let dir = world.jobhost_home().join("jobs").join(id);
+        match damage {
+            "none" => assert!(!dir.exists(), "{damage}: the directory comes after the entry"),
+            "removed" => std::fs::remove_dir_all(&dir)?,
+            _ => {
+                std::fs::write(dir.join("meta.json"), "")?;
+                std::fs::write(dir.join("events.jsonl"), "")?;
+                let _ = std::fs::remove_file(dir.join("events.idx"));
+            }
+        }
+
+        let server = world.serve().await?;
+        let status = server.wait_done(id, 120).await?;
+        assert_eq!(status["status"], "completed", "{damage}: {status}");
+        assert_eq!(status["last_message"], "ran anyway", "{damage}: {status}");
+        let events = server.all_events(id).await?;
+        assert_eq!(events[0]["data"], json!({"status": "queued", "turn": 0, "prompt": prompt}), "{damage}: {events:?}");
+        assert_eq!(terminal_events(&events, 0).len(), 1, "{damage}: {events:?}");
+        assert_eq!(notifications_of(&server, id).await?.len(), 1, "{damage}");
+        assert_eq!(std::fs::read_dir(&queue)?.count(), 0, "{damage}: the queue still holds the entry");
+        let list = server.ok("job_list", json!({})).await?;
+        assert!(list["unreadable"].as_array().is_none_or(Vec::is_empty), "{damage}: {list}");
+    }
+    Ok(())
+}
+
 /// With `max_running = 2`, five jobs start oldest first and never more than
 /// two run at once, across a server restart.
 #[tokio::test]
@@ -370,11 +417,29 @@ async fn a_full_disk_mid_turn_fails_the_job_with_the_reason() -> Result<()> {
 #[tokio::test]
 async fn job_start_on_a_full_disk_refuses_cleanly_and_leaves_nothing() -> Result<()> {
     let world = World::new([Reply::Message("fine now".into())])?;
-    let server = world.serve_env((), &[("FAILPOINTS", "replace-file=1*return->off")]).await?;
+    // The disk is full at the first write (the queue entry), then at the second (the job's directory).
+    let failpoints = "enqueue=1*return->off;materialize=1*return->off";
+    let server = world.serve_env((), &[("FAILPOINTS", failpoints)]).await?;
+    let home = world.jobhost_home();
+    let left = |dir: &str| -> Result<Vec<String>> {
+        Ok(std::fs::read_dir(home.join(dir))?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+    };
     let err = server.err("job_start", world.start_args("no space")).await?;
-    assert!(err.contains("No space left on device") && err.contains("meta.json"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(world.jobhost_home().join("jobs"))?.collect();
-    assert!(left.is_empty(), "a failed start left {left:?}");
+    assert!(err.contains("No space left on device") && err.contains(&format!("{}/queue/", home.display())), "{err}");
+    assert!(
+        left("jobs")?.is_empty() && left("queue")?.is_empty(),
+        "a failed start left {:?} {:?}",
+        left("jobs")?,
+        left("queue")?
+    );
+    let err = server.err("job_start", world.start_args("no space")).await?;
+    assert!(err.contains("No space left on device") && err.contains(&format!("{}/jobs/", home.display())), "{err}");
+    assert!(
+        left("jobs")?.is_empty() && left("queue")?.is_empty(),
+        "a failed start left {:?} {:?}",
+        left("jobs")?,
+        left("queue")?
+    );
     let job = server.start_job(world.start_args("space again")).await?;
     assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
     Ok(())

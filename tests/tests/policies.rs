@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use codex_jobhost_e2e::{Reply, World, guest_wasm};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_declined_launch_starts_nothing() -> Result<()> {
@@ -329,7 +329,10 @@ async fn a_reply_is_judged_like_a_launch() -> Result<()> {
     let job = server.start_job(args).await?;
     assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
     // A job from before policies were pinned is judged by its project's policies now.
-    std::fs::remove_file(world.jobhost_home().join("jobs").join(&job).join("policies.json"))?;
+    let meta_path = world.jobhost_home().join("jobs").join(&job).join("meta.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path)?)?;
+    assert!(meta.as_object_mut().unwrap().remove("policies").is_some(), "pinned in meta.json: {meta}");
+    std::fs::write(&meta_path, serde_json::to_vec(&meta)?)?;
     world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("command_allowlist")?))?;
     let err = server.err("job_reply", json!({"job_id": job, "prompt": "and now git push"})).await?;
     assert!(err.contains("job_reply refused by policy command_allowlist") && err.contains("full-auto"), "{err}");

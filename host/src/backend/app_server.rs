@@ -700,7 +700,7 @@ impl Session {
 /// pinned, the set for its cwd).
 fn load_policies(turn: &Turn<'_>) -> Result<Arc<PolicySet>> {
     let policies = Policies::new(turn.store.root());
-    match turn.job.read_policies::<PinnedSet>()? {
+    match turn.job.read_policies::<PinnedSet>(&turn.meta)? {
         Some(pinned) => policies.for_pinned(&pinned),
         None => policies.for_cwd(&turn.meta.cwd),
     }

@@ -81,7 +81,7 @@ impl JobHost {
         let mut referenced = std::collections::HashSet::new();
         for id in self.store.job_ids()? {
             let Ok(job) = self.store.job(id) else { continue };
-            match job.read_policies::<crate::policy::PinnedSet>() {
+            match job.read_meta().and_then(|meta| job.read_policies::<crate::policy::PinnedSet>(&meta)) {
                 Ok(Some(pinned)) => referenced.extend(pinned.entries.into_iter().map(|e| e.sha256)),
                 Ok(None) => {}
                 Err(e) => {

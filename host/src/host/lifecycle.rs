@@ -28,8 +28,11 @@ impl JobHost {
     /// From then on it follows the home's queue: turns other servers queue
     /// (new jobs, replies) reach the index as they are queued.
     pub async fn index_jobs(self: &Arc<Self>) -> Result<()> {
-        // Watched before the jobs are read, so no turn queued in between is missed.
-        let queue = DirWatch::entries(&self.store.root().join(queue::QUEUE_DIR))?;
+        // Watched before the jobs are read, so no turn queued in between is
+        // missed; jobs/ too, as a new job's entry comes before its directory.
+        let (queued, jobs) = (self.store.root().join(queue::QUEUE_DIR), self.store.root().join("jobs"));
+        let queue = DirWatch::entries(&[&queued, &jobs])?;
+        self.store.restore_queued()?;
         let mut unreadable = std::collections::HashMap::new();
         for id in self.store.job_ids()? {
             if let Err(e) = self.index_job(id).await {
@@ -44,7 +47,8 @@ impl JobHost {
     }
 
     /// Notices every turn that enters the queue, whoever queued it, and
-    /// looks again whenever one leaves it (its end was recorded).
+    /// looks again whenever one leaves it (its end was recorded) or a job's
+    /// directory is made.
     fn follow_queue(self: &Arc<Self>, queue: DirWatch) {
         let host = Arc::clone(self);
         tokio::spawn(async move {
@@ -82,8 +86,9 @@ impl JobHost {
         match self.store.job(id).and_then(|job| job.read_meta()) {
             Ok(meta) => {
                 self.registry.update(&meta);
-                if follow && !meta.status.is_terminal() {
-                    self.follow(id);
+                // A reply's entry comes before its meta.json: follow the turn to come.
+                if follow && (!meta.status.is_terminal() || meta.turn < entry.turn) {
+                    self.follow_from(id, entry.turn);
                 }
             }
             // Still being written, or already collected: the next change tells.
@@ -100,9 +105,10 @@ impl JobHost {
             return Ok(());
         }
         if job.try_supervisor_lock()?.is_some() {
-            // No supervisor: make sure the turn is in the queue, whose
-            // admission starts it or records how it ended.
-            self.store.enqueue(&meta)?;
+            // No supervisor: make sure the turn is in the queue (a job of an
+            // earlier version may have none), whose admission starts it or
+            // records how it ended.
+            self.store.ensure_queued(&meta)?;
         }
         self.follow(id);
         Ok(())
@@ -112,6 +118,12 @@ impl JobHost {
     /// directory) until `meta.json` names its supervisor, then watches it.
     /// Ends when the turn ends or this host watches it.
     pub(super) fn follow(self: &Arc<Self>, id: JobId) {
+        self.follow_from(id, 0);
+    }
+
+    /// [`Self::follow`], waiting first, when `meta.json` is still at an
+    /// earlier turn, until it reaches `turn`.
+    fn follow_from(self: &Arc<Self>, id: JobId, turn: u32) {
         if self.live.lock().unwrap().contains_key(&id) || !self.following.lock().unwrap().insert(id) {
             return;
         }
@@ -123,10 +135,11 @@ impl JobHost {
                 loop {
                     let meta = job.read_meta()?;
                     host.registry.update(&meta);
-                    if meta.status.is_terminal() || host.live.lock().unwrap().contains_key(&id) {
+                    let ended = meta.status.is_terminal() && meta.turn >= turn;
+                    if ended || host.live.lock().unwrap().contains_key(&id) {
                         return Ok(());
                     }
-                    if let Some(pid) = meta.pid {
+                    if let Some(pid) = meta.pid.filter(|_| meta.turn >= turn) {
                         let watch = ProcessWatch::open(pid)?
                             .filter(|w| w.command_line_contains(&["supervise", &id.to_string()]));
                         match watch {
@@ -151,11 +164,9 @@ impl JobHost {
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    /// Puts a new turn (already written to the job's directory) in the queue
-    /// and admits what fits, in the background: the caller's answer does not wait for a process.
-    pub(super) fn queue_turn(self: &Arc<Self>, meta: &JobMeta) -> Result<()> {
-        self.store.enqueue(meta)?;
-        crate::failpoint!("start-after-enqueue");
+    /// Indexes a turn just queued and admits what fits, in the background:
+    /// the caller's answer does not wait for a process.
+    pub(super) fn admit_soon(self: &Arc<Self>, meta: &JobMeta) {
         self.registry.update(meta);
         let host = Arc::clone(self);
         tokio::spawn(async move {
@@ -163,7 +174,6 @@ impl JobHost {
                 tracing::error!("cannot admit queued jobs: {e:#}");
             }
         });
-        Ok(())
     }
 
     /// One admission pass (see [`queue::admit`]): starts queued turns while

@@ -66,12 +66,13 @@ impl JobHost {
         let mut shaped = Vec::with_capacity(jobs.len());
         for job in jobs {
             let dir = self.store.job(JobId::parse(&job.job_id)?)?;
-            let set = self.policy_set(&dir, &job.cwd)?;
+            let meta = dir.read_meta()?;
+            let set = self.policy_set(&dir, &meta)?;
             if !set.has_truncations() {
                 shaped.push(job);
                 continue;
             }
-            let ctx = self.job_context(&set, &dir.read_meta()?);
+            let ctx = self.job_context(&set, &meta);
             let policies = set.within(begun);
             shaped.push(redact(&set, &policies, &ctx, job, &mut failures)?);
             exhausted |= policies.exhausted();

@@ -213,7 +213,15 @@ mod tests {
     fn the_first_answer_wins_and_a_second_sees_it() {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
-        let job = store.create(JobId::new(), |_| Ok(())).unwrap();
+        let meta = crate::job::JobMeta::queued(
+            JobId::new(),
+            "p",
+            "/tmp".into(),
+            "exec",
+            Default::default(),
+            "/bin/codex".into(),
+        );
+        let job = store.create_bare(&meta);
         write_pending(&job, &pending_request("0-1")).unwrap();
         write_pending(&job, &pending_request("0-2")).unwrap();
         assert_eq!(pending(&job, 0).unwrap().len(), 2);

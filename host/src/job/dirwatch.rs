@@ -18,19 +18,22 @@ pub struct DirWatch {
 impl DirWatch {
     /// Watches `dir` for files renamed or created in it.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::with(dir, WatchFlags::MOVED_TO | WatchFlags::CREATE)
+        Self::with(&[dir], WatchFlags::MOVED_TO | WatchFlags::CREATE)
     }
 
-    /// Watches `dir` for files coming and going (created, renamed, removed).
-    pub fn entries(dir: &Path) -> Result<Self> {
-        Self::with(dir, WatchFlags::MOVED_TO | WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::MOVED_FROM)
+    /// Watches each of `dirs` for entries coming and going (created, renamed, removed).
+    pub fn entries(dirs: &[&Path]) -> Result<Self> {
+        let flags = WatchFlags::MOVED_TO | WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::MOVED_FROM;
+        Self::with(dirs, flags)
     }
 
-    fn with(dir: &Path, flags: WatchFlags) -> Result<Self> {
-        // Each watch is an inotify instance: a user has 128 by default (fs.inotify.max_user_instances).
+    fn with(dirs: &[&Path], flags: WatchFlags) -> Result<Self> {
+        // Each DirWatch is an inotify instance: a user has 128 by default (fs.inotify.max_user_instances).
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
             .context("inotify_init (fs.inotify.max_user_instances reached?)")?;
-        inotify::add_watch(&fd, dir, flags).with_context(|| format!("cannot watch {}", dir.display()))?;
+        for dir in dirs {
+            inotify::add_watch(&fd, *dir, flags).with_context(|| format!("cannot watch {}", dir.display()))?;
+        }
         // SAFETY: the OwnedFd is moved in and stays open, unchanged, as long as the AsyncFd.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? };
         Ok(DirWatch { fd })

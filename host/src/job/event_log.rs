@@ -60,20 +60,36 @@ impl Drop for IndexLock<'_> {
 /// Opens the log of the job in `dir` (at `path`, for messages) for appending,
 /// repairing the index first if it does not match the log.
 pub(super) fn writer(dir: &Dir, path: &Path) -> Result<EventWriter> {
-    let open = |name: &str| {
-        dir.open_with(name, OpenOptions::new().read(true).write(true).create(true))
-            .with_context(|| format!("cannot open {}/{name}", path.display()))
-    };
     let events = dir
         .open_with(EVENTS, OpenOptions::new().read(true).append(true).create(true))
         .with_context(|| format!("cannot open {}/{EVENTS}", path.display()))?;
-    let index = open(EVENTS_INDEX)?;
+    // A new job has no index until its log is first appended to or read (see [`write_first`]).
+    let (index, new) = match dir.open_with(EVENTS_INDEX, OpenOptions::new().read(true).write(true)) {
+        Ok(index) => (Ok(index), false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            (dir.open_with(EVENTS_INDEX, OpenOptions::new().read(true).write(true).create(true)), true)
+        }
+        Err(e) => (Err(e), false),
+    };
+    let index = index.with_context(|| format!("cannot open {}/{EVENTS_INDEX}", path.display()))?;
     let writer = EventWriter { events, index, path: path.to_path_buf() };
     {
         let _lock = IndexLock::take(&writer.index, path)?;
-        writer.repair(dir)?;
+        writer.repair(dir, !new)?;
     }
     Ok(writer)
+}
+
+/// Writes a new job's log: `events.jsonl` holding its first event, the
+/// `queued` status with the prompt, stamped with the job's creation time (so
+/// that the log made again from the job's queue entry is the same). Its index
+/// is made when the log is first appended to or read.
+pub(super) fn write_first(dir: &Dir, path: &Path, meta: &JobMeta) -> Result<()> {
+    let data = serde_json::json!({"status": meta.status, "turn": meta.turn, "prompt": meta.prompt});
+    let event = Event { seq: 0, ts: meta.created_at, kind: STATUS_EVENT.to_owned(), data };
+    let mut line = serde_json::to_vec(&event)?;
+    line.push(b'\n');
+    dir.write(EVENTS, line).with_context(|| format!("cannot write {}/{EVENTS}", path.display()))
 }
 
 /// How many events the job in `dir` has (the next event's `seq`), repairing
@@ -138,8 +154,9 @@ impl EventWriter {
     /// Under the lock: makes `events.idx` list exactly the whole lines of
     /// `events.jsonl`. Keeps the longest prefix of the index that still
     /// points at line ends, re-indexes the lines after it, and moves a torn
-    /// last line aside to `events.torn`.
-    fn repair(&self, dir: &Dir) -> Result<()> {
+    /// last line aside to `events.torn`. With `warn`, says so when the
+    /// index had to change (a new job's first index is no news).
+    fn repair(&self, dir: &Dir, warn: bool) -> Result<()> {
         let log_len = self.events.metadata()?.len();
         let index_len = self.index.metadata()?.len();
         let mut old = Vec::with_capacity(usize::try_from(index_len)?);
@@ -202,7 +219,7 @@ impl EventWriter {
         (&self.index).seek(SeekFrom::Start(entries * INDEX_ENTRY))?;
         (&self.index).write_all(&bytes)?;
         self.index.sync_data()?;
-        if index_len != (entries + ends.len() as u64) * INDEX_ENTRY || start != offset {
+        if warn && (index_len != (entries + ends.len() as u64) * INDEX_ENTRY || start != offset) {
             tracing::warn!(
                 "{}/{EVENTS_INDEX} did not match {EVENTS} ({} entries for the log's {} lines); rebuilt it",
                 self.path.display(),

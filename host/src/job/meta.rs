@@ -91,6 +91,11 @@ pub struct JobMeta {
     /// Token usage of the last completed turn, as Codex reported it in `turn.completed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Value>,
+    /// The policy set pinned at `job_start` (`policy::PinnedSet` as JSON),
+    /// under which every turn runs; `None` for a job started without one
+    /// (jobs of earlier versions keep it in `policies.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Value>,
     /// Byte offset in `notifications.jsonl` of the current turn's notification,
     /// chosen (under the feed's lock) just before it is appended; see `supervisor::record_end`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +132,7 @@ impl JobMeta {
             error: None,
             last_message: None,
             usage: None,
+            policies: None,
             notification_offset: None,
         }
     }

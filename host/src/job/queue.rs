@@ -1,10 +1,16 @@
-//! The durable queue of turns: `<home>/queue/`, one empty file per turn that
-//! has not ended, named `<queued_at in ns, 20 digits>-<job id>-<turn>` so that
+//! The durable queue of turns: `<home>/queue/`, one file per turn that has
+//! not ended, named `<queued_at in ns, 20 digits>-<job id>-<turn>` so that
 //! the names sort in FIFO order.
 //!
-//! `job_start` and `job_reply` write the entry (fsynced) before they answer,
-//! so an acknowledged turn is on disk even if the server dies the next
-//! instant. Admission ([`admit`]) runs under an exclusive `flock` on
+//! An entry holds a [`QueuedTurn`]: what the turn runs and, for a job's first
+//! turn, the job's first records. `job_start` and `job_reply` write it
+//! (fsynced, with its folder) before anything else of the turn, and answer
+//! only after, so an acknowledged turn is on disk even if the machine goes
+//! down the next instant. The job's directory of a new job is made from the
+//! entry without fsync ([`JobStore::materialize`]); whoever finds it missing
+//! (another server racing the start, a crash) makes it again from the entry.
+//!
+//! Admission ([`admit`]) runs under an exclusive `flock` on
 //! `<home>/queue.lock`, so any number of servers on one home admit safely: it
 //! walks the entries oldest first, counts the turns whose supervisor is alive
 //! (its supervisor lock is held), starts queued turns while fewer than the
@@ -17,8 +23,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cap_std::fs::OpenOptions;
+use serde::{Deserialize, Serialize};
 
-use super::store::FileLock;
+use super::store::{FileLock, TurnSpec};
 use super::{JobDir, JobId, JobMeta, JobStatus, JobStore};
 
 /// The folder of entries, in the home.
@@ -63,16 +70,116 @@ pub struct Admitted {
     pub settled: Vec<JobId>,
 }
 
+/// What a queue entry holds, as JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueuedTurn {
+    /// What the turn's supervisor runs.
+    pub spec: TurnSpec,
+    /// For a job's first turn: its `meta.json` as `job_start` wrote it, from
+    /// which its directory is made (again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<JobMeta>,
+}
+
 impl JobStore {
-    /// Adds the job's current turn to the queue, durably (the entry and the folder are fsynced).
-    pub fn enqueue(&self, meta: &JobMeta) -> Result<()> {
+    /// Adds the job's current turn (`meta`, as it will be once queued) to the
+    /// queue, durably: the entry holding `spec` (and for turn 0 `meta`, the
+    /// job's first records) is written to a temporary file, fsynced, renamed
+    /// into place, and the folder fsynced. Errors name the entry; nothing is
+    /// left behind then.
+    pub fn enqueue(&self, meta: &JobMeta, spec: &TurnSpec) -> Result<()> {
         let entry = Entry::of(meta);
         let queue = self.queue_dir()?;
-        let path = || format!("{}/{QUEUE_DIR}/{}", self.root().display(), entry.name());
+        let turn = QueuedTurn { spec: spec.clone(), first: (meta.turn == 0).then(|| meta.clone()) };
+        let bytes = serde_json::to_vec(&turn)?;
+        let write = || -> io::Result<()> {
+            crate::failpoint_io!("enqueue")?;
+            let mut tmp = cap_tempfile::TempFile::new(&queue)?;
+            io::Write::write_all(tmp.as_file_mut(), &bytes)?;
+            tmp.as_file().sync_all()?;
+            tmp.replace(entry.name())
+        };
+        write().with_context(|| format!("cannot write {}/{QUEUE_DIR}/{}", self.root().display(), entry.name()))?;
+        super::store::sync_dir(&self.root().join(QUEUE_DIR))
+    }
+
+    /// Puts back the entry of a job's queued turn that has none (a job of an
+    /// earlier version, whose turn is in its `turn.json`): empty, it sends
+    /// the supervisor to `turn.json`. Nothing when the entry is there.
+    pub fn ensure_queued(&self, meta: &JobMeta) -> Result<()> {
+        let entry = Entry::of(meta);
+        let queue = self.queue_dir()?;
+        if queue.exists(entry.name()) {
+            return Ok(());
+        }
         queue
             .open_with(entry.name(), OpenOptions::new().write(true).create(true))
-            .with_context(|| format!("cannot create {}", path()))?;
-        super::store::sync_dir(&self.root().join(QUEUE_DIR))?;
+            .with_context(|| format!("cannot create {}/{QUEUE_DIR}/{}", self.root().display(), entry.name()))?;
+        super::store::sync_dir(&self.root().join(QUEUE_DIR))
+    }
+
+    /// What the job's current turn (`meta`, just read) runs: from its queue
+    /// entry, or from `turn.json` when the entry is empty (queued by an earlier version).
+    ///
+    /// Errors: the entry is gone (the turn ended or was never queued) or
+    /// cannot be read; the message names it.
+    pub fn turn_to_run(&self, job: &JobDir, meta: &JobMeta) -> Result<TurnSpec> {
+        match self.queued_turn(&Entry::of(meta))? {
+            Some(turn) => Ok(turn.spec),
+            None => job.read_turn(),
+        }
+    }
+
+    /// The contents of `entry`: `None` when it is empty (written by an earlier version).
+    fn queued_turn(&self, entry: &Entry) -> Result<Option<QueuedTurn>> {
+        let path = || format!("{}/{QUEUE_DIR}/{}", self.root().display(), entry.name());
+        let bytes = self.queue_dir()?.read(entry.name()).with_context(|| format!("cannot read {}", path()))?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let turn = serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid queue entry", path()))?;
+        Ok(Some(turn))
+    }
+
+    /// The directory of `entry`'s job, made from the entry's first records
+    /// when the entry is a job's first turn and the directory is missing (a
+    /// start still under way in another server, or a crash of the machine).
+    /// `None` when there is neither: the job was removed, the entry is stale.
+    pub fn job_of(&self, entry: &Entry) -> Result<Option<JobDir>> {
+        match self.job(entry.job) {
+            Ok(job) => Ok(Some(job)),
+            Err(e) if e.downcast_ref::<crate::InvalidInput>().is_some() => {
+                match self.queued_turn(entry).ok().flatten().and_then(|t| t.first) {
+                    Some(first) => self.materialize(&first).map(Some),
+                    None => Ok(None),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a crash of the machine: makes whole the first records of every
+    /// queued job's first turn that the crash cost (see
+    /// [`JobDir::restore_first`]), so that each is listed and admitted as it
+    /// was acknowledged. Each job is looked at under its supervisor lock;
+    /// errors are logged per job.
+    pub fn restore_queued(&self) -> Result<()> {
+        for entry in self.queued()?.into_iter().filter(|e| e.turn == 0) {
+            let restored = (|| -> Result<()> {
+                let Some(job) = self.job_of(&entry)? else { return Ok(()) };
+                if job.read_meta().is_ok() {
+                    return Ok(());
+                }
+                let Some(_lock) = job.try_supervisor_lock()? else { return Ok(()) };
+                if let Some(first) = self.queued_turn(&entry)?.and_then(|t| t.first) {
+                    job.restore_first(&first)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = restored {
+                tracing::warn!(job = %entry.job, "cannot restore the queued job: {e:#}");
+            }
+        }
         Ok(())
     }
 
@@ -132,14 +239,10 @@ pub fn admit(
     let mut running_in: HashMap<PathBuf, usize> = HashMap::new();
     let mut ready = Vec::new();
     for entry in store.queued()? {
-        let job = match store.job(entry.job) {
-            Ok(job) => job,
-            Err(e) if e.downcast_ref::<crate::InvalidInput>().is_some() => {
-                // Its job directory was removed (jobs gc, or by hand): the entry is stale.
-                remove_entry(store, &entry)?;
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(job) = store.job_of(&entry)? else {
+            // Its job directory was removed (by hand): the entry is stale.
+            remove_entry(store, &entry)?;
+            continue;
         };
         let Some(lock) = job.try_supervisor_lock()? else {
             running += 1;
@@ -148,7 +251,24 @@ pub fn admit(
             }
             continue;
         };
-        let meta = job.read_meta()?;
+        let meta = match job.read_meta() {
+            Ok(meta) => meta,
+            Err(e) => {
+                // One damaged job does not hold up the queue.
+                tracing::warn!(job = %entry.job, "not admitted: {e:#}");
+                continue;
+            }
+        };
+        if entry.turn > meta.turn {
+            // A reply writes its entry before meta.json, under the job's lock:
+            // held, the reply is under way; free, it died before answering.
+            if let Some(_reply_is_over) = job.try_lock()?
+                && job.read_meta()?.turn < entry.turn
+            {
+                remove_entry(store, &entry)?;
+            }
+            continue;
+        }
         if meta.turn == entry.turn && meta.status == JobStatus::Queued && meta.pid.is_none() {
             ready.push((job, lock, meta.cwd));
         } else if meta.turn == entry.turn {

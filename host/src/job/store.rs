@@ -7,8 +7,8 @@
 //! <home>/jobs/<job_id>/events.idx   end offset of each event line, u64 little-endian (derived)
 //! <home>/jobs/<job_id>/output.log   the agent's raw stdout and stderr lines
 //! <home>/jobs/<job_id>/supervisor.log the supervisor's own log
-//! <home>/jobs/<job_id>/turn.json     TurnSpec: what the current turn's supervisor runs
-//! <home>/jobs/<job_id>/policies.json the policy set pinned at job_start (`policy::PinnedSet`)
+//! <home>/jobs/<job_id>/turn.json     (earlier versions) what a queued turn runs: now in its queue entry
+//! <home>/jobs/<job_id>/policies.json (earlier versions) the pinned policy set: now in meta.json
 //! <home>/jobs/<job_id>/supervisor.lock held (flock) by the turn's supervisor for its whole life
 //! <home>/jobs/<job_id>/job.lock      held (flock) while a turn begins or its end is recorded
 //! <home>/jobs/<job_id>/space.reserve  disk space a running supervisor holds to record its end on a full disk
@@ -47,9 +47,9 @@ const RESERVE: &str = "space.reserve";
 /// long last message, the terminal event and the notification.
 pub const RESERVE_BYTES: u64 = 4 << 20;
 
-/// What the supervisor of a job's current turn runs, handed over in
-/// `turn.json` rather than on its command line (no size limit of the kernel's,
-/// and `ps` shows no prompt). Written before the turn is queued.
+/// What the supervisor of a job's current turn runs, handed over in the
+/// turn's queue entry rather than on its command line (no size limit of the
+/// kernel's, and `ps` shows no prompt).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TurnSpec {
     /// The turn this is for, from 0.
@@ -107,29 +107,49 @@ impl JobStore {
         &self.home
     }
 
-    /// Creates the directory of a new job: `fill` writes its first files
-    /// (`meta.json`, `turn.json`, the first event) into a hidden directory that
-    /// is renamed into place only once they are all written, and the rename is
-    /// fsynced. On any error (a full disk included) nothing is left behind and
-    /// the message names the path.
-    pub fn create(&self, id: JobId, fill: impl FnOnce(&JobDir) -> Result<()>) -> Result<JobDir> {
-        let (name, hidden) = (id.to_string(), format!(".new-{id}"));
+    /// Makes the directory of a job in its first turn from its first
+    /// records: `meta.json` and the first event of `events.jsonl`, written
+    /// into a hidden directory that is renamed into place once whole.
+    ///
+    /// Nothing here is fsynced: the job's queue entry, written and fsynced
+    /// first, holds the same records, and whoever finds the directory missing
+    /// makes it again from there (see `queue`). A directory that is there
+    /// already (another server made it from the entry) is kept. On an error
+    /// (a full disk included) nothing is left behind and the message names the path.
+    pub fn materialize(&self, meta: &JobMeta) -> Result<JobDir> {
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = meta.id.to_string();
+        // Unique to this process and call: two servers may make the same job at once.
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let hidden = format!(".new-{name}-{}-{n}", std::process::id());
         let path = self.root.join("jobs").join(&name);
         let made = (|| {
-            self.jobs.create_dir(&hidden).with_context(|| format!("cannot create {}", path.display()))?;
-            let dir = self.jobs.open_dir(&hidden)?;
-            fill(&JobDir { id, dir, path: path.clone() })?;
-            self.jobs
-                .rename(&hidden, &self.jobs, &name)
+            crate::failpoint_io!("materialize")
+                .and_then(|()| self.jobs.create_dir(&hidden))
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            sync_dir(&self.root.join("jobs"))?;
-            Ok(())
+            let dir = self.jobs.open_dir(&hidden)?;
+            let mut bytes = serde_json::to_vec_pretty(meta)?;
+            bytes.push(b'\n');
+            dir.write(META, bytes).with_context(|| format!("cannot write {}/{META}", path.display()))?;
+            event_log::write_first(&dir, &path, meta)?;
+            self.jobs.rename(&hidden, &self.jobs, &name).with_context(|| format!("cannot create {}", path.display()))
         })();
         if let Err(e) = made {
             let _ = self.jobs.remove_dir_all(&hidden);
-            return Err(e);
+            if !self.jobs.is_dir(&name) {
+                return Err(e);
+            } // else another made it from the entry meanwhile
         }
-        self.open_existing(id)
+        self.open_existing(meta.id)
+    }
+
+    /// A job directory holding only `meta.json`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn create_bare(&self, meta: &JobMeta) -> JobDir {
+        self.jobs.create_dir(meta.id.to_string()).unwrap();
+        let job = self.open_existing(meta.id).unwrap();
+        job.write_meta(meta).unwrap();
+        job
     }
 
     /// Opens an existing job's directory.
@@ -391,19 +411,31 @@ impl JobDir {
             .with_context(|| format!("cannot write {}/{name}", self.path.display()))
     }
 
-    /// Writes `turn.json` atomically.
-    pub fn write_turn(&self, spec: &TurnSpec) -> Result<()> {
-        self.replace_file(TURN, &serde_json::to_vec(spec)?)
+    /// Makes a job's first records whole again from its queue entry's copy
+    /// (`first`, as `job_start` wrote them) after a crash of the machine cost
+    /// the unsynced originals: `meta.json`, and the first event when
+    /// `events.jsonl` is empty or missing (its index is then made anew).
+    pub fn restore_first(&self, first: &JobMeta) -> Result<()> {
+        self.write_meta(first)?;
+        if self.dir.metadata(event_log::EVENTS).map_or(true, |m| m.len() == 0) {
+            let _ = self.dir.remove_file(event_log::EVENTS_INDEX);
+            event_log::write_first(&self.dir, &self.path, first)?;
+        }
+        tracing::warn!(job = %self.id, "{}: restored meta.json and the first event from the job's queue entry", self.path.display());
+        Ok(())
     }
 
-    /// Writes `policies.json`: the policy set the job runs under, pinned at its start.
-    pub fn write_policies<T: Serialize>(&self, pinned: &T) -> Result<()> {
-        self.replace_file(POLICIES, &serde_json::to_vec(pinned)?)
-    }
-
-    /// Reads `policies.json`; `None` for a job started before policies were
+    /// The policy set the job runs under, pinned at its start: from
+    /// `meta.json` (`meta`, just read), or from `policies.json` for a job of
+    /// an earlier version; `None` for a job started before policies were
     /// pinned (its policies are looked up by its cwd).
-    pub fn read_policies<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+    pub fn read_policies<T: serde::de::DeserializeOwned>(&self, meta: &JobMeta) -> Result<Option<T>> {
+        if let Some(pinned) = &meta.policies {
+            let pinned = T::deserialize(pinned).with_context(|| {
+                format!("{}/{META}: policies is not a valid pinned policy set", self.path.display())
+            })?;
+            return Ok(Some(pinned));
+        }
         let bytes = match self.dir.read(POLICIES) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -414,8 +446,8 @@ impl JobDir {
         Ok(Some(pinned))
     }
 
-    /// Reads `turn.json`.
-    pub fn read_turn(&self) -> Result<TurnSpec> {
+    /// Reads `turn.json`, where earlier versions put a queued turn (now in its queue entry).
+    pub(super) fn read_turn(&self) -> Result<TurnSpec> {
         let bytes = self.dir.read(TURN).with_context(|| format!("cannot read {}/{TURN}", self.path.display()))?;
         serde_json::from_slice(&bytes).with_context(|| format!("{}/{TURN} is not a valid turn", self.path.display()))
     }
@@ -425,6 +457,11 @@ impl JobDir {
     pub fn lock(&self) -> Result<FileLock> {
         self.flock(JOB_LOCK, rustix::fs::FlockOperation::LockExclusive)?
             .with_context(|| format!("cannot lock {}/{JOB_LOCK}", self.path.display()))
+    }
+
+    /// Takes the job's lock if no one holds it: `None` while someone does.
+    pub fn try_lock(&self) -> Result<Option<FileLock>> {
+        self.flock(JOB_LOCK, rustix::fs::FlockOperation::NonBlockingLockExclusive)
     }
 
     /// Takes the supervisor lock if no live supervisor holds it: `None` while
@@ -615,7 +652,7 @@ mod tests {
 
     fn new_job(store: &JobStore) -> JobDir {
         let id = JobId::new();
-        store.create(id, |j| j.write_meta(&meta(id))).unwrap()
+        store.create_bare(&meta(id))
     }
 
     #[test]
@@ -623,7 +660,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
         let id = JobId::new();
-        let job = store.create(id, |j| j.write_meta(&meta(id))).unwrap();
+        let job = store.create_bare(&meta(id));
         let mut m = job.read_meta().unwrap();
         m.status = JobStatus::Running;
         m.prompt = "x".repeat(100_000);

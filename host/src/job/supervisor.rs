@@ -35,7 +35,7 @@ const END_LOOK_BACK: u64 = 10_000;
 /// session): `HOST_EXE --home HOME supervise --job ID`, its stdin the job's
 /// supervisor lock (which it keeps, and so holds, for its whole life), its
 /// stderr (the supervisor's own log) in `supervisor.log`. What it runs is in
-/// the job's `turn.json`. Returns its pid, which is also its process group id.
+/// the turn's queue entry. Returns its pid, which is also its process group id.
 pub fn spawn(host_exe: &Path, home: &Path, job: &JobDir, lock: FileLock) -> Result<u32> {
     let log = job.supervisor_log()?;
     let mut cmd = tokio::process::Command::new(host_exe);
@@ -74,7 +74,7 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
     let job = store.job(id)?;
     let _lock = hold_supervisor_lock(&job)?;
     let meta = job.read_meta()?;
-    let spec = job.read_turn()?;
+    let spec = store.turn_to_run(&job, &meta)?;
     if meta.status != JobStatus::Queued || spec.turn != meta.turn {
         anyhow::bail!("job {id} is {} in turn {}; nothing to run for turn {}", meta.status, meta.turn, spec.turn);
     }

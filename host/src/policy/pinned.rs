@@ -1,6 +1,6 @@
 //! Policies pinned per job: at `job_start` the host records the policy set in
 //! force (each component by the sha256 of its content, with its settings and
-//! limits) in the job's `policies.json`, and keeps a copy of every component
+//! limits) in the job's `meta.json` (`policies`), and keeps a copy of every component
 //! it loads under `$CODEX_JOBHOST_HOME/pinned/<sha256>.wasm`. The job's reads
 //! use that set for good: an edited `jobhost.toml` or a replaced `.wasm`
 //! applies to jobs started after it, and never switches a job's policies.
@@ -20,7 +20,8 @@ use super::{FailureMode, Guest, GuestLimits, Policies, PolicySet, World};
 /// Where pinned copies of components live, under the job home.
 pub const PINNED_DIR: &str = "pinned";
 
-/// A job's policy set as pinned at its start: `policies.json`.
+/// A job's policy set as pinned at its start: `policies` in its `meta.json`
+/// (`policies.json` in jobs of earlier versions).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PinnedSet {
     /// The project root the set was resolved for.
@@ -88,7 +89,7 @@ impl PolicySet {
 
 /// How long an unreferenced pinned copy is kept after it was last pinned or
 /// written: a job start pins (and so touches) its copies milliseconds before
-/// its `policies.json` appears.
+/// its `meta.json` names them.
 pub const PINNED_GRACE: Duration = Duration::from_secs(3600);
 
 impl Policies {
