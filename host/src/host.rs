@@ -24,6 +24,7 @@ use crate::backend::{self, CodexCli, exec};
 use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
 use crate::job::approval::{self, PendingApproval};
+use crate::job::dirwatch::DirWatches;
 use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
 use crate::job::supervisor;
@@ -446,6 +447,8 @@ pub struct JobHost {
     policies: Policies,
     live: Mutex<HashMap<JobId, Live>>,
     following: lifecycle::Following,
+    /// The job directories this host waits on, through one inotify instance.
+    watches: DirWatches,
     admission: lifecycle::Admission,
     indexed: watch::Sender<bool>,
     /// Jobs the last index could not read, with the error.
@@ -467,6 +470,7 @@ impl JobHost {
             policies,
             live: Mutex::default(),
             following: Mutex::default(),
+            watches: DirWatches::default(),
             admission: lifecycle::Admission::default(),
             indexed: watch::Sender::new(false),
             unreadable: Mutex::default(),

@@ -55,13 +55,8 @@ impl JobHost {
             let followed: Result<()> = async {
                 loop {
                     queue.changed().await?;
-                    // Turns start oldest first: the oldest entries (running
-                    // turns and those next in line) are followed, as each
-                    // follow holds an inotify instance (a user has 128); the
-                    // rest are indexed only, and followed once they come up.
-                    let window = 2 * host.config.max_running;
-                    for (i, entry) in host.store.queued()?.into_iter().enumerate() {
-                        host.notice(entry, i < window);
+                    for entry in host.store.queued()? {
+                        host.notice(entry);
                     }
                 }
             }
@@ -72,22 +67,18 @@ impl JobHost {
         });
     }
 
-    /// Brings a queued turn's job into the index and, with `follow`, follows
-    /// it, unless this host already does. Takes no lock: another server may
-    /// be admitting it.
-    fn notice(self: &Arc<Self>, entry: queue::Entry, follow: bool) {
+    /// Brings a queued turn's job into the index and follows it, unless this
+    /// host already does. Takes no lock: another server may be admitting it.
+    fn notice(self: &Arc<Self>, entry: queue::Entry) {
         let id = entry.job;
         if self.live.lock().unwrap().contains_key(&id) || self.following.lock().unwrap().contains(&id) {
             return;
-        }
-        if !follow && self.registry.get(id).is_some_and(|j| j.turn == entry.turn) {
-            return; // indexed already
         }
         match self.store.job(id).and_then(|job| job.read_meta()) {
             Ok(meta) => {
                 self.registry.update(&meta);
                 // A reply's entry comes before its meta.json: follow the turn to come.
-                if follow && (!meta.status.is_terminal() || meta.turn < entry.turn) {
+                if !meta.status.is_terminal() || meta.turn < entry.turn {
                     self.follow_from(id, entry.turn);
                 }
             }
@@ -131,7 +122,7 @@ impl JobHost {
         tokio::spawn(async move {
             let followed = async {
                 let job = host.store.job(id)?;
-                let changes = DirWatch::open(job.path())?;
+                let changes = host.watches.open(job.path())?;
                 loop {
                     let meta = job.read_meta()?;
                     host.registry.update(&meta);
@@ -260,7 +251,7 @@ impl JobHost {
             // `input_required`) reaches the index at once. The end is left to
             // `settle` below, after the supervisor exits: by then its
             // notification is written too, so a caller woken by the end finds it.
-            let changes = host.store.job(id).and_then(|job| Ok((DirWatch::open(job.path())?, job)));
+            let changes = host.store.job(id).and_then(|job| Ok((host.watches.open(job.path())?, job)));
             match changes {
                 Ok((changes, job)) => loop {
                     tokio::select! {
@@ -311,7 +302,7 @@ impl JobHost {
             }
             // A settler that died holding the lock changes nothing: look again now
             // and then (a change between the look and the watch is caught so too).
-            match DirWatch::open(job.path()) {
+            match self.watches.open(job.path()) {
                 Ok(changes) => _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes.changed()).await,
                 Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
             }
@@ -337,7 +328,7 @@ impl JobHost {
         let job = self.store.job(id)?;
         loop {
             // Watching before reading: a change in between still wakes the wait below.
-            let changes = DirWatch::open(job.path())?;
+            let changes = self.watches.open(job.path())?;
             let meta = job.read_meta()?;
             if meta.status.is_terminal() {
                 return Err(invalid(format!("job {id} is already {}; nothing to cancel", meta.status)));
