@@ -273,6 +273,28 @@ async fn output_past_its_cap_loses_its_middle_and_the_job_goes_on() -> Result<()
     Ok(())
 }
 
+/// On a file system that cannot punch holes (a fail point stands in for
+/// one), output past the cap is dropped after one marker line, and the job goes on.
+#[tokio::test]
+async fn output_past_its_cap_is_dropped_where_holes_cannot_be_punched() -> Result<()> {
+    let answer: String = "0123456789".repeat(300_000);
+    let world = World::new([Reply::Message(answer.clone())])?;
+    std::fs::create_dir_all(world.jobhost_home())?;
+    std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\noutput_max_mib = 1\n")?;
+    let server = world.serve_env((), &[("SUPERVISOR_FAILPOINTS", "punch-hole-unsupported=return")]).await?;
+    let job = server.start_job(world.start_args("say a lot")).await?;
+    let status = server.wait_done(&job, 180).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    let meta = read_json(&world.jobhost_home().join("jobs").join(&job).join("meta.json"))?;
+    assert_eq!(meta["last_message"].as_str().map(str::len), Some(answer.len()), "the answer itself is whole");
+    let log = std::fs::read(world.jobhost_home().join("jobs").join(&job).join("output.log"))?;
+    let text = String::from_utf8_lossy(&log);
+    assert_eq!(text.matches("dropped: this file system cannot cut the middle of output.log").count(), 1, "one marker");
+    assert!(text.ends_with("…]\n"), "nothing after the marker: {:?}", &text[text.len().saturating_sub(200)..]);
+    assert!(log.len() < (1 << 20) + (1 << 20) / 2, "{} bytes kept for a 1 MiB cap", log.len());
+    Ok(())
+}
+
 /// The prompt reaches Codex on its stdin: 300 KiB runs (a command line
 /// argument stops at 128 KiB); past the documented limit it is refused up front.
 #[tokio::test]

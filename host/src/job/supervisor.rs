@@ -255,7 +255,6 @@ impl<'a> Turn<'a> {
         use super::output::Write;
         let mut buf = match self.output_cap.before(line.len() as u64 + 1) {
             Write::Line => Vec::with_capacity(line.len() + 1),
-            Write::MarkerThenDrop(marker) => return Ok(self.output.write_all(&marker).await?),
             Write::Drop => return Ok(()),
         };
         buf.extend_from_slice(line);
