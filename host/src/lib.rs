@@ -32,14 +32,18 @@ macro_rules! failpoint {
 }
 
 /// A fail point that fails a write: with the `failpoints` feature and
-/// `FAILPOINTS=<name>=return`, evaluates to `Err(ENOSPC)` (a full disk), else
-/// to `Ok(())`. Without the feature it is always `Ok(())`.
+/// `FAILPOINTS=<name>=return`, evaluates to `Err(ENOSPC)` (a full disk), or
+/// to `Err` of the given `rustix::io::Errno`, else to `Ok(())`. Without the
+/// feature it is always `Ok(())`.
 #[macro_export]
 macro_rules! failpoint_io {
-    ($name:literal) => {{
+    ($name:literal) => {
+        $crate::failpoint_io!($name, rustix::io::Errno::NOSPC)
+    };
+    ($name:literal, $errno:expr) => {{
         #[cfg(feature = "failpoints")]
         let result = match fail::eval($name, |_| ()) {
-            Some(()) => Err(std::io::Error::from_raw_os_error(28)),
+            Some(()) => Err(std::io::Error::from($errno)),
             None => Ok(()),
         };
         #[cfg(not(feature = "failpoints"))]

@@ -89,20 +89,15 @@ impl OutputCap {
     pub fn cut(&mut self, file: impl AsFd, range: std::ops::Range<u64>) -> io::Result<()> {
         let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
         // Tests stand in a file system without hole punching (ext4 and tmpfs have it).
-        #[cfg(feature = "failpoints")]
-        let unsupported = fail::eval("punch-hole-unsupported", |_| ()).is_some();
-        #[cfg(not(feature = "failpoints"))]
-        let unsupported = false;
-        let punched = match unsupported {
-            true => Err(rustix::io::Errno::OPNOTSUPP),
-            false => rustix::fs::fallocate(&file, punch, range.start, range.end - range.start),
-        };
+        let punched = crate::failpoint_io!("punch-hole-unsupported", rustix::io::Errno::OPNOTSUPP)
+            .and_then(|()| Ok(rustix::fs::fallocate(&file, punch, range.start, range.end - range.start)?));
+        let unsupported = [rustix::io::Errno::OPNOTSUPP, rustix::io::Errno::NOSYS].map(|e| Some(e.raw_os_error()));
         match punched {
             Ok(()) => {
                 self.hole_end = range.end;
                 Ok(())
             }
-            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {
+            Err(e) if unsupported.contains(&e.raw_os_error()) => {
                 // Cut short instead: the start stays, the rest (and all to come) goes.
                 rustix::fs::ftruncate(&file, range.start)?;
                 let marker = format!(
@@ -113,7 +108,7 @@ impl OutputCap {
                 self.dropping = true;
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 }
