@@ -958,10 +958,10 @@ impl JobHost {
     }
 
     /// The place of every queued turn in the home's queue, from 1, oldest
-    /// first; turns already running (whose entries stay until they end) are not counted.
+    /// first; admitted turns are not counted.
     fn queue_positions(&self) -> Result<HashMap<JobId, usize>> {
         let mut positions = HashMap::new();
-        for entry in self.store.queued()? {
+        for entry in self.store.waiting()? {
             let status = match self.registry.get(entry.job) {
                 Some(j) if j.turn == entry.turn => Some(j.status),
                 _ => self.store.job(entry.job).and_then(|j| j.read_meta()).ok().map(|m| m.status),

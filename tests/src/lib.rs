@@ -359,6 +359,17 @@ impl World {
         self.root.path().join("jobhost-home")
     }
 
+    /// The names of the home's queue entries, waiting (`queue/`) and admitted (`admitted/`).
+    pub fn queue_entries(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for folder in ["queue", "admitted"] {
+            for entry in std::fs::read_dir(self.jobhost_home().join(folder))? {
+                names.push(entry?.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
+
     /// The agent's working directory.
     pub fn work_dir(&self) -> PathBuf {
         self.root.path().join("work")

@@ -60,7 +60,7 @@ async fn a_supervisor_killed_at_each_point_of_its_end_records_it_exactly_once() 
         let events = third.all_events(&job).await?;
         assert_eq!(terminal_events(&events, 0).len(), 1, "{point}: {events:?}");
         assert_eq!(notifications_of(&third, &job).await?.len(), 1, "{point}");
-        let queue: Vec<_> = std::fs::read_dir(world.jobhost_home().join("queue"))?.collect();
+        let queue = world.queue_entries()?;
         assert!(queue.is_empty(), "{point}: the queue still holds {queue:?}");
         let names: Vec<String> = std::fs::read_dir(world.jobhost_home().join("jobs").join(&job))?
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -111,9 +111,7 @@ async fn a_queued_job_whose_directory_a_crash_lost_runs_from_its_queue_entry() -
         let prompt = format!("survive {damage}");
         let _ = server.start_job(world.start_args(&prompt)).await; // the server dies, before or after answering
         server.exited().await?;
-        let queue = world.jobhost_home().join("queue");
-        let entries: Vec<String> =
-            std::fs::read_dir(&queue)?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let entries = world.queue_entries()?;
         assert_eq!(entries.len(), 1, "{damage}: {entries:?}");
         let id = &entries[0][21..entries[0].rfind('-').unwrap()];
         let dir = world.jobhost_home().join("jobs").join(id);
@@ -135,7 +133,7 @@ async fn a_queued_job_whose_directory_a_crash_lost_runs_from_its_queue_entry() -
         assert_eq!(events[0]["data"], json!({"status": "queued", "turn": 0, "prompt": prompt}), "{damage}: {events:?}");
         assert_eq!(terminal_events(&events, 0).len(), 1, "{damage}: {events:?}");
         assert_eq!(notifications_of(&server, id).await?.len(), 1, "{damage}");
-        assert_eq!(std::fs::read_dir(&queue)?.count(), 0, "{damage}: the queue still holds the entry");
+        assert_eq!(world.queue_entries()?, Vec::<String>::new(), "{damage}: the queue still holds the entry");
         let list = server.ok("job_list", json!({})).await?;
         assert!(list["unreadable"].as_array().is_none_or(Vec::is_empty), "{damage}: {list}");
     }
@@ -449,18 +447,18 @@ async fn job_start_on_a_full_disk_refuses_cleanly_and_leaves_nothing() -> Result
     let err = server.err("job_start", world.start_args("no space")).await?;
     assert!(err.contains("No space left on device") && err.contains(&format!("{}/queue/", home.display())), "{err}");
     assert!(
-        left("jobs")?.is_empty() && left("queue")?.is_empty(),
+        left("jobs")?.is_empty() && world.queue_entries()?.is_empty(),
         "a failed start left {:?} {:?}",
         left("jobs")?,
-        left("queue")?
+        world.queue_entries()?
     );
     let err = server.err("job_start", world.start_args("no space")).await?;
     assert!(err.contains("No space left on device") && err.contains(&format!("{}/jobs/", home.display())), "{err}");
     assert!(
-        left("jobs")?.is_empty() && left("queue")?.is_empty(),
+        left("jobs")?.is_empty() && world.queue_entries()?.is_empty(),
         "a failed start left {:?} {:?}",
         left("jobs")?,
-        left("queue")?
+        world.queue_entries()?
     );
     let job = server.start_job(world.start_args("space again")).await?;
     assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");

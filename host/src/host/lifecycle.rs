@@ -6,7 +6,7 @@
 //! once whoever gets there first.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,8 +30,9 @@ impl JobHost {
     pub async fn index_jobs(self: &Arc<Self>) -> Result<()> {
         // Watched before the jobs are read, so no turn queued in between is
         // missed; jobs/ too, as a new job's entry comes before its directory.
-        let (queued, jobs) = (self.store.root().join(queue::QUEUE_DIR), self.store.root().join("jobs"));
-        let queue = DirWatch::entries(&[&queued, &jobs])?;
+        let root = self.store.root();
+        let folders = [queue::QUEUE_DIR, queue::ADMITTED_DIR, "jobs"].map(|f| root.join(f));
+        let queue = DirWatch::entries(&folders.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
         self.store.restore_queued()?;
         let mut unreadable = std::collections::HashMap::new();
         for id in self.store.job_ids()? {

@@ -1,6 +1,8 @@
-//! The durable queue of turns: `<home>/queue/`, one file per turn that has
-//! not ended, named `<queued_at in ns, 20 digits>-<job id>-<turn>` so that
-//! the names sort in FIFO order.
+//! The durable queue of turns: one file per turn that has not ended, named
+//! `<queued_at in ns, 20 digits>-<job id>-<turn>` so that the names sort in
+//! FIFO order. A turn's entry waits in `<home>/queue/`; admission moves it
+//! to `<home>/admitted/` when it starts the turn's supervisor, and it goes
+//! when the turn's end is recorded.
 //!
 //! An entry holds a [`QueuedTurn`]: what the turn runs and, for a job's first
 //! turn, the job's first records. `job_start` and `job_reply` write it
@@ -12,10 +14,14 @@
 //!
 //! Admission ([`admit`]) runs under an exclusive `flock` on
 //! `<home>/queue.lock`, so any number of servers on one home admit safely: it
-//! walks the entries oldest first, counts the turns whose supervisor is alive
-//! (its supervisor lock is held), starts queued turns while fewer than the
-//! limit run, and hands the turns whose supervisor died without recording an
-//! end to the caller to settle. The entry goes when the turn's end is recorded.
+//! counts the admitted turns whose supervisor is alive (its supervisor lock
+//! is held) and hands those whose supervisor died without recording an end to
+//! the caller to settle, then starts waiting turns oldest first while fewer
+//! than the limit run. Admitted turns are few (about the limit), and waiting
+//! ones are read only while places are free, so a pass costs about the same
+//! with 2 or 2,000 turns waiting. The move to `admitted/` is not fsynced: a
+//! crash may put the entry back in `queue/`, where admission finds its state
+//! the same way.
 
 use std::collections::HashMap;
 use std::io;
@@ -28,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use super::store::{FileLock, TurnSpec};
 use super::{JobDir, JobId, JobMeta, JobStatus, JobStore};
 
-/// The folder of entries, in the home.
+/// The folder of waiting entries, in the home.
 pub const QUEUE_DIR: &str = "queue";
+/// The folder of admitted entries (their supervisor was started), in the home.
+pub const ADMITTED_DIR: &str = "admitted";
 const QUEUE_LOCK: &str = "queue.lock";
 
 /// One turn in the queue.
@@ -89,7 +97,7 @@ impl JobStore {
     /// left behind then.
     pub fn enqueue(&self, meta: &JobMeta, spec: &TurnSpec) -> Result<()> {
         let entry = Entry::of(meta);
-        let queue = self.queue_dir()?;
+        let queue = self.queue_dir(QUEUE_DIR)?;
         let turn = QueuedTurn { spec: spec.clone(), first: (meta.turn == 0).then(|| meta.clone()) };
         let bytes = serde_json::to_vec(&turn)?;
         let write = || -> io::Result<()> {
@@ -105,10 +113,14 @@ impl JobStore {
 
     /// Puts back the entry of a job's queued turn that has none (a job of an
     /// earlier version, whose turn is in its `turn.json`): empty, it sends
-    /// the supervisor to `turn.json`. Nothing when the entry is there.
+    /// the supervisor to `turn.json`. Nothing when the entry is there,
+    /// waiting or admitted.
     pub fn ensure_queued(&self, meta: &JobMeta) -> Result<()> {
         let entry = Entry::of(meta);
-        let queue = self.queue_dir()?;
+        if self.queue_dir(ADMITTED_DIR)?.exists(entry.name()) {
+            return Ok(());
+        }
+        let queue = self.queue_dir(QUEUE_DIR)?;
         if queue.exists(entry.name()) {
             return Ok(());
         }
@@ -130,10 +142,17 @@ impl JobStore {
         }
     }
 
-    /// The contents of `entry`: `None` when it is empty (written by an earlier version).
+    /// The contents of `entry`, admitted or waiting: `None` when it is empty
+    /// (written by an earlier version).
     fn queued_turn(&self, entry: &Entry) -> Result<Option<QueuedTurn>> {
-        let path = || format!("{}/{QUEUE_DIR}/{}", self.root().display(), entry.name());
-        let bytes = self.queue_dir()?.read(entry.name()).with_context(|| format!("cannot read {}", path()))?;
+        let mut folder = ADMITTED_DIR;
+        let mut read = self.queue_dir(folder)?.read(entry.name());
+        if read.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+            folder = QUEUE_DIR;
+            read = self.queue_dir(folder)?.read(entry.name());
+        }
+        let path = || format!("{}/{folder}/{}", self.root().display(), entry.name());
+        let bytes = read.with_context(|| format!("cannot read {}", path()))?;
         if bytes.is_empty() {
             return Ok(None);
         }
@@ -183,17 +202,31 @@ impl JobStore {
         Ok(())
     }
 
-    /// Removes the job's current turn from the queue (nothing when it is not there).
+    /// Removes the job's current turn from the queue, waiting or admitted
+    /// (nothing when it is not there).
     pub fn dequeue(&self, meta: &JobMeta) -> Result<()> {
         remove_entry(self, &Entry::of(meta))
     }
 
-    /// The queue, oldest first.
+    /// Every turn in the queue, admitted and waiting, oldest first.
     pub fn queued(&self) -> Result<Vec<Entry>> {
-        let queue = self.queue_dir()?;
+        let mut entries = self.entries_in(ADMITTED_DIR)?;
+        entries.extend(self.entries_in(QUEUE_DIR)?);
+        entries.sort_unstable();
+        Ok(entries)
+    }
+
+    /// The turns waiting to be admitted, oldest first.
+    pub fn waiting(&self) -> Result<Vec<Entry>> {
+        self.entries_in(QUEUE_DIR)
+    }
+
+    /// The entries in `folder` (`queue` or `admitted`), oldest first.
+    fn entries_in(&self, folder: &str) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
-        for item in queue.entries().with_context(|| format!("cannot list {}/{QUEUE_DIR}", self.root().display()))? {
-            if let Some(entry) = item?.file_name().to_str().and_then(Entry::parse) {
+        let list = || format!("cannot list {}/{folder}", self.root().display());
+        for item in self.queue_dir(folder)?.entries().with_context(list)? {
+            if let Some(entry) = item.with_context(list)?.file_name().to_str().and_then(Entry::parse) {
                 entries.push(entry);
             }
         }
@@ -201,10 +234,16 @@ impl JobStore {
         Ok(entries)
     }
 
-    fn queue_dir(&self) -> Result<cap_std::fs::Dir> {
-        self.home_dir()
-            .open_dir(QUEUE_DIR)
-            .with_context(|| format!("cannot open {}/{QUEUE_DIR}", self.root().display()))
+    fn queue_dir(&self, folder: &str) -> Result<cap_std::fs::Dir> {
+        self.home_dir().open_dir(folder).with_context(|| format!("cannot open {}/{folder}", self.root().display()))
+    }
+
+    /// Moves `entry` between `queue/` and `admitted/` (not fsynced: see the module's doc).
+    fn move_entry(&self, entry: &Entry, from: &str, to: &str) -> Result<()> {
+        let (from_dir, to_dir) = (self.queue_dir(from)?, self.queue_dir(to)?);
+        from_dir
+            .rename(entry.name(), &to_dir, entry.name())
+            .with_context(|| format!("cannot move {} from {from}/ to {to}/ in {}", entry.name(), self.root().display()))
     }
 }
 
@@ -224,9 +263,9 @@ impl JobStore {
 pub fn admit(
     store: &JobStore,
     max_running: usize,
-    mut project_limit: impl FnMut(&Path) -> Option<(PathBuf, usize)>,
-    mut spawn: impl FnMut(&JobDir, FileLock) -> Result<u32>,
-    mut settle: impl FnMut(&JobDir, FileLock, Option<String>) -> Result<()>,
+    project_limit: impl FnMut(&Path) -> Option<(PathBuf, usize)>,
+    spawn: impl FnMut(&JobDir, FileLock) -> Result<u32>,
+    settle: impl FnMut(&JobDir, FileLock, Option<String>) -> Result<()>,
 ) -> Result<Admitted> {
     let lock_file = store
         .home_dir()
@@ -234,29 +273,68 @@ pub fn admit(
         .with_context(|| format!("cannot open {}/{QUEUE_LOCK}", store.root().display()))?;
     rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::LockExclusive)
         .with_context(|| format!("cannot lock {}/{QUEUE_LOCK}", store.root().display()))?;
-    let mut done = Admitted::default();
-    let mut running = 0;
-    let mut running_in: HashMap<PathBuf, usize> = HashMap::new();
-    let mut ready = Vec::new();
-    for entry in store.queued()? {
-        let Some(job) = store.job_of(&entry)? else {
+    let mut pass =
+        Pass { store, project_limit, settle, running: 0, running_in: HashMap::new(), done: Admitted::default() };
+    // Admitted turns first: running ones tell how many places are free.
+    for entry in store.entries_in(ADMITTED_DIR)? {
+        if let Found::Waiting(..) = pass.look(&entry)? {
+            // Admitted, but its supervisor never started (a crash in between): back in line.
+            store.move_entry(&entry, ADMITTED_DIR, QUEUE_DIR)?;
+        }
+    }
+    pass.start_waiting(max_running, spawn)?;
+    drop(lock_file);
+    Ok(pass.done)
+}
+
+/// What admission found of one entry's turn.
+enum Found {
+    /// Its supervisor is alive (counted).
+    Running,
+    /// Queued, not started: its job, its supervisor lock (taken) and cwd.
+    Waiting(JobDir, FileLock, PathBuf),
+    /// Nothing to start: settled, stale (removed), a reply under way, or unreadable.
+    Other,
+}
+
+/// The state of one admission pass.
+struct Pass<'a, L, S> {
+    store: &'a JobStore,
+    project_limit: L,
+    settle: S,
+    /// Turns whose supervisor is alive, in all and per project.
+    running: usize,
+    running_in: HashMap<PathBuf, usize>,
+    done: Admitted,
+}
+
+impl<L, S> Pass<'_, L, S>
+where
+    L: FnMut(&Path) -> Option<(PathBuf, usize)>,
+    S: FnMut(&JobDir, FileLock, Option<String>) -> Result<()>,
+{
+    /// Looks at one entry: counts a turn whose supervisor is alive, settles
+    /// one whose supervisor died, drops a stale entry.
+    fn look(&mut self, entry: &Entry) -> Result<Found> {
+        let Some(job) = self.store.job_of(entry)? else {
             // Its job directory was removed (by hand): the entry is stale.
-            remove_entry(store, &entry)?;
-            continue;
+            remove_entry(self.store, entry)?;
+            return Ok(Found::Other);
         };
         let Some(lock) = job.try_supervisor_lock()? else {
-            running += 1;
-            if let Some((project, _)) = job.read_meta().ok().and_then(|m| project_limit(&m.cwd)) {
-                *running_in.entry(project).or_default() += 1;
+            self.running += 1;
+            let project = job.read_meta().ok().and_then(|m| (self.project_limit)(&m.cwd));
+            if let Some((root, _)) = project {
+                *self.running_in.entry(root).or_default() += 1;
             }
-            continue;
+            return Ok(Found::Running);
         };
         let meta = match job.read_meta() {
             Ok(meta) => meta,
             Err(e) => {
                 // One damaged job does not hold up the queue.
                 tracing::warn!(job = %entry.job, "not admitted: {e:#}");
-                continue;
+                return Ok(Found::Other);
             }
         };
         if entry.turn > meta.turn {
@@ -265,67 +343,143 @@ pub fn admit(
             if let Some(_reply_is_over) = job.try_lock()?
                 && job.read_meta()?.turn < entry.turn
             {
-                remove_entry(store, &entry)?;
+                remove_entry(self.store, entry)?;
             }
-            continue;
-        }
-        if meta.turn == entry.turn && meta.status == JobStatus::Queued && meta.pid.is_none() {
-            ready.push((job, lock, meta.cwd));
+            Ok(Found::Other)
+        } else if meta.turn == entry.turn && meta.status == JobStatus::Queued && meta.pid.is_none() {
+            Ok(Found::Waiting(job, lock, meta.cwd))
         } else if meta.turn == entry.turn {
             // Its supervisor died (before or after starting Codex) without
             // recording the end, or recorded it without finishing (the
             // notification or this entry): complete it (which removes the entry).
-            settle(&job, lock, None)?;
-            done.settled.push(entry.job);
+            (self.settle)(&job, lock, None)?;
+            self.done.settled.push(entry.job);
+            Ok(Found::Other)
         } else {
-            remove_entry(store, &entry)?; // an older turn, long over
+            remove_entry(self.store, entry)?; // an older turn, long over
+            Ok(Found::Other)
         }
     }
-    for (job, lock, cwd) in ready {
-        if running >= max_running {
-            break;
-        }
-        let project = project_limit(&cwd);
-        if let Some((root, limit)) = &project
-            && running_in.get(root).copied().unwrap_or(0) >= *limit
-        {
-            continue;
-        }
-        crate::failpoint!("admit-before-spawn");
-        match spawn(&job, lock) {
-            Ok(pid) => {
-                running += 1;
-                if let Some((root, _)) = project {
-                    *running_in.entry(root).or_default() += 1;
-                }
-                done.started.push((job.id(), pid));
+
+    /// Starts waiting turns, oldest first, while fewer than `max_running`
+    /// run; reads the waiting entries only as far as that.
+    fn start_waiting(
+        &mut self,
+        max_running: usize,
+        mut spawn: impl FnMut(&JobDir, FileLock) -> Result<u32>,
+    ) -> Result<()> {
+        for entry in self.store.entries_in(QUEUE_DIR)? {
+            if self.running >= max_running {
+                break;
             }
-            Err(e) => {
-                // The lock went with the failed spawn's file; take it again to settle.
-                if let Some(lock) = job.try_supervisor_lock()? {
-                    settle(&job, lock, Some(format!("cannot start the job's supervisor: {e:#}")))?;
-                    done.settled.push(job.id());
+            let (job, lock, cwd) = match self.look(&entry)? {
+                Found::Waiting(job, lock, cwd) => (job, lock, cwd),
+                Found::Running => {
+                    // Its entry still waits (queued by an earlier version, or a crash undid the move).
+                    self.store.move_entry(&entry, QUEUE_DIR, ADMITTED_DIR)?;
+                    continue;
+                }
+                Found::Other => continue,
+            };
+            let project = (self.project_limit)(&cwd);
+            if let Some((root, limit)) = &project
+                && self.running_in.get(root).copied().unwrap_or(0) >= *limit
+            {
+                continue;
+            }
+            self.store.move_entry(&entry, QUEUE_DIR, ADMITTED_DIR)?;
+            crate::failpoint!("admit-before-spawn");
+            match spawn(&job, lock) {
+                Ok(pid) => {
+                    self.running += 1;
+                    if let Some((root, _)) = project {
+                        *self.running_in.entry(root).or_default() += 1;
+                    }
+                    self.done.started.push((job.id(), pid));
+                }
+                Err(e) => {
+                    // The lock went with the failed spawn's file; take it again to settle.
+                    if let Some(lock) = job.try_supervisor_lock()? {
+                        (self.settle)(&job, lock, Some(format!("cannot start the job's supervisor: {e:#}")))?;
+                        self.done.settled.push(job.id());
+                    }
                 }
             }
         }
+        Ok(())
     }
-    drop(lock_file);
-    Ok(done)
 }
 
+/// Removes `entry`, admitted or waiting (nothing when it is in neither).
 fn remove_entry(store: &JobStore, entry: &Entry) -> Result<()> {
-    match store.queue_dir()?.remove_file(entry.name()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => {
-            Err(e).with_context(|| format!("cannot remove {}/{QUEUE_DIR}/{}", store.root().display(), entry.name()))
+    for folder in [ADMITTED_DIR, QUEUE_DIR] {
+        match store.queue_dir(folder)?.remove_file(entry.name()) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove {}/{folder}/{}", store.root().display(), entry.name()));
+            }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::JobOptions;
+
+    /// A new job's first turn, queued as `job_start` queues it.
+    fn queue_job(store: &JobStore) -> Entry {
+        let options = JobOptions { approval_policy: "suggest".into(), ..Default::default() };
+        let meta = JobMeta::queued(JobId::new(), "p", "/tmp".into(), "exec", options, "/bin/codex".into());
+        let spec = TurnSpec { turn: 0, program: "/bin/codex".into(), args: vec![], env: vec![], prompt: "p".into() };
+        store.enqueue(&meta, &spec).unwrap();
+        store.materialize(&meta).unwrap();
+        Entry::of(&meta)
+    }
+
+    #[test]
+    fn admission_reads_waiting_turns_only_while_places_are_free() {
+        let home = tempfile::tempdir().unwrap();
+        let store = JobStore::open(home.path()).unwrap();
+        let entries: Vec<Entry> = (0..3).map(|_| queue_job(&store)).collect();
+        // Live supervisors hold their locks: the test keeps the ones it is handed.
+        let mut held = Vec::new();
+        let pass = |held: &mut Vec<FileLock>| {
+            let spawn = |_: &JobDir, lock: FileLock| {
+                held.push(lock);
+                Ok(7)
+            };
+            let settle = |job: &JobDir, _: FileLock, _: Option<String>| -> Result<()> {
+                panic!("nothing to settle, yet {} was", job.id())
+            };
+            admit(&store, 1, |_: &Path| None, spawn, settle).unwrap()
+        };
+
+        assert_eq!(pass(&mut held).started, [(entries[0].job, 7)]);
+        assert_eq!(store.entries_in(ADMITTED_DIR).unwrap(), [entries[0]]);
+        assert_eq!(store.waiting().unwrap(), entries[1..]);
+
+        // Full: no waiting turn is looked at (looking takes its supervisor lock, making the file).
+        assert!(pass(&mut held).started.is_empty());
+        for entry in &entries[1..] {
+            let lock = store.job(entry.job).unwrap().path().join("supervisor.lock");
+            assert!(!lock.exists(), "{} was looked at", entry.job);
+        }
+
+        // A running turn whose entry still waits (a crash undid the move) counts, and is moved.
+        store.move_entry(&entries[0], ADMITTED_DIR, QUEUE_DIR).unwrap();
+        assert!(pass(&mut held).started.is_empty());
+        assert_eq!(store.entries_in(ADMITTED_DIR).unwrap(), [entries[0]]);
+
+        // Its supervisor gone before it wrote anything (a crash right after admission):
+        // the turn goes back in line, first, and starts again.
+        held.clear();
+        assert_eq!(pass(&mut held).started, [(entries[0].job, 7)]);
+        assert_eq!(store.waiting().unwrap(), entries[1..]);
+    }
 
     #[test]
     fn entry_names_round_trip_and_sort_oldest_first() {

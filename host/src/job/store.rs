@@ -12,7 +12,8 @@
 //! <home>/jobs/<job_id>/supervisor.lock held (flock) by the turn's supervisor for its whole life
 //! <home>/jobs/<job_id>/job.lock      held (flock) while a turn begins or its end is recorded
 //! <home>/jobs/<job_id>/space.reserve  disk space a running supervisor holds to record its end on a full disk
-//! <home>/queue/…                     one file per turn not yet ended; see `queue`
+//! <home>/queue/…                     one file per turn waiting to be admitted; see `queue`
+//! <home>/admitted/…                  the same, once admitted, until the turn's end is recorded
 //! ```
 //!
 //! Every access goes through `cap_std::fs::Dir` handles opened on `jobs/` and
@@ -84,11 +85,11 @@ pub struct JobStore {
 }
 
 impl JobStore {
-    /// Opens (creating if needed) `<home>` and `<home>/jobs`.
+    /// Opens (creating if needed) `<home>` and its `jobs`, `queue` and `admitted` folders.
     ///
     /// Errors: the home cannot be created or opened; the message names the path.
     pub fn open(home: &Path) -> Result<Self> {
-        for dir in ["jobs", super::queue::QUEUE_DIR] {
+        for dir in ["jobs", super::queue::QUEUE_DIR, super::queue::ADMITTED_DIR] {
             std::fs::create_dir_all(home.join(dir))
                 .with_context(|| format!("cannot create {}", home.join(dir).display()))?;
         }
@@ -157,7 +158,7 @@ impl JobStore {
     /// Errors: [`crate::InvalidInput`] "no job with id …" when there is none.
     pub fn job(&self, id: JobId) -> Result<JobDir> {
         match self.jobs.open_dir(id.to_string()) {
-            Ok(_) => self.open_existing(id),
+            Ok(dir) => Ok(JobDir { id, dir, path: self.root.join("jobs").join(id.to_string()) }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(invalid(format!("no job with id {id} in {}", self.root.join("jobs").display())))
             }
