@@ -437,13 +437,22 @@ async fn a_full_disk_mid_turn_fails_the_job_with_the_reason() -> Result<()> {
 #[tokio::test]
 async fn job_start_on_a_full_disk_refuses_cleanly_and_leaves_nothing() -> Result<()> {
     let world = World::new([Reply::Message("fine now".into())])?;
-    // The disk is full at the first write (the queue entry), then at the second (the job's directory).
-    let failpoints = "enqueue=1*return->off;materialize=1*return->off";
+    // The disk is full at the first write (the queue entry), then when the
+    // entry, in place, is fsynced, then at the job's directory.
+    let failpoints = "enqueue=1*return->off;enqueue-sync=1*return->off;materialize=1*return->off";
     let server = world.serve_env((), &[("FAILPOINTS", failpoints)]).await?;
     let home = world.jobhost_home();
     let left = |dir: &str| -> Result<Vec<String>> {
         Ok(std::fs::read_dir(home.join(dir))?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
     };
+    let err = server.err("job_start", world.start_args("no space")).await?;
+    assert!(err.contains("No space left on device") && err.contains(&format!("{}/queue/", home.display())), "{err}");
+    assert!(
+        left("jobs")?.is_empty() && world.queue_entries()?.is_empty(),
+        "a failed start left {:?} {:?}",
+        left("jobs")?,
+        world.queue_entries()?
+    );
     let err = server.err("job_start", world.start_args("no space")).await?;
     assert!(err.contains("No space left on device") && err.contains(&format!("{}/queue/", home.display())), "{err}");
     assert!(

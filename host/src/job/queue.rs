@@ -92,9 +92,11 @@ pub struct QueuedTurn {
 impl JobStore {
     /// Adds the job's current turn (`meta`, as it will be once queued) to the
     /// queue, durably: the entry holding `spec` (and for turn 0 `meta`, the
-    /// job's first records) is written to a temporary file, fsynced, renamed
-    /// into place, and the folder fsynced. Errors name the entry; nothing is
-    /// left behind then.
+    /// job's first records) is written to a temporary file, renamed into
+    /// place, then the file and the folder are fsynced (in that order one
+    /// commit of the file system's journal carries both on ext4, and the
+    /// folder's fsync finds nothing left to do). Errors name the entry;
+    /// nothing is left behind then.
     pub fn enqueue(&self, meta: &JobMeta, spec: &TurnSpec) -> Result<()> {
         let entry = Entry::of(meta);
         let queue = self.queue_dir(QUEUE_DIR)?;
@@ -104,11 +106,18 @@ impl JobStore {
             crate::failpoint_io!("enqueue")?;
             let mut tmp = cap_tempfile::TempFile::new(&queue)?;
             io::Write::write_all(tmp.as_file_mut(), &bytes)?;
-            tmp.as_file().sync_all()?;
-            tmp.replace(entry.name())
+            let file = tmp.as_file().try_clone()?;
+            tmp.replace(entry.name())?;
+            crate::failpoint_io!("enqueue-sync")?;
+            file.sync_all()
         };
-        write().with_context(|| format!("cannot write {}/{QUEUE_DIR}/{}", self.root().display(), entry.name()))?;
-        super::store::sync_dir(&self.root().join(QUEUE_DIR))
+        let written = write()
+            .with_context(|| format!("cannot write {}/{QUEUE_DIR}/{}", self.root().display(), entry.name()))
+            .and_then(|()| super::store::sync_dir(&self.root().join(QUEUE_DIR)));
+        if written.is_err() {
+            let _ = queue.remove_file(entry.name()); // not acknowledged: gone
+        }
+        written
     }
 
     /// Puts back the entry of a job's queued turn that has none (a job of an
