@@ -958,10 +958,11 @@ impl JobHost {
     }
 
     /// The place of every queued turn in the home's queue, from 1, oldest
-    /// first; admitted turns are not counted.
+    /// first; turns already running are not counted (one admitted a moment
+    /// ago, still `queued` until its supervisor says otherwise, is).
     fn queue_positions(&self) -> Result<HashMap<JobId, usize>> {
         let mut positions = HashMap::new();
-        for entry in self.store.waiting()? {
+        for entry in self.store.queued()? {
             let status = match self.registry.get(entry.job) {
                 Some(j) if j.turn == entry.turn => Some(j.status),
                 _ => self.store.job(entry.job).and_then(|j| j.read_meta()).ok().map(|m| m.status),

@@ -225,11 +225,6 @@ impl JobStore {
         Ok(entries)
     }
 
-    /// The turns waiting to be admitted, oldest first.
-    pub fn waiting(&self) -> Result<Vec<Entry>> {
-        self.entries_in(QUEUE_DIR)
-    }
-
     /// The entries in `folder` (`queue` or `admitted`), oldest first.
     fn entries_in(&self, folder: &str) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
@@ -469,7 +464,7 @@ mod tests {
 
         assert_eq!(pass(&mut held).started, [(entries[0].job, 7)]);
         assert_eq!(store.entries_in(ADMITTED_DIR).unwrap(), [entries[0]]);
-        assert_eq!(store.waiting().unwrap(), entries[1..]);
+        assert_eq!(store.entries_in(QUEUE_DIR).unwrap(), entries[1..]);
 
         // Full: no waiting turn is looked at (looking takes its supervisor lock, making the file).
         assert!(pass(&mut held).started.is_empty());
@@ -487,7 +482,7 @@ mod tests {
         // the turn goes back in line, first, and starts again.
         held.clear();
         assert_eq!(pass(&mut held).started, [(entries[0].job, 7)]);
-        assert_eq!(store.waiting().unwrap(), entries[1..]);
+        assert_eq!(store.entries_in(QUEUE_DIR).unwrap(), entries[1..]);
     }
 
     #[test]
