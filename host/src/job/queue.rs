@@ -242,12 +242,16 @@ impl JobStore {
         self.home_dir().open_dir(folder).with_context(|| format!("cannot open {}/{folder}", self.root().display()))
     }
 
-    /// Moves `entry` between `queue/` and `admitted/` (not fsynced: see the module's doc).
+    /// Moves `entry` between `queue/` and `admitted/` (not fsynced: see the
+    /// module's doc); nothing when it is gone (its turn's end was just recorded).
     fn move_entry(&self, entry: &Entry, from: &str, to: &str) -> Result<()> {
         let (from_dir, to_dir) = (self.queue_dir(from)?, self.queue_dir(to)?);
-        from_dir
-            .rename(entry.name(), &to_dir, entry.name())
-            .with_context(|| format!("cannot move {} from {from}/ to {to}/ in {}", entry.name(), self.root().display()))
+        match from_dir.rename(entry.name(), &to_dir, entry.name()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).with_context(|| {
+                format!("cannot move {} from {from}/ to {to}/ in {}", entry.name(), self.root().display())
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -483,6 +487,11 @@ mod tests {
         held.clear();
         assert_eq!(pass(&mut held).started, [(entries[0].job, 7)]);
         assert_eq!(store.entries_in(QUEUE_DIR).unwrap(), entries[1..]);
+
+        // An entry that goes while admission moves it (its turn's end recorded meanwhile) is no error.
+        store.dequeue(&store.job(entries[0].job).unwrap().read_meta().unwrap()).unwrap();
+        store.move_entry(&entries[0], QUEUE_DIR, ADMITTED_DIR).unwrap();
+        assert_eq!(store.queued().unwrap(), entries[1..]);
     }
 
     #[test]
