@@ -3,6 +3,11 @@
 //!
 //! - the first `job_start` right after `initialize`, with the Codex probe
 //!   cached on disk and with the cache removed before each start;
+//! - with `CODEX_MCP_ASYNC_BIN` set (the `codex-mcp-async` command of
+//!   <https://pypi.org/project/codex-mcp-async/>, e.g. `pip install
+//!   codex-mcp-async` in a venv), the same first call against that server's
+//!   `codex_execute_async`, alternating with `job_start`: it starts `codex
+//!   exec` at once and keeps no durable record;
 //! - 200 quick `job_start`s in a row: time until all are acknowledged, the
 //!   most supervisors alive at once and the peak 1-minute load, under the
 //!   default limit on running turns;
@@ -14,8 +19,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use codex_jobhost_e2e::{World, host_bin};
+use codex_jobhost_e2e::{World, codex_bin, host_bin, path_with};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::json;
+
+/// Servers log as users run them, not at the tests' debug level.
+const QUIET: &[(&str, &str)] = &[("RUST_LOG", "warn")];
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -44,6 +55,45 @@ fn load_1min() -> f64 {
     std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
 }
 
+/// The first tool call that starts a Codex job right after `initialize`:
+/// `job_start` here, `codex_execute_async` of codex-mcp-async (`other`),
+/// alternating, each server new for each call. Both run the real Codex CLI
+/// against the mock model; codex-mcp-async finds it as `codex` on `PATH`.
+async fn side_by_side(world: &World, other: std::path::PathBuf) -> Result<()> {
+    let bin = world.root().join("side-by-side-bin");
+    std::fs::create_dir_all(&bin)?;
+    let _ = std::fs::remove_file(bin.join("codex"));
+    std::os::unix::fs::symlink(codex_bin(), bin.join("codex"))?;
+    let path = path_with(&[&bin])?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..20 {
+        if i % 2 == 0 {
+            let server = world.serve_env((), QUIET).await?;
+            let begun = Instant::now();
+            let job = server.start_job(world.start_args("side by side")).await?;
+            ours.push(begun.elapsed());
+            server.wait_done(&job, 120).await?;
+            server.client.cancel().await?;
+        } else {
+            let cmd = tokio::process::Command::new(&other).configure(|c| {
+                c.current_dir(world.work_dir()).env("PATH", &path).env("CODEX_HOME", world.codex_home());
+            });
+            let client = ().serve(TokioChildProcess::new(cmd)?).await?;
+            let args = json!({"prompt": "side by side", "args": ["--full-auto"]});
+            let call = CallToolRequestParams::new("codex_execute_async")
+                .with_arguments(args.as_object().cloned().context("an object")?);
+            let begun = Instant::now();
+            let result = client.call_tool(call).await?;
+            theirs.push(begun.elapsed());
+            anyhow::ensure!(result.is_error != Some(true), "codex_execute_async failed: {result:?}");
+            client.cancel().await?;
+        }
+    }
+    report("first job_start after initialize, side by side", ours);
+    report("first codex_execute_async (codex-mcp-async), side by side", theirs);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let world = World::new([])?;
@@ -52,7 +102,7 @@ async fn main() -> Result<()> {
     // The first job_start after initialize, probe cached vs not, alternating.
     let (mut cached, mut uncached) = (Vec::new(), Vec::new());
     {
-        let server = world.serve().await?; // probes once, and writes the cache
+        let server = world.serve_env((), QUIET).await?; // probes once, and writes the cache
         let job = server.start_job(world.start_args("warm-up")).await?;
         server.wait_done(&job, 120).await?;
     }
@@ -61,7 +111,7 @@ async fn main() -> Result<()> {
         if !with_cache {
             let _ = std::fs::remove_dir_all(&cache);
         }
-        let server = world.serve().await?;
+        let server = world.serve_env((), QUIET).await?;
         let begun = Instant::now();
         let job = server.start_job(world.start_args("first")).await?;
         let took = begun.elapsed();
@@ -75,9 +125,12 @@ async fn main() -> Result<()> {
     }
     report("first job_start after initialize, probe cached", cached);
     report("first job_start after initialize, probe run", uncached);
+    if let Some(other) = std::env::var_os("CODEX_MCP_ASYNC_BIN") {
+        side_by_side(&world, other.into()).await?;
+    }
 
     // 200 quick job_starts under the default limit.
-    let server = world.serve().await?;
+    let server = world.serve_env((), QUIET).await?;
     let job = server.start_job(world.start_args("warm-up")).await?;
     server.wait_done(&job, 120).await?;
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));

@@ -386,15 +386,16 @@ impl World {
     }
 
     /// As [`World::serve_with`], with more environment for the server (and
-    /// the supervisors it starts), e.g. `FAILPOINTS`.
+    /// the supervisors it starts), e.g. `FAILPOINTS`; it overrides the
+    /// defaults (e.g. `RUST_LOG`).
     pub async fn serve_env<H: rmcp::ClientHandler>(&self, handler: H, env: &[(&str, &str)]) -> Result<Server<H>> {
         let cmd = tokio::process::Command::new(host_bin()).configure(|c| {
-            c.envs(env.iter().copied());
             c.arg("serve")
                 .env("CODEX_HOME", self.codex_home())
                 .env("CODEX_JOBHOST_HOME", self.jobhost_home())
                 .env("CODEX_BIN", codex_bin())
                 .env("RUST_LOG", "codex_jobhost=debug");
+            c.envs(env.iter().copied());
         });
         let transport = TokioChildProcess::new(cmd)?;
         let pid = transport.id().context("server pid")?;
