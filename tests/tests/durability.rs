@@ -445,30 +445,18 @@ async fn job_start_on_a_full_disk_refuses_cleanly_and_leaves_nothing() -> Result
     let left = |dir: &str| -> Result<Vec<String>> {
         Ok(std::fs::read_dir(home.join(dir))?.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
     };
-    let err = server.err("job_start", world.start_args("no space")).await?;
-    assert!(err.contains("No space left on device") && err.contains(&format!("{}/queue/", home.display())), "{err}");
-    assert!(
-        left("jobs")?.is_empty() && world.queue_entries()?.is_empty(),
-        "a failed start left {:?} {:?}",
-        left("jobs")?,
-        world.queue_entries()?
-    );
-    let err = server.err("job_start", world.start_args("no space")).await?;
-    assert!(err.contains("No space left on device") && err.contains(&format!("{}/queue/", home.display())), "{err}");
-    assert!(
-        left("jobs")?.is_empty() && world.queue_entries()?.is_empty(),
-        "a failed start left {:?} {:?}",
-        left("jobs")?,
-        world.queue_entries()?
-    );
-    let err = server.err("job_start", world.start_args("no space")).await?;
-    assert!(err.contains("No space left on device") && err.contains(&format!("{}/jobs/", home.display())), "{err}");
-    assert!(
-        left("jobs")?.is_empty() && world.queue_entries()?.is_empty(),
-        "a failed start left {:?} {:?}",
-        left("jobs")?,
-        world.queue_entries()?
-    );
+    // Each refusal in turn, in the order the fail points fire.
+    for (failing, folder) in [("the entry", "queue"), ("the entry's fsync", "queue"), ("the directory", "jobs")] {
+        let err = server.err("job_start", world.start_args("no space")).await?;
+        let named = format!("{}/{folder}/", home.display());
+        assert!(err.contains("No space left on device") && err.contains(&named), "{failing}: {err}");
+        assert!(
+            left("jobs")?.is_empty() && world.queue_entries()?.is_empty(),
+            "{failing}: a failed start left {:?} {:?}",
+            left("jobs")?,
+            world.queue_entries()?
+        );
+    }
     let job = server.start_job(world.start_args("space again")).await?;
     assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
     Ok(())
