@@ -664,6 +664,7 @@ impl JobHost {
         // ahead of meta.json alone while the lock is held (see `queue::admit`).
         self.store.enqueue(&meta, &spec)?;
         job.write_meta(&meta)?;
+        job.sync()?; // acknowledged: a crash must not bring back the ended turn's meta.json
         job.event_writer()?.status(&meta, json!({"prompt": prompt}))?;
         self.admit_soon(&meta);
         Ok(Started { job_id: id.to_string(), status: meta.status, turn: meta.turn, cursor })

@@ -389,20 +389,18 @@ impl JobDir {
             .with_context(|| format!("{}/{META} is not valid job metadata", self.path.display()))
     }
 
-    /// Replaces `meta.json` atomically and durably: a temporary file in the
-    /// same directory, written, fsynced, renamed over the old one, then the
-    /// directory fsynced. Readers see the old or the new file, never a mix;
-    /// once this returns, a crash of the machine brings back the new one (a
-    /// reply is acknowledged, or a queue entry removed, only after).
+    /// Replaces `meta.json` atomically: a temporary file in the same directory,
+    /// written, fsynced, then renamed over the old one. Readers see the old or
+    /// the new file, never a mix. The rename is durable only once the
+    /// directory is fsynced ([`JobDir::sync`]).
     pub fn write_meta(&self, meta: &JobMeta) -> Result<()> {
         let mut bytes = serde_json::to_vec_pretty(meta)?;
         bytes.push(b'\n');
         self.replace_file(META, &bytes)
     }
 
-    /// Replaces `name` atomically and durably with `bytes` (temporary file,
-    /// fsync, rename, fsync of the directory). Errors name the file; a failed
-    /// write (a full disk) leaves the old file and no temporary one.
+    /// Replaces `name` atomically with `bytes` (temporary file, fsync, rename).
+    /// Errors name the file; a failed write (a full disk) leaves the old file and no temporary one.
     fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let write = || -> io::Result<()> {
             let mut tmp = cap_tempfile::TempFile::new(&self.dir)?;
@@ -412,7 +410,13 @@ impl JobDir {
         };
         crate::failpoint_io!("replace-file")
             .and_then(|()| write())
-            .with_context(|| format!("cannot write {}/{name}", self.path.display()))?;
+            .with_context(|| format!("cannot write {}/{name}", self.path.display()))
+    }
+
+    /// Makes the directory's renames durable (fsync of the directory), so a
+    /// crash of the machine cannot bring back an older `meta.json`: before a
+    /// reply is acknowledged and before a recorded end's queue entry goes.
+    pub fn sync(&self) -> Result<()> {
         sync_dir(&self.path)
     }
 

@@ -432,6 +432,7 @@ pub fn record_end_locked(
         }
         meta.notification_offset = Some(JobStore::end_torn_line(feed)?);
         job.write_meta(meta)?;
+        job.sync()?; // before the entry goes, which would otherwise hide an end a crash undid
         crate::failpoint!("end-after-meta");
         JobStore::append_to_feed(feed, &note).map(drop)
     })?;
