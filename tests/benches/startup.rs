@@ -86,6 +86,24 @@ async fn side_by_side(world: &World, other: std::path::PathBuf) -> Result<()> {
             let result = client.call_tool(call).await?;
             theirs.push(begun.elapsed());
             anyhow::ensure!(result.is_error != Some(true), "codex_execute_async failed: {result:?}");
+            // As for job_start, the next call waits until this Codex ended.
+            let text = |r: &rmcp::model::CallToolResult| {
+                r.content.iter().filter_map(|c| c.as_text()).map(|t| t.text.clone()).collect::<String>()
+            };
+            let said = text(&result);
+            let task = said
+                .split("Task ID: ")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .with_context(|| format!("no task id in {said:?}"))?;
+            let check = CallToolRequestParams::new("codex_check_result")
+                .with_arguments(json!({"task_id": task}).as_object().cloned().context("an object")?);
+            let mut polls = 0;
+            while text(&client.call_tool(check.clone()).await?).contains("is still running") {
+                polls += 1;
+                anyhow::ensure!(polls < 1200, "codex-mcp-async's task {task} still runs after 120 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             client.cancel().await?;
         }
     }
