@@ -286,6 +286,21 @@ pub fn readme_block(tag: &str, start: &str) -> Result<&'static str> {
     Ok(&README[at..at + len])
 }
 
+/// The next call of an outer agent that started a job (`job_id`) and waits
+/// for it: after `job_start`, `job_wait`; after a `job_wait` whose result
+/// (`last_result`, its text) timed out, `job_wait` again; after the last
+/// `job_wait`, `job_status`; then nothing. `last_tool` is the job tool's own
+/// name, whatever prefix a client gives it. Returns the tool and its arguments.
+pub fn wait_then_status_step(last_tool: &str, last_result: &str, job_id: &str) -> Option<(&'static str, Value)> {
+    let wait = ("job_wait", json!({"job_ids": [job_id], "timeout_s": 240}));
+    match last_tool {
+        "job_start" => Some(wait),
+        "job_wait" if last_result.contains("\"timed_out\":true") => Some(wait),
+        "job_wait" => Some(("job_status", json!({"job_id": job_id}))),
+        _ => None,
+    }
+}
+
 /// `PATH` with `dirs` first, then this process's own: commands the README
 /// names (`codex-jobhost`, `claude`) are found as after an install.
 pub fn path_with(dirs: &[&Path]) -> Result<std::ffi::OsString> {

@@ -7,8 +7,10 @@
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
-use codex_jobhost_e2e::{Reply, World, claude_bin, codex_bin, host_bin, path_with, readme_block};
-use serde_json::{Value, json};
+use codex_jobhost_e2e::{
+    Reply, World, claude_bin, codex_bin, host_bin, path_with, readme_block, wait_then_status_step,
+};
+use serde_json::Value;
 
 const INNER_PROMPT: &str = "INNER-JOB: tell me the magic number";
 const INNER_ANSWER: &str = "the magic number is 42";
@@ -31,14 +33,9 @@ fn wait_then_status(body: &Value) -> Option<Reply> {
         .filter(|b| b["type"] == "tool_result")
         .map(result_text)
         .find_map(|t| Some(t.split("\"job_id\":\"").nth(1)?.split('"').next()?.to_owned()))?;
-    match last_call["name"].as_str()? {
-        "mcp__codex-jobs__job_start" => Some(tool("job_wait", json!({"job_ids": [job_id], "timeout_s": 240}))),
-        "mcp__codex-jobs__job_wait" if last_result.contains("\"timed_out\":true") => {
-            Some(tool("job_wait", json!({"job_ids": [job_id], "timeout_s": 240})))
-        }
-        "mcp__codex-jobs__job_wait" => Some(tool("job_status", json!({"job_id": job_id}))),
-        _ => None,
-    }
+    let called = last_call["name"].as_str()?.strip_prefix("mcp__codex-jobs__")?;
+    let (name, args) = wait_then_status_step(called, &last_result, &job_id)?;
+    Some(tool(name, args))
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
-use codex_jobhost_e2e::{Reply, World, codex_bin, host_bin, path_with, readme_block};
-use serde_json::{Value, json};
+use codex_jobhost_e2e::{Reply, World, codex_bin, host_bin, path_with, readme_block, wait_then_status_step};
+use serde_json::Value;
 
 /// The inner job's prompt; the mock model answers it from its own script.
 const INNER_PROMPT: &str = "INNER-JOB: tell me the magic number";
@@ -29,14 +29,8 @@ fn wait_then_status(body: &Value) -> Option<Reply> {
         .iter()
         .filter(|i| i["type"] == "function_call_output")
         .find_map(|i| i["output"].as_str()?.split("\"job_id\":\"").nth(1)?.split('"').next())?;
-    match last_call["name"].as_str()? {
-        "job_start" => Some(tool("job_wait", json!({"job_ids": [job_id], "timeout_s": 240}))),
-        "job_wait" if last_output.contains("\"timed_out\":true") => {
-            Some(tool("job_wait", json!({"job_ids": [job_id], "timeout_s": 240})))
-        }
-        "job_wait" => Some(tool("job_status", json!({"job_id": job_id}))),
-        _ => None,
-    }
+    let (name, args) = wait_then_status_step(last_call["name"].as_str()?, last_output, job_id)?;
+    Some(tool(name, args))
 }
 
 #[test]

@@ -237,20 +237,27 @@ async fn a_project_may_lower_the_limit_for_its_own_jobs() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn output_past_its_cap_loses_its_middle_and_the_job_goes_on() -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    // An answer of 3 MB: more than the 1 MiB cap in the output alone (Codex's own lines carry it too).
+/// A job whose answer of 3 MB is more than a 1 MiB output cap in the output
+/// alone (Codex's own lines carry it too), run with `env` for the server:
+/// it completes with its answer whole. Returns the world, the job and its status.
+async fn run_past_the_output_cap(env: &[(&str, &str)]) -> Result<(World, String, Value)> {
     let answer: String = "0123456789".repeat(300_000);
     let world = World::new([Reply::Message(answer.clone())])?;
     std::fs::create_dir_all(world.jobhost_home())?;
     std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\noutput_max_mib = 1\n")?;
-    let server = world.serve().await?;
+    let server = world.serve_env((), env).await?;
     let job = server.start_job(world.start_args("say a lot")).await?;
     let status = server.wait_done(&job, 180).await?;
     assert_eq!(status["status"], "completed", "{status}");
     let meta = read_json(&world.jobhost_home().join("jobs").join(&job).join("meta.json"))?;
     assert_eq!(meta["last_message"].as_str().map(str::len), Some(answer.len()), "the answer itself is whole");
+    Ok((world, job, status))
+}
+
+#[tokio::test]
+async fn output_past_its_cap_loses_its_middle_and_the_job_goes_on() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (world, job, status) = run_past_the_output_cap(&[]).await?;
     let tail = status["output_tail"].as_str().unwrap_or_default();
     assert!(!tail.is_empty() && !tail.contains('\0'), "the tail is the latest output, not the cut");
 
@@ -275,16 +282,8 @@ async fn output_past_its_cap_loses_its_middle_and_the_job_goes_on() -> Result<()
 /// one), output past the cap is dropped after one marker line, and the job goes on.
 #[tokio::test]
 async fn output_past_its_cap_is_dropped_where_holes_cannot_be_punched() -> Result<()> {
-    let answer: String = "0123456789".repeat(300_000);
-    let world = World::new([Reply::Message(answer.clone())])?;
-    std::fs::create_dir_all(world.jobhost_home())?;
-    std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\noutput_max_mib = 1\n")?;
-    let server = world.serve_env((), &[("SUPERVISOR_FAILPOINTS", "punch-hole-unsupported=return")]).await?;
-    let job = server.start_job(world.start_args("say a lot")).await?;
-    let status = server.wait_done(&job, 180).await?;
-    assert_eq!(status["status"], "completed", "{status}");
-    let meta = read_json(&world.jobhost_home().join("jobs").join(&job).join("meta.json"))?;
-    assert_eq!(meta["last_message"].as_str().map(str::len), Some(answer.len()), "the answer itself is whole");
+    let (world, job, _) =
+        run_past_the_output_cap(&[("SUPERVISOR_FAILPOINTS", "punch-hole-unsupported=return")]).await?;
     let log = std::fs::read(world.jobhost_home().join("jobs").join(&job).join("output.log"))?;
     let text = String::from_utf8_lossy(&log);
     assert_eq!(text.matches("dropped: this file system cannot cut the middle of output.log").count(), 1, "one marker");

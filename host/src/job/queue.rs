@@ -38,6 +38,8 @@ use super::{JobDir, JobId, JobMeta, JobStatus, JobStore};
 pub const QUEUE_DIR: &str = "queue";
 /// The folder of admitted entries (their supervisor was started), in the home.
 pub const ADMITTED_DIR: &str = "admitted";
+/// Where an entry may be, in the order it is looked for.
+const FOLDERS: [&str; 2] = [ADMITTED_DIR, QUEUE_DIR];
 const QUEUE_LOCK: &str = "queue.lock";
 
 /// One turn in the queue.
@@ -126,14 +128,12 @@ impl JobStore {
     /// waiting or admitted.
     pub fn ensure_queued(&self, meta: &JobMeta) -> Result<()> {
         let entry = Entry::of(meta);
-        if self.queue_dir(ADMITTED_DIR)?.exists(entry.name()) {
-            return Ok(());
+        for folder in FOLDERS {
+            if self.queue_dir(folder)?.exists(entry.name()) {
+                return Ok(());
+            }
         }
-        let queue = self.queue_dir(QUEUE_DIR)?;
-        if queue.exists(entry.name()) {
-            return Ok(());
-        }
-        queue
+        self.queue_dir(QUEUE_DIR)?
             .open_with(entry.name(), OpenOptions::new().write(true).create(true))
             .with_context(|| format!("cannot create {}/{QUEUE_DIR}/{}", self.root().display(), entry.name()))?;
         super::store::sync_dir(&self.root().join(QUEUE_DIR))
@@ -219,8 +219,10 @@ impl JobStore {
 
     /// Every turn in the queue, admitted and waiting, oldest first.
     pub fn queued(&self) -> Result<Vec<Entry>> {
-        let mut entries = self.entries_in(ADMITTED_DIR)?;
-        entries.extend(self.entries_in(QUEUE_DIR)?);
+        let mut entries = Vec::new();
+        for folder in FOLDERS {
+            entries.extend(self.entries_in(folder)?);
+        }
         entries.sort_unstable();
         Ok(entries)
     }
@@ -420,7 +422,7 @@ where
 
 /// Removes `entry`, admitted or waiting (nothing when it is in neither).
 fn remove_entry(store: &JobStore, entry: &Entry) -> Result<()> {
-    for folder in [ADMITTED_DIR, QUEUE_DIR] {
+    for folder in FOLDERS {
         match store.queue_dir(folder)?.remove_file(entry.name()) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

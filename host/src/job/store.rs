@@ -158,7 +158,7 @@ impl JobStore {
     /// Errors: [`crate::InvalidInput`] "no job with id …" when there is none.
     pub fn job(&self, id: JobId) -> Result<JobDir> {
         match self.jobs.open_dir(id.to_string()) {
-            Ok(dir) => Ok(JobDir { id, dir, path: self.root.join("jobs").join(id.to_string()) }),
+            Ok(dir) => Ok(self.job_dir(id, dir)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(invalid(format!("no job with id {id} in {}", self.root.join("jobs").display())))
             }
@@ -168,7 +168,11 @@ impl JobStore {
 
     fn open_existing(&self, id: JobId) -> Result<JobDir> {
         let dir = self.jobs.open_dir(id.to_string()).with_context(|| format!("cannot open job {id}"))?;
-        Ok(JobDir { id, dir, path: self.root.join("jobs").join(id.to_string()) })
+        Ok(self.job_dir(id, dir))
+    }
+
+    fn job_dir(&self, id: JobId, dir: Dir) -> JobDir {
+        JobDir { id, dir, path: self.root.join("jobs").join(id.to_string()) }
     }
 
     /// Removes a job's directory: renamed aside first (`.gc-<id>`), so the job
