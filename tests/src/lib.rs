@@ -404,18 +404,25 @@ impl World {
     /// the supervisors it starts), e.g. `FAILPOINTS`; it overrides the
     /// defaults (e.g. `RUST_LOG`).
     pub async fn serve_env<H: rmcp::ClientHandler>(&self, handler: H, env: &[(&str, &str)]) -> Result<Server<H>> {
-        let cmd = tokio::process::Command::new(host_bin()).configure(|c| {
-            c.arg("serve")
-                .env("CODEX_HOME", self.codex_home())
-                .env("CODEX_JOBHOST_HOME", self.jobhost_home())
-                .env("CODEX_BIN", codex_bin())
-                .env("RUST_LOG", "codex_jobhost=debug");
+        let cmd = self.serve_command().configure(|c| {
             c.envs(env.iter().copied());
         });
         let transport = TokioChildProcess::new(cmd)?;
         let pid = transport.id().context("server pid")?;
         let client = handler.serve(transport).await?;
         Ok(Server { client, pid })
+    }
+
+    /// The command that runs `codex-jobhost serve` on this world's homes,
+    /// the real Codex CLI and the mock model (`RUST_LOG=codex_jobhost=debug`).
+    pub fn serve_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(host_bin());
+        cmd.arg("serve")
+            .env("CODEX_HOME", self.codex_home())
+            .env("CODEX_JOBHOST_HOME", self.jobhost_home())
+            .env("CODEX_BIN", codex_bin())
+            .env("RUST_LOG", "codex_jobhost=debug");
+        cmd
     }
 
     /// `job_start` arguments for `prompt` in the work directory, on the

@@ -3,8 +3,8 @@
 //! annotations shows in review. Run with `UPDATE_SNAPSHOTS=1` to accept a change.
 
 use anyhow::{Context, Result};
-use codex_jobhost_e2e::World;
-use serde_json::Value;
+use codex_jobhost_e2e::{Reply, World};
+use serde_json::{Value, json};
 
 const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/tools_list.json");
 
@@ -119,5 +119,47 @@ async fn results_fit_a_clients_budget_with_the_status_first() -> Result<()> {
     let waited: Value = serde_json::from_str(&text)?;
     assert!(text.chars().count() <= 2000 && waited["truncated"] == true, "{text}");
     assert!(!waited["finished"].as_array().unwrap().is_empty(), "{text}");
+    Ok(())
+}
+
+/// Node's MCP clients (Claude Code, the MCP Inspector) start a server with a
+/// Unix socket pair as its stdin and stdout, where Python's and Rust's give
+/// pipes: a job runs over a socket pair from start to end. A file as stdin
+/// (neither) is read too.
+#[tokio::test]
+async fn the_server_serves_over_a_unix_socket_pair_and_reads_a_file_as_stdin() -> Result<()> {
+    use rmcp::ServiceExt;
+    use std::os::fd::OwnedFd;
+    use std::process::Stdio;
+
+    let world = World::new([Reply::Message("Over a socket.".into())])?;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let theirs = OwnedFd::from(theirs);
+    let mut child = world
+        .serve_command()
+        .stdin(Stdio::from(theirs.try_clone()?))
+        .stdout(Stdio::from(theirs))
+        .kill_on_drop(true)
+        .spawn()?;
+    ours.set_nonblocking(true)?;
+    let client = ().serve(tokio::net::UnixStream::from_std(ours)?).await?;
+    let server = codex_jobhost_e2e::Server { client, pid: child.id().context("server pid")? };
+    let job = server.start_job(world.start_args("Say something.")).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["last_message"], "Over a socket.");
+    server.client.cancel().await?;
+    child.wait().await?;
+
+    // initialize, as the first line of a file; the answer comes before the file's end is read.
+    let requests = world.root().join("requests.jsonl");
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "file", "version": "1"}}});
+    std::fs::write(&requests, format!("{initialize}\n"))?;
+    let out = world.serve_command().stdin(std::fs::File::open(&requests)?).stderr(Stdio::null()).output().await?;
+    let answer: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap_or_default())
+        .with_context(|| format!("stdout: {}", String::from_utf8_lossy(&out.stdout)))?;
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert_eq!(answer["result"]["serverInfo"]["name"], "codex-jobhost", "{answer}");
     Ok(())
 }

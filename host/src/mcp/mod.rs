@@ -9,6 +9,7 @@
 //! is a JSON-RPC error.
 
 mod elicit;
+mod stdio;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -335,8 +336,7 @@ pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
         }
     });
     let closed = Arc::new(tokio::sync::Notify::new());
-    let stdin = EofSignal { inner: tokio::io::stdin(), closed: Arc::clone(&closed) };
-    let service = JobServer::new(host).serve((stdin, tokio::io::stdout())).await?;
+    let service = JobServer::new(host).serve(stdio::open(Arc::clone(&closed))?).await?;
     tokio::select! {
         finished = service.waiting() => {
             finished?;
@@ -355,24 +355,3 @@ const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// How long responses already on their way may take once stdin has closed
 /// (rmcp itself would wait up to 5 s for calls in flight).
 pub const EXIT_GRACE: Duration = Duration::from_millis(200);
-
-/// stdin, telling `closed` when it reaches its end.
-struct EofSignal<R> {
-    inner: R,
-    closed: Arc<tokio::sync::Notify>,
-}
-
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for EofSignal<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
-            self.closed.notify_one();
-        }
-        polled
-    }
-}
