@@ -437,8 +437,9 @@ async fn a_full_disk_mid_turn_fails_the_job_with_the_reason() -> Result<()> {
 async fn job_start_on_a_full_disk_refuses_cleanly_and_leaves_nothing() -> Result<()> {
     let world = World::new([Reply::Message("fine now".into())])?;
     // The disk is full at the first write (the queue entry), then when the
-    // entry, in place, is fsynced, then at the job's directory.
-    let failpoints = "enqueue=1*return->off;enqueue-sync=1*return->off;materialize=1*return->off";
+    // entry, in place, is fsynced (while the job's directory is made, which
+    // must go too), then at the job's directory.
+    let failpoints = "enqueue=1*return->off;enqueue-sync=1*return->off;materialize=1*off->1*return->off";
     let server = world.serve_env((), &[("FAILPOINTS", failpoints)]).await?;
     let home = world.jobhost_home();
     let left = |dir: &str| -> Result<Vec<String>> {

@@ -91,35 +91,60 @@ pub struct QueuedTurn {
     pub first: Option<JobMeta>,
 }
 
+/// A queue entry in place but not yet durable: [`Written::sync`] makes it
+/// so, or removes it.
+#[must_use = "an entry is acknowledged only once synced"]
+pub struct Written {
+    file: cap_std::fs::File,
+    queue: cap_std::fs::Dir,
+    entry: Entry,
+    path: PathBuf,
+}
+
+impl Written {
+    /// fsyncs the entry, then `queue/` (in that order one commit of the file
+    /// system's journal carries both on ext4, and the folder's fsync finds
+    /// nothing left to do). On an error the entry is removed (it was never
+    /// acknowledged) and the message names it.
+    pub fn sync(self) -> Result<()> {
+        let synced = crate::failpoint_io!("enqueue-sync")
+            .and_then(|()| self.file.sync_all())
+            .with_context(|| format!("cannot write {}", self.path.join(self.entry.name()).display()))
+            .and_then(|()| super::store::sync_dir(&self.path));
+        if synced.is_err() {
+            let _ = self.queue.remove_file(self.entry.name());
+        }
+        synced
+    }
+}
+
 impl JobStore {
     /// Adds the job's current turn (`meta`, as it will be once queued) to the
-    /// queue, durably: the entry holding `spec` (and for turn 0 `meta`, the
-    /// job's first records) is written to a temporary file, renamed into
-    /// place, then the file and the folder are fsynced (in that order one
-    /// commit of the file system's journal carries both on ext4, and the
-    /// folder's fsync finds nothing left to do). Errors name the entry;
-    /// nothing is left behind then.
+    /// queue, durably: [`JobStore::write_entry`], then [`Written::sync`].
     pub fn enqueue(&self, meta: &JobMeta, spec: &TurnSpec) -> Result<()> {
+        self.write_entry(meta, spec)?.sync()
+    }
+
+    /// Writes the entry of the job's current turn (`meta`, as it will be
+    /// once queued), holding `spec` (and for turn 0 `meta`, the job's first
+    /// records), to a temporary file renamed into place; not fsynced yet (see
+    /// [`Written::sync`]). Errors name the entry; nothing is left behind then.
+    pub fn write_entry(&self, meta: &JobMeta, spec: &TurnSpec) -> Result<Written> {
         let entry = Entry::of(meta);
         let queue = self.queue_dir(QUEUE_DIR)?;
         let turn = QueuedTurn { spec: spec.clone(), first: (meta.turn == 0).then(|| meta.clone()) };
         let bytes = serde_json::to_vec(&turn)?;
-        let write = || -> io::Result<()> {
+        let write = || -> io::Result<cap_std::fs::File> {
             crate::failpoint_io!("enqueue")?;
             let mut tmp = cap_tempfile::TempFile::new(&queue)?;
             io::Write::write_all(tmp.as_file_mut(), &bytes)?;
             let file = tmp.as_file().try_clone()?;
             tmp.replace(entry.name())?;
-            crate::failpoint_io!("enqueue-sync")?;
-            file.sync_all()
+            Ok(file)
         };
-        let written = write()
-            .with_context(|| format!("cannot write {}/{QUEUE_DIR}/{}", self.root().display(), entry.name()))
-            .and_then(|()| super::store::sync_dir(&self.root().join(QUEUE_DIR)));
-        if written.is_err() {
-            let _ = queue.remove_file(entry.name()); // not acknowledged: gone
-        }
-        written
+        let path = self.root().join(QUEUE_DIR);
+        let file = write().with_context(|| format!("cannot write {}/{}", path.display(), entry.name()))?;
+        Ok(Written { file, queue, entry, path })
     }
 
     /// Puts back the entry of a job's queued turn that has none (a job of an
