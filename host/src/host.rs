@@ -493,6 +493,25 @@ impl JobHost {
         self.codex.get_or_try_init(|| CodexCli::locate(self.config.codex_bin.as_deref(), Some(&cache))).await
     }
 
+    /// Does in the background what the first `job_start` would otherwise
+    /// wait for: locating Codex (its probe result is cached per binary),
+    /// starting a thread of tokio's blocking pool, and finding `/proc/self/fd`
+    /// (through which queue entries are linked into place). Errors are
+    /// logged; the first call that needs the step tries again.
+    pub fn warm_up(self: &Arc<Self>) {
+        let host = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = host.codex().await {
+                tracing::warn!("{e:#}");
+            }
+        });
+        tokio::task::spawn_blocking(|| {
+            if let Err(e) = rustix_linux_procfs::proc_self_fd() {
+                tracing::debug!("cannot open /proc/self/fd: {e}");
+            }
+        });
+    }
+
     /// Starts a job: validates everything, creates its directory, starts its
     /// supervisor, and returns without waiting for Codex.
     ///

@@ -309,17 +309,16 @@ impl ServerHandler for JobServer {
 }
 
 /// Serves MCP on stdin/stdout until the client disconnects. Indexing jobs and
-/// locating Codex run in the background so `initialize` is answered at once.
+/// locating Codex ([`JobHost::warm_up`]) run in the background so
+/// `initialize` is answered at once.
 /// When stdin closes, the server returns within [`EXIT_GRACE`], whatever is
 /// in flight (a `job_wait` has nobody left to answer; all state is on disk).
 pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
+    host.warm_up();
     let background = Arc::clone(&host);
     tokio::spawn(async move {
         if let Err(e) = background.index_jobs().await {
             tracing::error!("cannot index jobs: {e:#}");
-        }
-        if let Err(e) = background.codex().await {
-            tracing::warn!("{e:#}");
         }
         if background.config().retention.is_some() {
             let mut daily = tokio::time::interval(RETENTION_EVERY);
