@@ -379,30 +379,56 @@ async fn a_second_server_on_the_same_home_can_wait_for_the_firsts_job() -> Resul
     Ok(())
 }
 
+/// Until `server`'s job_list shows `want` (status, turn) for the job, which
+/// another server started: it learns from the home's queue, not from a call
+/// naming the job.
+async fn listed(server: &codex_jobhost_e2e::Server, job: &str, want: (&str, u64)) -> Result<()> {
+    for _ in 0..1200 {
+        let list = server.ok("job_list", json!({})).await?;
+        let found = list["jobs"].as_array().into_iter().flatten().find(|j| j["job_id"] == job);
+        if found.is_some_and(|j| j["status"] == want.0 && j["turn"] == want.1) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the server never listed {job} as {want:?}")
+}
+
 #[tokio::test]
 async fn a_server_lists_the_jobs_and_replies_another_server_starts_unasked() -> Result<()> {
     let world = World::new([Reply::Message("first turn".into()), Reply::Message("second turn".into())])?;
     let first = world.serve().await?;
     let second = world.serve().await?;
     second.ok("job_list", json!({})).await?; // the second has indexed the (empty) home
-    // Until the second server's job_list shows `want` for the job (it learns from the home's queue, not from a call naming the job).
-    async fn listed(server: &codex_jobhost_e2e::Server, job: &str, want: (&str, u64)) -> Result<()> {
-        for _ in 0..1200 {
-            let list = server.ok("job_list", json!({})).await?;
-            let found = list["jobs"].as_array().into_iter().flatten().find(|j| j["job_id"] == job);
-            if found.is_some_and(|j| j["status"] == want.0 && j["turn"] == want.1) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("the second server never listed {job} as {want:?}")
-    }
     let job = first.start_job(world.start_args("share")).await?;
     first.wait_done(&job, 120).await?;
     listed(&second, &job, ("completed", 0)).await?;
     first.ok("job_reply", json!({"job_id": job, "prompt": "more"})).await?;
     first.wait_done(&job, 120).await?;
     listed(&second, &job, ("completed", 1)).await?;
+    Ok(())
+}
+
+/// A job another server queued behind the limit (never admitted, so its
+/// entry never moves to `admitted/`) is listed as queued, with its place.
+#[tokio::test]
+async fn a_server_lists_a_job_another_server_queued_behind_the_limit() -> Result<()> {
+    let world = World::new([Reply::Command("sleep 600".into())])?;
+    std::fs::create_dir_all(world.jobhost_home())?;
+    std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\nmax_running = 1\n")?;
+    let first = world.serve().await?;
+    let second = world.serve().await?;
+    second.ok("job_list", json!({})).await?; // the second has indexed the (empty) home
+    let running = first.start_job(world.start_args("hold the only place")).await?;
+    listed(&second, &running, ("running", 0)).await?;
+    let waiting = first.start_job(world.start_args("wait")).await?;
+    listed(&second, &waiting, ("queued", 0)).await?;
+    let status = second.ok("job_status", json!({"job_id": waiting})).await?;
+    assert_eq!(status["queue_position"], 1, "{status}");
+    for job in [&waiting, &running] {
+        first.ok("job_cancel", json!({"job_id": job})).await?;
+        assert_eq!(first.wait_done(job, 120).await?["status"], "cancelled");
+    }
     Ok(())
 }
 

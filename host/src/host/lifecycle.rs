@@ -14,12 +14,15 @@ use anyhow::Result;
 
 use super::{CancelOutcome, JobHost, Live};
 use crate::error::invalid;
-use crate::job::dirwatch::DirWatch;
+use crate::job::dirwatch::{Arrivals, DirWatch};
 use crate::job::process::{ProcessWatch, signal_group, signal_process};
 use crate::job::queue;
 use crate::job::supervisor::{self, End};
 use crate::job::{JobId, JobMeta, JobStatus};
 use crate::{config, policy};
+
+/// The folders of the home whose arrivals [`JobHost::index_jobs`] follows.
+const FOLLOWED: [&str; 3] = [queue::QUEUE_DIR, queue::ADMITTED_DIR, "jobs"];
 
 impl JobHost {
     /// Reads every job on disk into the index, follows the turns that
@@ -31,7 +34,7 @@ impl JobHost {
         // Watched before the jobs are read, so no turn queued in between is
         // missed; jobs/ too, as a new job's entry comes before its directory.
         let root = self.store.root();
-        let folders = [queue::QUEUE_DIR, queue::ADMITTED_DIR, "jobs"].map(|f| root.join(f));
+        let folders = FOLLOWED.map(|f| root.join(f));
         let queue = DirWatch::entries(&folders.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
         self.store.restore_queued()?;
         let mut unreadable = std::collections::HashMap::new();
@@ -47,17 +50,40 @@ impl JobHost {
         self.admit().await
     }
 
-    /// Notices every turn that enters the queue, whoever queued it, and
-    /// looks again whenever one leaves it (its end was recorded) or a job's
-    /// directory is made.
+    /// Notices every turn that enters the queue (waiting or admitted),
+    /// whoever queued it, by the entry's name: one event costs the same with
+    /// 2 or 2,000 turns queued. A new job's entry comes before its
+    /// directory; such an entry is noticed again when the directory comes.
+    /// When the kernel dropped events, the whole queue is looked at.
     fn follow_queue(self: &Arc<Self>, queue: DirWatch) {
         let host = Arc::clone(self);
         tokio::spawn(async move {
+            let mut early = HashMap::new(); // entries whose job's directory has not come yet
+            let notice = |entry: queue::Entry, early: &mut HashMap<JobId, queue::Entry>| {
+                if !host.notice(entry) {
+                    early.insert(entry.job, entry);
+                }
+            };
             let followed: Result<()> = async {
                 loop {
-                    queue.changed().await?;
-                    for entry in host.store.queued()? {
-                        host.notice(entry);
+                    match queue.arrivals().await? {
+                        Arrivals::Named(names) => {
+                            for (folder, name) in names {
+                                if FOLLOWED[folder] == "jobs" {
+                                    let id = JobId::parse(&name).ok();
+                                    if let Some(entry) = id.and_then(|id| early.remove(&id)) {
+                                        notice(entry, &mut early);
+                                    }
+                                } else if let Some(entry) = queue::Entry::parse(&name) {
+                                    notice(entry, &mut early);
+                                }
+                            }
+                        }
+                        Arrivals::Lost => {
+                            for entry in host.store.queued()? {
+                                notice(entry, &mut early);
+                            }
+                        }
                     }
                 }
             }
@@ -70,10 +96,11 @@ impl JobHost {
 
     /// Brings a queued turn's job into the index and follows it, unless this
     /// host already does. Takes no lock: another server may be admitting it.
-    fn notice(self: &Arc<Self>, entry: queue::Entry) {
+    /// False when the job's directory cannot be read (yet).
+    fn notice(self: &Arc<Self>, entry: queue::Entry) -> bool {
         let id = entry.job;
         if self.live.lock().unwrap().contains_key(&id) || self.following.lock().unwrap().contains(&id) {
-            return;
+            return true;
         }
         match self.store.job(id).and_then(|job| job.read_meta()) {
             Ok(meta) => {
@@ -82,9 +109,13 @@ impl JobHost {
                 if !meta.status.is_terminal() || meta.turn < entry.turn {
                     self.follow_from(id, entry.turn);
                 }
+                true
             }
-            // Still being written, or already collected: the next change tells.
-            Err(e) => tracing::debug!(job = %id, "queued job not readable yet: {e:#}"),
+            // Still being written, or already collected.
+            Err(e) => {
+                tracing::debug!(job = %id, "queued job not readable yet: {e:#}");
+                false
+            }
         }
     }
 

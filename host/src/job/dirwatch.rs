@@ -19,34 +19,75 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
-/// Becomes ready when a file is renamed into (or created in) one directory,
-/// which is how `meta.json` is replaced.
+/// Becomes ready when a file is renamed into (or created in) one or more
+/// directories, which is how `meta.json` is replaced.
 pub struct DirWatch {
     fd: AsyncFd<OwnedFd>,
+    /// The watch descriptor of each directory, in the order they were given.
+    wds: Vec<i32>,
+}
+
+/// What came into the watched directories, as [`DirWatch::arrivals`] tells it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrivals {
+    /// Each name created in or renamed into a directory: the directory's
+    /// index in the list given to [`DirWatch::entries`], and the name.
+    Named(Vec<(usize, String)>),
+    /// The kernel dropped events (its queue, `fs.inotify.max_queued_events`,
+    /// overflowed): anything may have come.
+    Lost,
 }
 
 impl DirWatch {
     /// Watches `dir` for files renamed or created in it.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::with(&[dir], WatchFlags::MOVED_TO | WatchFlags::CREATE)
+        Self::entries(&[dir])
     }
 
-    /// Watches each of `dirs` for entries coming and going (created, renamed, removed).
+    /// Watches each of `dirs` for files renamed or created in it.
     pub fn entries(dirs: &[&Path]) -> Result<Self> {
-        let flags = WatchFlags::MOVED_TO | WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::MOVED_FROM;
-        Self::with(dirs, flags)
-    }
-
-    fn with(dirs: &[&Path], flags: WatchFlags) -> Result<Self> {
         // Each DirWatch is an inotify instance: a user has 128 by default (fs.inotify.max_user_instances).
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
             .context("inotify_init (fs.inotify.max_user_instances reached?)")?;
+        let mut wds = Vec::with_capacity(dirs.len());
         for dir in dirs {
-            inotify::add_watch(&fd, *dir, flags).with_context(|| format!("cannot watch {}", dir.display()))?;
+            let flags = WatchFlags::MOVED_TO | WatchFlags::CREATE;
+            wds.push(inotify::add_watch(&fd, *dir, flags).with_context(|| format!("cannot watch {}", dir.display()))?);
         }
         // SAFETY: the OwnedFd is moved in and stays open, unchanged, as long as the AsyncFd.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? };
-        Ok(DirWatch { fd })
+        Ok(DirWatch { fd, wds })
+    }
+
+    /// Resolves once something came into a watched directory after the last
+    /// call (or after `open`), with what came: the names, which cost the
+    /// caller nothing to look at one by one, or [`Arrivals::Lost`].
+    pub async fn arrivals(&self) -> Result<Arrivals> {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut names = Vec::new();
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut reader = inotify::Reader::new(self.fd.get_ref(), &mut buf);
+            loop {
+                match reader.next() {
+                    Ok(event) if event.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW) => {
+                        return Ok(Arrivals::Lost); // the rest are read at the next call
+                    }
+                    Ok(event) => {
+                        let dir = self.wds.iter().position(|wd| *wd == event.wd());
+                        if let (Some(dir), Some(name)) = (dir, event.file_name()) {
+                            names.push((dir, name.to_string_lossy().into_owned()));
+                        }
+                    }
+                    Err(rustix::io::Errno::AGAIN) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            guard.clear_ready();
+            if !names.is_empty() {
+                return Ok(Arrivals::Named(names));
+            }
+        }
     }
 
     /// Resolves at the next change after the last call (or after `open`).
@@ -180,6 +221,27 @@ mod tests {
         std::fs::write(dir.path().join("tmp"), "x").unwrap();
         std::fs::rename(dir.path().join("tmp"), dir.path().join("meta.json")).unwrap();
         tokio::time::timeout(Duration::from_secs(5), watch.changed()).await.unwrap().unwrap();
+    }
+
+    /// Names come with the directory they came into; past the kernel's
+    /// queue of events, [`Arrivals::Lost`] says that some were dropped.
+    #[tokio::test]
+    async fn arrivals_name_each_file_and_tell_when_events_were_lost() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let watch = DirWatch::entries(&[a.path(), b.path()]).unwrap();
+        std::fs::write(b.path().join("tmp"), "x").unwrap();
+        std::fs::rename(b.path().join("tmp"), a.path().join("entry")).unwrap();
+        std::fs::remove_file(a.path().join("entry")).unwrap();
+        let came = tokio::time::timeout(Duration::from_secs(5), watch.arrivals()).await.unwrap().unwrap();
+        assert_eq!(came, Arrivals::Named(vec![(1, "tmp".into()), (0, "entry".into())]));
+
+        let queued: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .map_or(16384, |s| s.trim().parse().unwrap());
+        for i in 0..=queued {
+            std::fs::File::create(a.path().join(i.to_string())).unwrap();
+        }
+        let came = tokio::time::timeout(Duration::from_secs(5), watch.arrivals()).await.unwrap().unwrap();
+        assert_eq!(came, Arrivals::Lost);
     }
 
     /// More directories than a user has inotify instances, through one

@@ -64,7 +64,9 @@ impl Entry {
         format!("{:020}-{}-{}", self.queued_at_ns, self.job, self.turn)
     }
 
-    fn parse(name: &str) -> Option<Self> {
+    /// The entry a file in the queue's folders is named for; `None` for
+    /// other files (temporary ones).
+    pub fn parse(name: &str) -> Option<Self> {
         let (at, rest) = name.split_once('-')?;
         let (job, turn) = rest.rsplit_once('-')?;
         Some(Entry { queued_at_ns: at.parse().ok()?, job: JobId::parse(job).ok()?, turn: turn.parse().ok()? })
