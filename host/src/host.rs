@@ -954,7 +954,7 @@ impl JobHost {
         // A job this host has not indexed yet: index it; one it did not start: follow its status changes on disk.
         for id in &ids {
             match self.registry.get(*id) {
-                None => self.index_job(*id).await?,
+                None => self.index_job(*id)?,
                 Some(j) if !j.status.is_terminal() && !self.live.lock().unwrap().contains_key(id) => self.follow(*id),
                 Some(_) => {}
             }

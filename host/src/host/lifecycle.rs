@@ -36,15 +36,21 @@ impl JobHost {
         let root = self.store.root();
         let folders = FOLLOWED.map(|f| root.join(f));
         let queue = DirWatch::entries(&folders.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
-        self.store.restore_queued()?;
-        let mut unreadable = std::collections::HashMap::new();
-        for id in self.store.job_ids()? {
-            if let Err(e) = self.index_job(id).await {
-                tracing::warn!(job = %id, "skipping job: {e:#}");
-                unreadable.insert(id, format!("{e:#}"));
+        let host = Arc::clone(self);
+        // Off the async workers: a home of 10,000 jobs takes a while to read.
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            host.store.restore_queued()?;
+            let mut unreadable = std::collections::HashMap::new();
+            for id in host.store.job_ids()? {
+                if let Err(e) = host.index_job(id) {
+                    tracing::warn!(job = %id, "skipping job: {e:#}");
+                    unreadable.insert(id, format!("{e:#}"));
+                }
             }
-        }
-        *self.unreadable.lock().unwrap() = unreadable;
+            *host.unreadable.lock().unwrap() = unreadable;
+            Ok(())
+        })
+        .await??;
         self.indexed.send_replace(true);
         self.follow_queue(queue);
         self.admit().await
@@ -119,7 +125,10 @@ impl JobHost {
         }
     }
 
-    pub(super) async fn index_job(self: &Arc<Self>, id: JobId) -> Result<()> {
+    /// Reads one job into the index; follows its turn if it has not ended
+    /// (and puts the turn back in the queue when no supervisor runs it).
+    /// Blocking file I/O; must run inside the tokio runtime (it spawns).
+    pub(super) fn index_job(self: &Arc<Self>, id: JobId) -> Result<()> {
         let job = self.store.job(id)?;
         let meta = job.read_meta()?;
         self.registry.update(&meta);
