@@ -5,12 +5,13 @@
 //! when the turn's end is recorded.
 //!
 //! An entry holds a [`QueuedTurn`]: what the turn runs and, for a job's first
-//! turn, the job's first records. `job_start` and `job_reply` write it
-//! (fsynced, with its folder) before anything else of the turn, and answer
-//! only after, so an acknowledged turn is on disk even if the machine goes
-//! down the next instant. The job's directory of a new job is made from the
-//! entry without fsync ([`JobStore::materialize`]); whoever finds it missing
-//! (another server racing the start, a crash) makes it again from the entry.
+//! turn, the job's first records. `job_start` and `job_reply` write it before
+//! anything else of the turn and answer only once it is fsynced, with its
+//! folder, so an acknowledged turn is on disk even if the machine goes down
+//! the next instant. The job's directory of a new job is made from the same
+//! records without fsync ([`JobStore::materialize`]), while the entry's
+//! fsync runs; whoever finds it missing (another server racing the start, a
+//! crash) makes it again from the entry.
 //!
 //! Admission ([`admit`]) runs under an exclusive `flock` on
 //! `<home>/queue.lock`, so any number of servers on one home admit safely: it

@@ -112,9 +112,9 @@ impl JobStore {
     /// records: `meta.json` and the first event of `events.jsonl`, written
     /// into a hidden directory that is renamed into place once whole.
     ///
-    /// Nothing here is fsynced: the job's queue entry, written and fsynced
-    /// first, holds the same records, and whoever finds the directory missing
-    /// makes it again from there (see `queue`). A directory that is there
+    /// Nothing here is fsynced: the job's queue entry, written first (and
+    /// fsynced before `job_start` answers), holds the same records, and
+    /// whoever finds the directory missing makes it again from there (see `queue`). A directory that is there
     /// already (another server made it from the entry) is kept. On an error
     /// (a full disk included) nothing is left behind and the message names the path.
     pub fn materialize(&self, meta: &JobMeta) -> Result<JobDir> {
