@@ -9,13 +9,14 @@
 //!   `codex_execute_async`, alternating with `job_start`: it starts `codex
 //!   exec` at once and keeps no durable record;
 //! - 200 quick `job_start`s in a row: time until all are acknowledged, the
-//!   most supervisors alive at once and the peak 1-minute load, under the
-//!   default limit on running turns;
+//!   most supervisors and Codex processes alive at once and the peak
+//!   1-minute load, under the default limit on running turns;
 //! - `jobs gc` on 10,000 ended jobs.
 //!
 //! Run: `cargo build --release -p codex-jobhost && CODEX_JOBHOST_BIN=target/release/codex-jobhost
 //! CODEX_BIN=… cargo bench -p codex-jobhost-e2e --bench startup`
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -43,12 +44,28 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-/// Supervisors alive now (`codex-jobhost … supervise --job …` processes).
-fn supervisors() -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
-    dir.filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|c| c.split(|b| *b == 0).any(|a| a == b"supervise"))
-        .count()
+/// Processes alive now: supervisors (`codex-jobhost … supervise --job …`)
+/// and agents (Codex's native binary running `exec` or `app-server`; not
+/// its Node.js launcher, nor the children it forks before they exec).
+fn processes() -> (usize, usize) {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return (0, 0) };
+    let (mut supervisors, mut agents) = (0, HashMap::new()); // agents: pid → parent pid
+    for entry in dir.flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.contains(&&b"supervise"[..]) {
+            supervisors += 1;
+        } else if args.first().is_some_and(|p| p.ends_with(b"/codex"))
+            && args.iter().any(|a| *a == b"exec" || *a == b"app-server")
+        {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid …; comm may hold spaces, so read after its ')'.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+            agents.insert(entry.file_name().to_string_lossy().parse::<u32>().unwrap_or(0), ppid.unwrap_or(0));
+        }
+    }
+    let forks = agents.values().filter(|parent| agents.contains_key(parent)).count();
+    (supervisors, agents.len() - forks)
 }
 
 fn load_1min() -> f64 {
@@ -155,13 +172,14 @@ async fn main() -> Result<()> {
     let sampler = {
         let sampling = sampling.clone();
         std::thread::spawn(move || {
-            let (mut most, mut load) = (0, 0.0f64);
+            let (mut most, mut agents, mut load) = (0, 0, 0.0f64);
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                most = most.max(supervisors());
+                let (s, a) = processes();
+                (most, agents) = (most.max(s), agents.max(a));
                 load = load.max(load_1min());
                 std::thread::sleep(Duration::from_millis(20));
             }
-            (most, load)
+            (most, agents, load)
         })
     };
     let begun = Instant::now();
@@ -175,10 +193,11 @@ async fn main() -> Result<()> {
     }
     let all_done = begun.elapsed();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let (most, load) = sampler.join().unwrap();
+    let (most, agents, load) = sampler.join().unwrap();
     println!("{:<52} {:>9.3} ms", "200 job_starts, all acknowledged", ms(acknowledged));
     println!("{:<52} {:>9.3} s", "200 jobs, all completed", all_done.as_secs_f64());
     println!("{:<52} {:>9}", "supervisors alive at once, at most", most);
+    println!("{:<52} {:>9}", "Codex processes at once, at most", agents);
     println!("{:<52} {:>9.2}", "1-minute load, peak", load);
     println!(
         "{:<52} {:>9}",
