@@ -29,6 +29,9 @@ use serde_json::json;
 /// Servers log as users run them, not at the tests' debug level.
 const QUIET: &[(&str, &str)] = &[("RUST_LOG", "warn")];
 
+/// Samples of each first-call measure (taken alternating, so each pair shares the machine's state).
+const SAMPLES: usize = 20;
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -83,7 +86,7 @@ async fn side_by_side(world: &World, other: std::path::PathBuf) -> Result<()> {
     std::os::unix::fs::symlink(codex_bin(), bin.join("codex"))?;
     let path = path_with(&[&bin])?;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for i in 0..20 {
+    for i in 0..2 * SAMPLES {
         if i % 2 == 0 {
             let server = world.serve_env((), QUIET).await?;
             let begun = Instant::now();
@@ -141,7 +144,7 @@ async fn main() -> Result<()> {
         let job = server.start_job(world.start_args("warm-up")).await?;
         server.wait_done(&job, 120).await?;
     }
-    for i in 0..20 {
+    for i in 0..2 * SAMPLES {
         let with_cache = i % 2 == 0;
         if !with_cache {
             let _ = std::fs::remove_dir_all(&cache);
