@@ -6,8 +6,8 @@
 //! Inspector). Those are read and written through tokio's reactor (epoll),
 //! so a request wakes one thread. tokio's own stdin and stdout, used for
 //! anything else (a terminal, a file), hand every read and write to a
-//! blocking thread: two more thread wake-ups per request, about 0.1 ms on
-//! an idle 2-core machine.
+//! blocking thread: two more thread wake-ups per request (0.06 to 0.08 ms
+//! more per tool call, measured on a 2-core machine).
 //!
 //! The reactor needs `O_NONBLOCK`, which is set on the open pipe or socket
 //! and so holds for any other process sharing it (normally none: the client
