@@ -3,11 +3,11 @@
 //!
 //! - the first `job_start` right after `initialize`, with the Codex probe
 //!   cached on disk and with the cache removed before each start;
-//! - with `CODEX_MCP_ASYNC_BIN` set (the `codex-mcp-async` command of
-//!   <https://pypi.org/project/codex-mcp-async/>, e.g. `pip install
-//!   codex-mcp-async` in a venv), the same first call against that server's
-//!   `codex_execute_async`, alternating with `job_start`: it starts `codex
-//!   exec` at once and keeps no durable record;
+//! - with `CODEX_MCP_ASYNC_BIN` or `CODEX_MCP_SWARM_BIN` set (the commands
+//!   of the PyPI packages `codex-mcp-async` and `codex-mcp-swarm`, e.g. each
+//!   `pip install`ed in a venv), the same first call against those servers'
+//!   `codex_execute_async` and `codex_async`, in turn with `job_start`: each
+//!   starts `codex exec` at once and keeps no durable record;
 //! - 200 quick `job_start`s in a row: time until all are acknowledged, the
 //!   most supervisors and Codex processes alive at once and the peak
 //!   1-minute load, under the default limit on running turns;
@@ -75,60 +75,108 @@ fn load_1min() -> f64 {
     std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
 }
 
+/// Another MCP server that starts Codex in the background, measured side by
+/// side with ours; it finds the real Codex CLI as `codex` on `PATH`.
+struct Other {
+    /// Its name in the report.
+    name: &'static str,
+    /// Its command.
+    bin: std::path::PathBuf,
+    /// The tool that starts a Codex run and answers at once, with its arguments.
+    start: (&'static str, serde_json::Value),
+    /// What comes just before the task id in the start call's text.
+    id_after: &'static str,
+    /// The tool that tells (or waits until) the task ended, with its arguments for a task id.
+    check: (&'static str, fn(&str) -> serde_json::Value),
+    /// What its text says while the task still runs.
+    still_running: &'static str,
+}
+
+/// The other servers named in the environment: `CODEX_MCP_ASYNC_BIN` (the
+/// `codex-mcp-async` command of <https://pypi.org/project/codex-mcp-async/>)
+/// and `CODEX_MCP_SWARM_BIN` (`codex-mcp-swarm`, <https://pypi.org/project/codex-mcp-swarm/>),
+/// e.g. each `pip install`ed in a venv.
+fn others(world: &World) -> Vec<Other> {
+    let mut others = Vec::new();
+    if let Some(bin) = std::env::var_os("CODEX_MCP_ASYNC_BIN") {
+        others.push(Other {
+            name: "codex_execute_async (codex-mcp-async)",
+            bin: bin.into(),
+            start: ("codex_execute_async", json!({"prompt": "side by side", "args": ["--full-auto"]})),
+            id_after: "Task ID: ",
+            check: ("codex_check_result", |task| json!({"task_id": task})),
+            still_running: "is still running",
+        });
+    }
+    if let Some(bin) = std::env::var_os("CODEX_MCP_SWARM_BIN") {
+        let args = json!({"prompt": "side by side", "cwd": world.work_dir(), "sandbox": "workspace-write",
+            "approval-policy": "never"});
+        others.push(Other {
+            name: "codex_async (codex-mcp-swarm)",
+            bin: bin.into(),
+            start: ("codex_async", args),
+            id_after: "Codex task ",
+            check: ("codex_wait", |task| json!({"task_ids": [task], "timeout": 120})),
+            still_running: "Still running (wait timed out",
+        });
+    }
+    others
+}
+
 /// The first tool call that starts a Codex job right after `initialize`:
-/// `job_start` here, `codex_execute_async` of codex-mcp-async (`other`),
-/// alternating, each server new for each call. Both run the real Codex CLI
-/// against the mock model; codex-mcp-async finds it as `codex` on `PATH`.
-async fn side_by_side(world: &World, other: std::path::PathBuf) -> Result<()> {
+/// `job_start` here and each other server's start tool, in turn, each server
+/// new for each call. All run the real Codex CLI against the mock model, and
+/// each call waits until the Codex run before it ended.
+async fn side_by_side(world: &World, others: &[Other]) -> Result<()> {
     let bin = world.root().join("side-by-side-bin");
     std::fs::create_dir_all(&bin)?;
     let _ = std::fs::remove_file(bin.join("codex"));
     std::os::unix::fs::symlink(codex_bin(), bin.join("codex"))?;
     let path = path_with(&[&bin])?;
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for i in 0..2 * SAMPLES {
-        if i % 2 == 0 {
-            let server = world.serve_env((), QUIET).await?;
-            let begun = Instant::now();
-            let job = server.start_job(world.start_args("side by side")).await?;
-            ours.push(begun.elapsed());
-            server.wait_done(&job, 120).await?;
-            server.client.cancel().await?;
-        } else {
-            let cmd = tokio::process::Command::new(&other).configure(|c| {
+    let text = |r: &rmcp::model::CallToolResult| {
+        r.content.iter().filter_map(|c| c.as_text()).map(|t| t.text.clone()).collect::<String>()
+    };
+    let call = |tool: &'static str, args: serde_json::Value| -> Result<CallToolRequestParams> {
+        Ok(CallToolRequestParams::new(tool).with_arguments(args.as_object().cloned().context("an object")?))
+    };
+    let (mut ours, mut theirs) = (Vec::new(), vec![Vec::new(); others.len()]);
+    for _ in 0..SAMPLES {
+        let server = world.serve_env((), QUIET).await?;
+        let begun = Instant::now();
+        let job = server.start_job(world.start_args("side by side")).await?;
+        ours.push(begun.elapsed());
+        server.wait_done(&job, 120).await?;
+        server.client.cancel().await?;
+        for (other, samples) in others.iter().zip(&mut theirs) {
+            let cmd = tokio::process::Command::new(&other.bin).configure(|c| {
                 c.current_dir(world.work_dir()).env("PATH", &path).env("CODEX_HOME", world.codex_home());
             });
             let client = ().serve(TokioChildProcess::new(cmd)?).await?;
-            let args = json!({"prompt": "side by side", "args": ["--full-auto"]});
-            let call = CallToolRequestParams::new("codex_execute_async")
-                .with_arguments(args.as_object().cloned().context("an object")?);
+            let start = call(other.start.0, other.start.1.clone())?;
             let begun = Instant::now();
-            let result = client.call_tool(call).await?;
-            theirs.push(begun.elapsed());
-            anyhow::ensure!(result.is_error != Some(true), "codex_execute_async failed: {result:?}");
-            // As for job_start, the next call waits until this Codex ended.
-            let text = |r: &rmcp::model::CallToolResult| {
-                r.content.iter().filter_map(|c| c.as_text()).map(|t| t.text.clone()).collect::<String>()
-            };
+            let result = client.call_tool(start).await?;
+            samples.push(begun.elapsed());
             let said = text(&result);
+            anyhow::ensure!(result.is_error != Some(true), "{} failed: {said}", other.start.0);
             let task = said
-                .split("Task ID: ")
+                .split(other.id_after)
                 .nth(1)
-                .and_then(|t| t.split_whitespace().next())
+                .and_then(|t| t.split(|c: char| !c.is_ascii_alphanumeric() && c != '-').next())
                 .with_context(|| format!("no task id in {said:?}"))?;
-            let check = CallToolRequestParams::new("codex_check_result")
-                .with_arguments(json!({"task_id": task}).as_object().cloned().context("an object")?);
+            let check = call(other.check.0, (other.check.1)(task))?;
             let mut polls = 0;
-            while text(&client.call_tool(check.clone()).await?).contains("is still running") {
+            while text(&client.call_tool(check.clone()).await?).contains(other.still_running) {
                 polls += 1;
-                anyhow::ensure!(polls < 1200, "codex-mcp-async's task {task} still runs after 120 s");
+                anyhow::ensure!(polls < 1200, "{}'s task {task} still runs after 120 s", other.name);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             client.cancel().await?;
         }
     }
     report("first job_start after initialize, side by side", ours);
-    report("first codex_execute_async (codex-mcp-async), side by side", theirs);
+    for (other, samples) in others.iter().zip(theirs) {
+        report(&format!("first {}, side by side", other.name), samples);
+    }
     Ok(())
 }
 
@@ -163,8 +211,9 @@ async fn main() -> Result<()> {
     }
     report("first job_start after initialize, probe cached", cached);
     report("first job_start after initialize, probe run", uncached);
-    if let Some(other) = std::env::var_os("CODEX_MCP_ASYNC_BIN") {
-        side_by_side(&world, other.into()).await?;
+    let others = others(&world);
+    if !others.is_empty() {
+        side_by_side(&world, &others).await?;
     }
 
     // 200 quick job_starts under the default limit.
