@@ -555,28 +555,35 @@ impl JobHost {
         let syncing = tokio::task::spawn_blocking(move || written.sync());
         crate::failpoint!("start-after-enqueue");
         let made = self.store.materialize(&meta);
-        match (syncing.await?, made) {
-            (Ok(()), Ok(_)) => {}
-            (Ok(()), Err(e)) => {
-                let _ = self.store.dequeue(&meta);
-                return Err(e);
+        if let Err(e) = syncing.await? {
+            if let Ok(job) = &made {
+                self.discard_unacknowledged(job);
             }
-            (Err(e), made) => {
-                if let Ok(job) = made {
-                    // Never acknowledged: its directory goes too, unless a supervisor (another server's) runs it.
-                    let _ = (|| -> Result<()> {
-                        let _lock = job.lock()?;
-                        if let Some(_no_supervisor) = job.try_supervisor_lock()? {
-                            self.store.remove(id)?;
-                        }
-                        Ok(())
-                    })();
-                }
-                return Err(e);
-            }
+            return Err(e);
+        }
+        if let Err(e) = made {
+            let _ = self.store.dequeue(&meta);
+            return Err(e);
         }
         self.admit_soon(&meta);
         Ok(Started { job_id: id.to_string(), status: meta.status, turn: meta.turn, cursor: 0 })
+    }
+
+    /// Removes the directory of a job whose start was never acknowledged (its
+    /// queue entry's fsync failed), unless a supervisor runs it (another
+    /// server admitted the entry meanwhile). Errors are logged: the start's
+    /// own error is the one its caller sees.
+    fn discard_unacknowledged(&self, job: &JobDir) {
+        let discarded = (|| -> Result<()> {
+            let _lock = job.lock()?;
+            if let Some(_no_supervisor) = job.try_supervisor_lock()? {
+                self.store.remove(job.id())?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = discarded {
+            tracing::warn!(job = %job.id(), "cannot remove the job a failed start left: {e:#}");
+        }
     }
 
     /// Asks the project's approval policies whether this launch may go ahead.

@@ -114,9 +114,10 @@ impl JobStore {
     ///
     /// Nothing here is fsynced: the job's queue entry, written first (and
     /// fsynced before `job_start` answers), holds the same records, and
-    /// whoever finds the directory missing makes it again from there (see `queue`). A directory that is there
-    /// already (another server made it from the entry) is kept. On an error
-    /// (a full disk included) nothing is left behind and the message names the path.
+    /// whoever finds the directory missing makes it again from there (see
+    /// `queue`). A directory that is there already (another server made it
+    /// from the entry) is kept. On an error (a full disk included) nothing is
+    /// left behind and the message names the path.
     pub fn materialize(&self, meta: &JobMeta) -> Result<JobDir> {
         static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let name = meta.id.to_string();
