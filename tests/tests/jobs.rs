@@ -413,7 +413,8 @@ async fn a_server_lists_the_jobs_and_replies_another_server_starts_unasked() -> 
 /// entry never moves to `admitted/`) is listed as queued, with its place.
 #[tokio::test]
 async fn a_server_lists_a_job_another_server_queued_behind_the_limit() -> Result<()> {
-    let world = World::new([Reply::Command("sleep 600".into())])?;
+    // The model never answers the first job: it runs until cancelled, however slow the machine.
+    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
     std::fs::create_dir_all(world.jobhost_home())?;
     std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\nmax_running = 1\n")?;
     let first = world.serve().await?;
