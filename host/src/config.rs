@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+/// A project's settings file, relative to its root: its policies and `[jobs] max_running`.
+pub const PROJECT_FILE: &str = ".codex/jobhost.toml";
+
 /// Everything a [`crate::JobHost`] needs to know from its environment.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -33,7 +36,7 @@ impl HostConfig {
             None => default_home()?,
         };
         let host_exe = std::env::current_exe().context("cannot find this program's own path")?;
-        let user_file = home.join(crate::policy::config::USER_FILE);
+        let user_file = home.join(crate::home::USER_FILE);
         let jobs = read_jobs(&user_file)?;
         let max_running = jobs_setting(&user_file, &jobs, "max_running")?.unwrap_or_else(default_max_running);
         let retention =
@@ -55,7 +58,7 @@ pub fn default_max_running() -> usize {
 ///
 /// Errors: as for `[jobs] max_running`.
 pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
-    let user_file = home.join(crate::policy::config::USER_FILE);
+    let user_file = home.join(crate::home::USER_FILE);
     Ok(jobs_setting(&user_file, &read_jobs(&user_file)?, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
 }
 
@@ -65,7 +68,7 @@ pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
 ///
 /// Errors: as for `[jobs] max_running`.
 pub fn output_max_bytes(home: &std::path::Path) -> Result<u64> {
-    let user_file = home.join(crate::policy::config::USER_FILE);
+    let user_file = home.join(crate::home::USER_FILE);
     output_max_from(&user_file, &read_jobs(&user_file)?)
 }
 
@@ -79,7 +82,7 @@ fn output_max_from(path: &std::path::Path, jobs: &toml::Table) -> Result<u64> {
 ///
 /// Errors: as for [`project_jobs`].
 pub fn project_max_running(project_root: &std::path::Path) -> Result<Option<usize>> {
-    let path = project_root.join(crate::policy::config::PROJECT_FILE);
+    let path = project_root.join(PROJECT_FILE);
     project_jobs(&path, &read_jobs(&path)?)
 }
 

@@ -29,7 +29,8 @@ use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
 use crate::job::supervisor;
 use crate::job::{
-    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Registry, Turn, TurnSpec,
+    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Queue, Registry, Turn,
+    TurnSpec,
 };
 use crate::policy::builtin::{self, Keep};
 use crate::policy::{
@@ -489,7 +490,7 @@ impl JobHost {
 
     /// The Codex CLI, located and probed on first use.
     pub async fn codex(&self) -> Result<&CodexCli> {
-        let cache = self.config.home.join("cache");
+        let cache = self.config.home.join(crate::home::CACHE_DIR);
         self.codex.get_or_try_init(|| CodexCli::locate(self.config.codex_bin.as_deref(), Some(&cache))).await
     }
 
@@ -551,7 +552,7 @@ impl JobHost {
         let spec = turn_spec(&meta, &req.prompt, cli)?;
         // The queue entry, fsynced, is the job's durable record; its directory is made from the same
         // records while the entry's fsync (about 0.5 ms on ext4) runs on another thread.
-        let written = self.store.write_entry(&meta, &spec)?;
+        let written = Queue::of(&self.store).write_entry(&meta, &spec)?;
         let syncing = tokio::task::spawn_blocking(move || written.sync());
         crate::failpoint!("start-after-enqueue");
         let made = self.store.materialize(&meta);
@@ -562,7 +563,7 @@ impl JobHost {
             return Err(e);
         }
         if let Err(e) = made {
-            let _ = self.store.dequeue(&meta);
+            let _ = Queue::of(&self.store).dequeue(&meta);
             return Err(e);
         }
         self.admit_soon(&meta);
@@ -707,7 +708,7 @@ impl JobHost {
         let cursor = job.event_count()?;
         // The entry first, under the job's lock: admission leaves an entry
         // ahead of meta.json alone while the lock is held (see `queue::admit`).
-        self.store.enqueue(&meta, &spec)?;
+        Queue::of(&self.store).enqueue(&meta, &spec)?;
         job.write_meta(&meta)?;
         job.sync()?; // acknowledged: a crash must not bring back the ended turn's meta.json
         job.event_writer()?.status(&meta, json!({"prompt": prompt}))?;
@@ -1008,7 +1009,7 @@ impl JobHost {
     /// ago, still `queued` until its supervisor says otherwise, is).
     fn queue_positions(&self) -> Result<HashMap<JobId, usize>> {
         let mut positions = HashMap::new();
-        for entry in self.store.queued()? {
+        for entry in Queue::of(&self.store).queued()? {
             let status = match self.registry.get(entry.job) {
                 Some(j) if j.turn == entry.turn => Some(j.status),
                 _ => self.store.job(entry.job).and_then(|j| j.read_meta()).ok().map(|m| m.status),
@@ -1049,7 +1050,7 @@ impl JobHost {
             return Err(invalid(format!("invalid limit {limit}: expected 1 to 1000")));
         }
         let begun = Instant::now();
-        let (notes, next_cursor) = self.store.read_notifications(cursor.unwrap_or(0), limit)?;
+        let (notes, next_cursor) = self.store.feed().read(cursor.unwrap_or(0), limit)?;
         let mut notifications = Vec::with_capacity(notes.len());
         let mut policy_budget_exhausted = false;
         let mut failures = Vec::new();

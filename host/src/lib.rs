@@ -9,6 +9,7 @@ pub mod args;
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod home;
 pub mod host;
 pub mod job;
 pub mod mcp;

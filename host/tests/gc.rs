@@ -47,7 +47,7 @@ fn gc_removes_old_ended_jobs_and_never_a_live_one() {
         error: None,
         finished_at: Timestamp::now().to_string(),
     };
-    store.append_notification(&note).unwrap();
+    store.feed().append(&note).unwrap();
     // A creation that crashed long ago left this.
     let leftover = home.path().join("jobs/.new-0192f5d2-6a1b-7c3d-8e4f-0123456789ab");
     std::fs::create_dir(&leftover).unwrap();

@@ -869,7 +869,7 @@ fn wait_for_answer(
     pending: PendingApproval,
     answers: mpsc::UnboundedSender<(Value, PendingApproval, ApprovalAnswer)>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let dir = job.path().join(approval::APPROVALS_DIR);
+    let dir = job.path().join(crate::home::job::APPROVALS_DIR);
     let changes = DirWatch::open(&dir)?;
     let deadline: Timestamp = pending.deadline.parse()?;
     Ok(tokio::spawn(async move {

@@ -14,15 +14,16 @@ use anyhow::Result;
 
 use super::{CancelOutcome, JobHost, Live};
 use crate::error::invalid;
+use crate::home::{ADMITTED_DIR, JOBS_DIR, QUEUE_DIR};
 use crate::job::dirwatch::{Arrivals, DirWatch};
 use crate::job::process::{ProcessWatch, signal_group, signal_process};
-use crate::job::queue;
+use crate::job::queue::{self, Queue};
 use crate::job::supervisor::{self, End};
 use crate::job::{JobId, JobMeta, JobStatus};
 use crate::{config, policy};
 
 /// The folders of the home whose arrivals [`JobHost::index_jobs`] follows.
-const FOLLOWED: [&str; 3] = [queue::QUEUE_DIR, queue::ADMITTED_DIR, "jobs"];
+const FOLLOWED: [&str; 3] = [QUEUE_DIR, ADMITTED_DIR, JOBS_DIR];
 
 impl JobHost {
     /// Reads every job on disk into the index, follows the turns that
@@ -39,7 +40,7 @@ impl JobHost {
         let host = Arc::clone(self);
         // Off the async workers: a home of 10,000 jobs takes a while to read.
         tokio::task::spawn_blocking(move || -> Result<()> {
-            host.store.restore_queued()?;
+            Queue::of(&host.store).restore_queued()?;
             let mut unreadable = std::collections::HashMap::new();
             for id in host.store.job_ids()? {
                 if let Err(e) = host.index_job(id) {
@@ -75,7 +76,7 @@ impl JobHost {
                     match queue.arrivals().await? {
                         Arrivals::Named(names) => {
                             for (folder, name) in names {
-                                if FOLLOWED[folder] == "jobs" {
+                                if FOLLOWED[folder] == JOBS_DIR {
                                     let id = JobId::parse(&name).ok();
                                     if let Some(entry) = id.and_then(|id| early.remove(&id)) {
                                         notice(entry, &mut early);
@@ -86,7 +87,7 @@ impl JobHost {
                             }
                         }
                         Arrivals::Lost => {
-                            for entry in host.store.queued()? {
+                            for entry in Queue::of(&host.store).queued()? {
                                 notice(entry, &mut early);
                             }
                         }
@@ -140,7 +141,7 @@ impl JobHost {
             // No supervisor: make sure the turn is in the queue (a job of an
             // earlier version may have none), whose admission starts it or
             // records how it ended.
-            self.store.ensure_queued(&meta)?;
+            Queue::of(&self.store).ensure_queued(&meta)?;
         }
         self.follow(id);
         Ok(())
@@ -236,7 +237,7 @@ impl JobHost {
                 limit.map(|l| (root, l))
             };
             queue::admit(
-                &host.store,
+                Queue::of(&host.store),
                 host.config.max_running,
                 project_limit,
                 |job, lock| supervisor::spawn(exe, home, job, lock),

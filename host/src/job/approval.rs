@@ -21,8 +21,7 @@ use serde_json::Value;
 use super::JobDir;
 use crate::error::{InvalidInput, invalid};
 
-/// The directory, inside a job's, that holds its approval requests and answers.
-pub const APPROVALS_DIR: &str = "approvals";
+use crate::home::job::APPROVALS_DIR;
 
 /// An approval request waiting for the caller: as `job_status` lists it in
 /// `pending_approvals` and `job_events` shows it in `approval.requested`.

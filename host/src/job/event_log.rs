@@ -25,9 +25,7 @@ use super::event::{Event, STATUS_EVENT};
 use super::{JobId, JobMeta};
 use crate::error::invalid;
 
-pub(super) const EVENTS: &str = "events.jsonl";
-pub(super) const EVENTS_INDEX: &str = "events.idx";
-const EVENTS_TORN: &str = "events.torn";
+use crate::home::job::{EVENTS, EVENTS_INDEX, EVENTS_TORN};
 
 /// Bytes of an entry in `events.idx`.
 const INDEX_ENTRY: u64 = 8;

@@ -133,6 +133,64 @@ pub fn data_end(file: impl AsFd, offset: u64, len: u64) -> u64 {
     rustix::fs::seek(&file, SeekFrom::Hole(offset)).map_or(len, |hole| hole.min(len))
 }
 
+/// Up to `max` bytes of the log `file` from byte `offset`, and the offset
+/// after them. Where the log's middle was cut, the cut bytes come back as
+/// one marker line ([`cut_marker`]).
+pub fn read(file: &mut std::fs::File, offset: u64, max: usize) -> io::Result<(Vec<u8>, u64)> {
+    use std::io::{Read, Seek};
+    let len = file.metadata()?.len();
+    if let Some(data) = hole_at(&*file, offset, len) {
+        return Ok((cut_marker(data - offset), data));
+    }
+    let end = data_end(&*file, offset, len);
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    file.take((max as u64).min(end.saturating_sub(offset))).read_to_end(&mut buf)?;
+    let next = offset + buf.len() as u64;
+    Ok((buf, next))
+}
+
+/// The last `max_lines` lines of the log `file`, reading at most `max_bytes`
+/// from its end: it seeks, so a 1 GiB log costs what a 1 kB one does.
+/// Returns the text and whether older output was left out.
+pub fn tail(file: &mut std::fs::File, max_lines: usize, max_bytes: u64) -> io::Result<(String, bool)> {
+    use std::io::{Read, Seek};
+    if max_lines == 0 {
+        return Ok((String::new(), file.metadata()?.len() > 0));
+    }
+    let len = file.metadata()?.len();
+    let mut start = len.saturating_sub(max_bytes);
+    // Not into the log's cut middle: the tail starts after it (mid-line).
+    let data_end = data_end(&*file, start, len);
+    if let Some(data) = hole_at(&*file, start, len) {
+        start = data;
+    } else if data_end < len {
+        start = hole_at(&*file, data_end, len).unwrap_or(data_end);
+    }
+    file.seek(std::io::SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    file.take(len - start).read_to_end(&mut buf)?;
+    // Walk back over `max_lines` line ends, ignoring the final newline.
+    let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+    let mut cut = 0;
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == max_lines {
+                cut = i + 1;
+                break;
+            }
+        }
+    }
+    // A window that starts mid-line drops the partial first line.
+    if cut == 0 && start > 0 {
+        cut = body.iter().position(|b| *b == b'\n').map_or(body.len(), |i| i + 1);
+    }
+    let omitted = start > 0 || cut > 0;
+    Ok((String::from_utf8_lossy(&buf[cut..]).into_owned(), omitted))
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;

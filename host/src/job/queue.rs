@@ -32,16 +32,35 @@ use anyhow::{Context, Result};
 use cap_std::fs::OpenOptions;
 use serde::{Deserialize, Serialize};
 
-use super::store::{FileLock, TurnSpec};
+use super::store::FileLock;
 use super::{JobDir, JobId, JobMeta, JobStatus, JobStore};
+use crate::home::{ADMITTED_DIR, QUEUE_DIR, QUEUE_LOCK};
 
-/// The folder of waiting entries, in the home.
-pub const QUEUE_DIR: &str = "queue";
-/// The folder of admitted entries (their supervisor was started), in the home.
-pub const ADMITTED_DIR: &str = "admitted";
 /// Where an entry may be, in the order it is looked for.
 const FOLDERS: [&str; 2] = [ADMITTED_DIR, QUEUE_DIR];
-const QUEUE_LOCK: &str = "queue.lock";
+
+/// What the supervisor of a job's current turn runs, handed over in the
+/// turn's queue entry rather than on its command line (no size limit of the
+/// kernel's, and `ps` shows no prompt).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnSpec {
+    /// The turn this is for, from 0.
+    pub turn: u32,
+    /// The agent program (the native Codex binary).
+    pub program: PathBuf,
+    /// Arguments after the program; the prompt is not among them (it is `-`: stdin).
+    pub args: Vec<String>,
+    /// Environment added for the agent (e.g. what Codex's npm launcher would set).
+    pub env: Vec<(String, String)>,
+    /// The turn's prompt, written to the agent's stdin.
+    pub prompt: String,
+}
+
+/// The home's durable queue of turns (see the module docs), over its job store.
+#[derive(Clone, Copy)]
+pub struct Queue<'a> {
+    store: &'a JobStore,
+}
 
 /// One turn in the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,9 +140,14 @@ impl Written {
     }
 }
 
-impl JobStore {
+impl<'a> Queue<'a> {
+    /// The queue of the home `store` lives in.
+    pub fn of(store: &'a JobStore) -> Self {
+        Queue { store }
+    }
+
     /// Adds the job's current turn (`meta`, as it will be once queued) to the
-    /// queue, durably: [`JobStore::write_entry`], then [`Written::sync`].
+    /// queue, durably: [`Queue::write_entry`], then [`Written::sync`].
     pub fn enqueue(&self, meta: &JobMeta, spec: &TurnSpec) -> Result<()> {
         self.write_entry(meta, spec)?.sync()
     }
@@ -145,7 +169,7 @@ impl JobStore {
             tmp.replace(entry.name())?;
             Ok(file)
         };
-        let path = self.root().join(QUEUE_DIR);
+        let path = self.store.root().join(QUEUE_DIR);
         let file = write().with_context(|| format!("cannot write {}/{}", path.display(), entry.name()))?;
         Ok(Written { file, queue, entry, path })
     }
@@ -163,8 +187,8 @@ impl JobStore {
         }
         self.queue_dir(QUEUE_DIR)?
             .open_with(entry.name(), OpenOptions::new().write(true).create(true))
-            .with_context(|| format!("cannot create {}/{QUEUE_DIR}/{}", self.root().display(), entry.name()))?;
-        super::store::sync_dir(&self.root().join(QUEUE_DIR))
+            .with_context(|| format!("cannot create {}/{QUEUE_DIR}/{}", self.store.root().display(), entry.name()))?;
+        super::store::sync_dir(&self.store.root().join(QUEUE_DIR))
     }
 
     /// What the job's current turn (`meta`, just read) runs: from its queue
@@ -175,7 +199,7 @@ impl JobStore {
     pub fn turn_to_run(&self, job: &JobDir, meta: &JobMeta) -> Result<TurnSpec> {
         match self.queued_turn(&Entry::of(meta))? {
             Some(turn) => Ok(turn.spec),
-            None => job.read_turn(),
+            None => read_turn_json(job),
         }
     }
 
@@ -188,7 +212,7 @@ impl JobStore {
             folder = QUEUE_DIR;
             read = self.queue_dir(folder)?.read(entry.name());
         }
-        let path = || format!("{}/{folder}/{}", self.root().display(), entry.name());
+        let path = || format!("{}/{folder}/{}", self.store.root().display(), entry.name());
         let bytes = read.with_context(|| format!("cannot read {}", path()))?;
         if bytes.is_empty() {
             return Ok(None);
@@ -202,11 +226,11 @@ impl JobStore {
     /// start still under way in another server, or a crash of the machine).
     /// `None` when there is neither: the job was removed, the entry is stale.
     pub fn job_of(&self, entry: &Entry) -> Result<Option<JobDir>> {
-        match self.job(entry.job) {
+        match self.store.job(entry.job) {
             Ok(job) => Ok(Some(job)),
             Err(e) if e.downcast_ref::<crate::InvalidInput>().is_some() => {
                 match self.queued_turn(entry).ok().flatten().and_then(|t| t.first) {
-                    Some(first) => self.materialize(&first).map(Some),
+                    Some(first) => self.store.materialize(&first).map(Some),
                     None => Ok(None),
                 }
             }
@@ -242,7 +266,7 @@ impl JobStore {
     /// Removes the job's current turn from the queue, waiting or admitted
     /// (nothing when it is not there).
     pub fn dequeue(&self, meta: &JobMeta) -> Result<()> {
-        remove_entry(self, &Entry::of(meta))
+        self.remove_entry(&Entry::of(meta))
     }
 
     /// Every turn in the queue, admitted and waiting, oldest first.
@@ -258,7 +282,7 @@ impl JobStore {
     /// The entries in `folder` (`queue` or `admitted`), oldest first.
     fn entries_in(&self, folder: &str) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
-        let list = || format!("cannot list {}/{folder}", self.root().display());
+        let list = || format!("cannot list {}/{folder}", self.store.root().display());
         for item in self.queue_dir(folder)?.entries().with_context(list)? {
             if let Some(entry) = item.with_context(list)?.file_name().to_str().and_then(Entry::parse) {
                 entries.push(entry);
@@ -269,7 +293,10 @@ impl JobStore {
     }
 
     fn queue_dir(&self, folder: &str) -> Result<cap_std::fs::Dir> {
-        self.home_dir().open_dir(folder).with_context(|| format!("cannot open {}/{folder}", self.root().display()))
+        self.store
+            .home_dir()
+            .open_dir(folder)
+            .with_context(|| format!("cannot open {}/{folder}", self.store.root().display()))
     }
 
     /// Moves `entry` between `queue/` and `admitted/` (not fsynced: see the
@@ -278,7 +305,7 @@ impl JobStore {
         let (from_dir, to_dir) = (self.queue_dir(from)?, self.queue_dir(to)?);
         match from_dir.rename(entry.name(), &to_dir, entry.name()) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).with_context(|| {
-                format!("cannot move {} from {from}/ to {to}/ in {}", entry.name(), self.root().display())
+                format!("cannot move {} from {from}/ to {to}/ in {}", entry.name(), self.store.root().display())
             }),
             _ => Ok(()),
         }
@@ -299,12 +326,13 @@ impl JobStore {
 ///   the supervisor lock, so no one else settles at once; `error` is set for
 ///   a turn whose supervisor could not be started.
 pub fn admit(
-    store: &JobStore,
+    queue: Queue<'_>,
     max_running: usize,
     project_limit: impl FnMut(&Path) -> Option<(PathBuf, usize)>,
     spawn: impl FnMut(&JobDir, FileLock) -> Result<u32>,
     settle: impl FnMut(&JobDir, FileLock, Option<String>) -> Result<()>,
 ) -> Result<Admitted> {
+    let store = queue.store;
     let lock_file = store
         .home_dir()
         .open_with(QUEUE_LOCK, OpenOptions::new().read(true).write(true).create(true))
@@ -312,12 +340,12 @@ pub fn admit(
     rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::LockExclusive)
         .with_context(|| format!("cannot lock {}/{QUEUE_LOCK}", store.root().display()))?;
     let mut pass =
-        Pass { store, project_limit, settle, running: 0, running_in: HashMap::new(), done: Admitted::default() };
+        Pass { queue, project_limit, settle, running: 0, running_in: HashMap::new(), done: Admitted::default() };
     // Admitted turns first: running ones tell how many places are free.
-    for entry in store.entries_in(ADMITTED_DIR)? {
+    for entry in queue.entries_in(ADMITTED_DIR)? {
         if let Found::Waiting(..) = pass.look(&entry)? {
             // Admitted, but its supervisor never started (a crash in between): back in line.
-            store.move_entry(&entry, ADMITTED_DIR, QUEUE_DIR)?;
+            queue.move_entry(&entry, ADMITTED_DIR, QUEUE_DIR)?;
         }
     }
     pass.start_waiting(max_running, spawn)?;
@@ -337,7 +365,7 @@ enum Found {
 
 /// The state of one admission pass.
 struct Pass<'a, L, S> {
-    store: &'a JobStore,
+    queue: Queue<'a>,
     project_limit: L,
     settle: S,
     /// Turns whose supervisor is alive, in all and per project.
@@ -354,9 +382,9 @@ where
     /// Looks at one entry: counts a turn whose supervisor is alive, settles
     /// one whose supervisor died, drops a stale entry.
     fn look(&mut self, entry: &Entry) -> Result<Found> {
-        let Some(job) = self.store.job_of(entry)? else {
+        let Some(job) = self.queue.job_of(entry)? else {
             // Its job directory was removed (by hand): the entry is stale.
-            remove_entry(self.store, entry)?;
+            self.queue.remove_entry(entry)?;
             return Ok(Found::Other);
         };
         let Some(lock) = job.try_supervisor_lock()? else {
@@ -381,7 +409,7 @@ where
             if let Some(_reply_is_over) = job.try_lock()?
                 && job.read_meta()?.turn < entry.turn
             {
-                remove_entry(self.store, entry)?;
+                self.queue.remove_entry(entry)?;
             }
             Ok(Found::Other)
         } else if meta.turn == entry.turn && meta.status == JobStatus::Queued && meta.pid.is_none() {
@@ -394,7 +422,7 @@ where
             self.done.settled.push(entry.job);
             Ok(Found::Other)
         } else {
-            remove_entry(self.store, entry)?; // an older turn, long over
+            self.queue.remove_entry(entry)?; // an older turn, long over
             Ok(Found::Other)
         }
     }
@@ -406,7 +434,7 @@ where
         max_running: usize,
         mut spawn: impl FnMut(&JobDir, FileLock) -> Result<u32>,
     ) -> Result<()> {
-        for entry in self.store.entries_in(QUEUE_DIR)? {
+        for entry in self.queue.entries_in(QUEUE_DIR)? {
             if self.running >= max_running {
                 break;
             }
@@ -414,7 +442,7 @@ where
                 Found::Waiting(job, lock, cwd) => (job, lock, cwd),
                 Found::Running => {
                     // Its entry still waits (queued by an earlier version, or a crash undid the move).
-                    self.store.move_entry(&entry, QUEUE_DIR, ADMITTED_DIR)?;
+                    self.queue.move_entry(&entry, QUEUE_DIR, ADMITTED_DIR)?;
                     continue;
                 }
                 Found::Other => continue,
@@ -425,7 +453,7 @@ where
             {
                 continue;
             }
-            self.store.move_entry(&entry, QUEUE_DIR, ADMITTED_DIR)?;
+            self.queue.move_entry(&entry, QUEUE_DIR, ADMITTED_DIR)?;
             crate::failpoint!("admit-before-spawn");
             match spawn(&job, lock) {
                 Ok(pid) => {
@@ -448,19 +476,29 @@ where
     }
 }
 
-/// Removes `entry`, admitted or waiting (nothing when it is in neither).
-fn remove_entry(store: &JobStore, entry: &Entry) -> Result<()> {
-    for folder in FOLDERS {
-        match store.queue_dir(folder)?.remove_file(entry.name()) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot remove {}/{folder}/{}", store.root().display(), entry.name()));
+impl Queue<'_> {
+    /// Removes `entry`, admitted or waiting (nothing when it is in neither).
+    fn remove_entry(&self, entry: &Entry) -> Result<()> {
+        for folder in FOLDERS {
+            match self.queue_dir(folder)?.remove_file(entry.name()) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let root = self.store.root().display();
+                    return Err(e).with_context(|| format!("cannot remove {root}/{folder}/{}", entry.name()));
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Reads `turn.json`, where earlier versions put a queued turn (now in its queue entry).
+fn read_turn_json(job: &JobDir) -> Result<TurnSpec> {
+    use crate::home::job::TURN;
+    let path = job.path().display();
+    let bytes = job.dir().read(TURN).with_context(|| format!("cannot read {path}/{TURN}"))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{path}/{TURN} is not a valid turn"))
 }
 
 #[cfg(test)]
@@ -473,7 +511,7 @@ mod tests {
         let options = JobOptions { approval_policy: "suggest".into(), ..Default::default() };
         let meta = JobMeta::queued(JobId::new(), "p", "/tmp".into(), "exec", options, "/bin/codex".into());
         let spec = TurnSpec { turn: 0, program: "/bin/codex".into(), args: vec![], env: vec![], prompt: "p".into() };
-        store.enqueue(&meta, &spec).unwrap();
+        Queue::of(store).enqueue(&meta, &spec).unwrap();
         store.materialize(&meta).unwrap();
         Entry::of(&meta)
     }
@@ -482,6 +520,7 @@ mod tests {
     fn admission_reads_waiting_turns_only_while_places_are_free() {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
+        let queue = Queue::of(&store);
         let entries: Vec<Entry> = (0..3).map(|_| queue_job(&store)).collect();
         // Live supervisors hold their locks: the test keeps the ones it is handed.
         let mut held = Vec::new();
@@ -493,12 +532,12 @@ mod tests {
             let settle = |job: &JobDir, _: FileLock, _: Option<String>| -> Result<()> {
                 panic!("nothing to settle, yet {} was", job.id())
             };
-            admit(&store, 1, |_: &Path| None, spawn, settle).unwrap()
+            admit(Queue::of(&store), 1, |_: &Path| None, spawn, settle).unwrap()
         };
 
         assert_eq!(pass(&mut held).started, [(entries[0].job, 7)]);
-        assert_eq!(store.entries_in(ADMITTED_DIR).unwrap(), [entries[0]]);
-        assert_eq!(store.entries_in(QUEUE_DIR).unwrap(), entries[1..]);
+        assert_eq!(queue.entries_in(ADMITTED_DIR).unwrap(), [entries[0]]);
+        assert_eq!(queue.entries_in(QUEUE_DIR).unwrap(), entries[1..]);
 
         // Full: no waiting turn is looked at (looking takes its supervisor lock, making the file).
         assert!(pass(&mut held).started.is_empty());
@@ -508,20 +547,20 @@ mod tests {
         }
 
         // A running turn whose entry still waits (a crash undid the move) counts, and is moved.
-        store.move_entry(&entries[0], ADMITTED_DIR, QUEUE_DIR).unwrap();
+        queue.move_entry(&entries[0], ADMITTED_DIR, QUEUE_DIR).unwrap();
         assert!(pass(&mut held).started.is_empty());
-        assert_eq!(store.entries_in(ADMITTED_DIR).unwrap(), [entries[0]]);
+        assert_eq!(queue.entries_in(ADMITTED_DIR).unwrap(), [entries[0]]);
 
         // Its supervisor gone before it wrote anything (a crash right after admission):
         // the turn goes back in line, first, and starts again.
         held.clear();
         assert_eq!(pass(&mut held).started, [(entries[0].job, 7)]);
-        assert_eq!(store.entries_in(QUEUE_DIR).unwrap(), entries[1..]);
+        assert_eq!(queue.entries_in(QUEUE_DIR).unwrap(), entries[1..]);
 
         // An entry that goes while admission moves it (its turn's end recorded meanwhile) is no error.
-        store.dequeue(&store.job(entries[0].job).unwrap().read_meta().unwrap()).unwrap();
-        store.move_entry(&entries[0], QUEUE_DIR, ADMITTED_DIR).unwrap();
-        assert_eq!(store.queued().unwrap(), entries[1..]);
+        queue.dequeue(&store.job(entries[0].job).unwrap().read_meta().unwrap()).unwrap();
+        queue.move_entry(&entries[0], QUEUE_DIR, ADMITTED_DIR).unwrap();
+        assert_eq!(queue.queued().unwrap(), entries[1..]);
     }
 
     #[test]

@@ -1,69 +1,30 @@
-//! The on-disk job store under the home directory.
-//!
-//! ```text
-//! <home>/notifications.jsonl        the feed of finished turns, one JSON object a line
-//! <home>/jobs/<job_id>/meta.json    JobMeta, replaced atomically
-//! <home>/jobs/<job_id>/events.jsonl Event, one JSON object a line, appended
-//! <home>/jobs/<job_id>/events.idx   end offset of each event line, u64 little-endian (derived)
-//! <home>/jobs/<job_id>/output.log   the agent's raw stdout and stderr lines
-//! <home>/jobs/<job_id>/supervisor.log the supervisor's own log
-//! <home>/jobs/<job_id>/turn.json     (earlier versions) what a queued turn runs: now in its queue entry
-//! <home>/jobs/<job_id>/policies.json (earlier versions) the pinned policy set: now in meta.json
-//! <home>/jobs/<job_id>/supervisor.lock held (flock) by the turn's supervisor for its whole life
-//! <home>/jobs/<job_id>/job.lock      held (flock) while a turn begins or its end is recorded
-//! <home>/jobs/<job_id>/space.reserve  disk space a running supervisor holds to record its end on a full disk
-//! <home>/queue/…                     one file per turn waiting to be admitted; see `queue`
-//! <home>/admitted/…                  the same, once admitted, until the turn's end is recorded
-//! ```
+//! The on-disk job store under the home directory: `jobs/<job_id>/` (its
+//! `meta.json`, locks, logs; names in [`crate::home::job`]), with the queue
+//! ([`super::queue`]) and the notification feed ([`super::feed`]) beside it.
 //!
 //! Every access goes through `cap_std::fs::Dir` handles opened on `jobs/` and
 //! on one job's directory, and job directories are named only by a validated
 //! [`JobId`], so nothing a caller sends can reach outside.
 
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions};
-use serde::{Deserialize, Serialize};
 
 use super::event::Event;
 use super::event_log::{self, EventWriter};
-use super::{JobId, JobMeta, JobStatus};
+use super::feed::Feed;
+use super::{JobId, JobMeta};
 use crate::error::invalid;
-
-const META: &str = "meta.json";
-const OUTPUT: &str = "output.log";
-const FEED: &str = "notifications.jsonl";
-const SUPERVISOR_LOG: &str = "supervisor.log";
-const TURN: &str = "turn.json";
-const POLICIES: &str = "policies.json";
-const SUPERVISOR_LOCK: &str = "supervisor.lock";
-const JOB_LOCK: &str = "job.lock";
-const RESERVE: &str = "space.reserve";
+use crate::home::job::{JOB_LOCK, META, OUTPUT, POLICIES, RESERVE, SUPERVISOR_LOCK, SUPERVISOR_LOG};
+use crate::home::{ADMITTED_DIR, JOBS_DIR, QUEUE_DIR};
 
 /// Disk space a supervisor holds while its turn runs, given back to record
 /// the turn's end when the disk is full: 4 MiB, room for `meta.json` with a
 /// long last message, the terminal event and the notification.
 pub const RESERVE_BYTES: u64 = 4 << 20;
-
-/// What the supervisor of a job's current turn runs, handed over in the
-/// turn's queue entry rather than on its command line (no size limit of the
-/// kernel's, and `ps` shows no prompt).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TurnSpec {
-    /// The turn this is for, from 0.
-    pub turn: u32,
-    /// The agent program (the native Codex binary).
-    pub program: PathBuf,
-    /// Arguments after the program; the prompt is not among them (it is `-`: stdin).
-    pub args: Vec<String>,
-    /// Environment added for the agent (e.g. what Codex's npm launcher would set).
-    pub env: Vec<(String, String)>,
-    /// The turn's prompt, written to the agent's stdin.
-    pub prompt: String,
-}
 
 /// An exclusive `flock` held until dropped (closing the file releases it too).
 #[derive(Debug)]
@@ -82,6 +43,7 @@ pub struct JobStore {
     root: PathBuf,
     home: Dir,
     jobs: Dir,
+    feed: Feed,
 }
 
 impl JobStore {
@@ -89,14 +51,15 @@ impl JobStore {
     ///
     /// Errors: the home cannot be created or opened; the message names the path.
     pub fn open(home: &Path) -> Result<Self> {
-        for dir in ["jobs", super::queue::QUEUE_DIR, super::queue::ADMITTED_DIR] {
+        for dir in [JOBS_DIR, QUEUE_DIR, ADMITTED_DIR] {
             std::fs::create_dir_all(home.join(dir))
                 .with_context(|| format!("cannot create {}", home.join(dir).display()))?;
         }
         let home_dir = Dir::open_ambient_dir(home, ambient_authority())
             .with_context(|| format!("cannot open the job home {}", home.display()))?;
-        let jobs = home_dir.open_dir("jobs").with_context(|| format!("cannot open {}/jobs", home.display()))?;
-        Ok(JobStore { root: home.to_path_buf(), home: home_dir, jobs })
+        let jobs = home_dir.open_dir(JOBS_DIR).with_context(|| format!("cannot open {}/{JOBS_DIR}", home.display()))?;
+        let feed = Feed::new(home_dir.try_clone()?, home);
+        Ok(JobStore { root: home.to_path_buf(), home: home_dir, jobs, feed })
     }
 
     /// The home directory this store lives in.
@@ -106,6 +69,11 @@ impl JobStore {
 
     pub(super) fn home_dir(&self) -> &Dir {
         &self.home
+    }
+
+    /// The home's notification feed.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// Makes the directory of a job in its first turn from its first
@@ -124,7 +92,7 @@ impl JobStore {
         // Unique to this process and call: two servers may make the same job at once.
         let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let hidden = format!(".new-{name}-{}-{n}", std::process::id());
-        let path = self.root.join("jobs").join(&name);
+        let path = self.root.join(JOBS_DIR).join(&name);
         let made = (|| {
             crate::failpoint_io!("materialize")
                 .and_then(|()| self.jobs.create_dir(&hidden))
@@ -161,7 +129,7 @@ impl JobStore {
         match self.jobs.open_dir(id.to_string()) {
             Ok(dir) => Ok(self.job_dir(id, dir)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(invalid(format!("no job with id {id} in {}", self.root.join("jobs").display())))
+                Err(invalid(format!("no job with id {id} in {}", self.root.join(JOBS_DIR).display())))
             }
             Err(e) => Err(e).with_context(|| format!("cannot open job {id}")),
         }
@@ -173,7 +141,7 @@ impl JobStore {
     }
 
     fn job_dir(&self, id: JobId, dir: Dir) -> JobDir {
-        JobDir { id, dir, path: self.root.join("jobs").join(id.to_string()) }
+        JobDir { id, dir, path: self.root.join(JOBS_DIR).join(id.to_string()) }
     }
 
     /// Removes a job's directory: renamed aside first (`.gc-<id>`), so the job
@@ -222,145 +190,12 @@ impl JobStore {
         ids.sort_unstable_by(|a, b| b.cmp(a));
         Ok(ids)
     }
-
-    /// Appends one line to the notification feed under an exclusive `flock`
-    /// on it, fsynced. A torn last line (a writer killed mid-write) is ended
-    /// first, so it costs only itself: readers skip it, and the new line stays whole.
-    pub fn append_notification(&self, note: &Notification) -> Result<()> {
-        self.with_feed(|feed| Self::append_to_feed(feed, note).map(drop))
-    }
-
-    /// Runs `f` on the notification feed, opened for appending, under an exclusive `flock` on it.
-    pub(super) fn with_feed<T>(&self, f: impl FnOnce(&File) -> Result<T>) -> Result<T> {
-        let path = || self.root.join(FEED).display().to_string();
-        let feed = self
-            .home
-            .open_with(FEED, OpenOptions::new().read(true).append(true).create(true))
-            .with_context(|| format!("cannot open {}", path()))?;
-        rustix::fs::flock(&feed, rustix::fs::FlockOperation::LockExclusive)
-            .with_context(|| format!("cannot lock {}", path()))?;
-        let result = f(&feed).with_context(|| format!("cannot append to {}", path()));
-        let _ = rustix::fs::flock(&feed, rustix::fs::FlockOperation::Unlock);
-        result
-    }
-
-    /// Under the feed's lock: ends a torn last line (a writer killed mid-write)
-    /// with a newline, so it costs only itself; returns where the next line starts.
-    pub(super) fn end_torn_line(mut feed: &File) -> Result<u64> {
-        let len = feed.metadata()?.len();
-        if len > 0 {
-            let mut last = [0u8; 1];
-            feed.seek(SeekFrom::Start(len - 1))?;
-            feed.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                feed.write_all(b"\n")?;
-                return Ok(len + 1);
-            }
-        }
-        Ok(len)
-    }
-
-    /// Under the feed's lock: appends `note` after ending a torn last line;
-    /// returns the offset the line starts at.
-    pub(super) fn append_to_feed(mut feed: &File, note: &Notification) -> Result<u64> {
-        let start = Self::end_torn_line(feed)?;
-        let mut line = serde_json::to_vec(note)?;
-        line.push(b'\n');
-        feed.write_all(&line)?;
-        feed.sync_data()?;
-        Ok(start)
-    }
-
-    /// Under the feed's lock: whether the line at `offset` is the notification of `job_id`'s `turn`.
-    pub(super) fn feed_has(mut feed: &File, offset: u64, job_id: &str, turn: u32) -> Result<bool> {
-        if offset >= feed.metadata()?.len() {
-            return Ok(false);
-        }
-        feed.seek(SeekFrom::Start(offset))?;
-        let mut line = Vec::new();
-        BufReader::new(feed).read_until(b'\n', &mut line)?;
-        let ends = |n: &Notification| n.job_id == job_id && n.turn == turn && n.status.is_terminal();
-        Ok(serde_json::from_slice::<Notification>(&line).is_ok_and(|n| ends(&n)))
-    }
-
-    /// Reads up to `limit` notifications after the byte offset `cursor`
-    /// (0 = from the start) and returns them with the cursor to pass next.
-    ///
-    /// Errors: [`crate::InvalidInput`] when the cursor is past the end of the feed
-    /// or not at the start of a line (i.e. not a cursor this feed returned).
-    pub fn read_notifications(&self, cursor: u64, limit: usize) -> Result<(Vec<Notification>, u64)> {
-        let mut file = match self.home.open(FEED) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if cursor != 0 {
-                    return Err(invalid(format!(
-                        "invalid cursor {cursor}: the notification feed is empty; expected 0"
-                    )));
-                }
-                return Ok((Vec::new(), 0));
-            }
-            Err(e) => return Err(e).context("cannot open the notification feed"),
-        };
-        let len = file.metadata()?.len();
-        let bad_cursor = || {
-            invalid(format!(
-                "invalid cursor {cursor}: expected 0 or a cursor returned by job_notifications (the feed holds {len} bytes)"
-            ))
-        };
-        if cursor > len {
-            return Err(bad_cursor());
-        }
-        if cursor > 0 {
-            let mut before = [0u8; 1];
-            file.seek(SeekFrom::Start(cursor - 1))?;
-            file.read_exact(&mut before)?;
-            if before[0] != b'\n' {
-                return Err(bad_cursor());
-            }
-        }
-        file.seek(SeekFrom::Start(cursor))?;
-        let mut reader = BufReader::new(file);
-        let (mut notes, mut next) = (Vec::new(), cursor);
-        let mut line = Vec::new();
-        while notes.len() < limit {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n == 0 || line.last() != Some(&b'\n') {
-                break; // end, or a line still being written
-            }
-            next += n as u64;
-            if let Ok(note) = serde_json::from_slice(&line) {
-                notes.push(note);
-            }
-        }
-        Ok((notes, next))
-    }
 }
 
 /// Makes a directory's entries durable (a rename or a new file in it). The
 /// directory is opened by path: cap-std's handles are `O_PATH`, which cannot be fsynced.
 pub(super) fn sync_dir(path: &Path) -> Result<()> {
     std::fs::File::open(path).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", path.display()))
-}
-
-/// One line of the notification feed: a turn of a job reached a terminal
-/// status, or began to wait for an answer to an approval request (`input_required`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Notification {
-    /// The job.
-    pub job_id: String,
-    /// `completed`, `failed`, `cancelled` or `input_required`.
-    pub status: JobStatus,
-    /// The turn, from 0.
-    pub turn: u32,
-    /// The agent's exit status, when it exited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// When it ended (for `input_required`: began to wait), RFC 3339 UTC.
-    pub finished_at: String,
 }
 
 /// One job's directory.
@@ -431,8 +266,8 @@ impl JobDir {
     /// `events.jsonl` is empty or missing (its index is then made anew).
     pub fn restore_first(&self, first: &JobMeta) -> Result<()> {
         self.write_meta(first)?;
-        if self.dir.metadata(event_log::EVENTS).map_or(true, |m| m.len() == 0) {
-            let _ = self.dir.remove_file(event_log::EVENTS_INDEX);
+        if self.dir.metadata(crate::home::job::EVENTS).map_or(true, |m| m.len() == 0) {
+            let _ = self.dir.remove_file(crate::home::job::EVENTS_INDEX);
             event_log::write_first(&self.dir, &self.path, first)?;
         }
         tracing::warn!(job = %self.id, "{}: restored meta.json and the first event from the job's queue entry", self.path.display());
@@ -458,12 +293,6 @@ impl JobDir {
         let pinned = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}/{POLICIES} is not a valid pinned policy set", self.path.display()))?;
         Ok(Some(pinned))
-    }
-
-    /// Reads `turn.json`, where earlier versions put a queued turn (now in its queue entry).
-    pub(super) fn read_turn(&self) -> Result<TurnSpec> {
-        let bytes = self.dir.read(TURN).with_context(|| format!("cannot read {}/{TURN}", self.path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("{}/{TURN} is not a valid turn", self.path.display()))
     }
 
     /// Takes the job's lock (blocking): held while a turn begins or its end is
@@ -507,21 +336,11 @@ impl JobDir {
     /// after them. Where the log's middle was cut (see [`super::output`]),
     /// the cut bytes come back as one marker line.
     pub fn read_output(&self, offset: u64, max: usize) -> Result<(Vec<u8>, u64)> {
-        let mut file = match self.dir.open(OUTPUT) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
-            Err(e) => return Err(e.into()),
-        };
-        let len = file.metadata()?.len();
-        if let Some(data) = super::output::hole_at(&file, offset, len) {
-            return Ok((super::output::cut_marker(data - offset), data));
+        match self.dir.open(OUTPUT) {
+            Ok(file) => Ok(super::output::read(&mut file.into_std(), offset, max)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Vec::new(), offset)),
+            Err(e) => Err(e.into()),
         }
-        let end = super::output::data_end(&file, offset, len);
-        file.seek(SeekFrom::Start(offset))?;
-        let mut buf = Vec::new();
-        file.take((max as u64).min(end.saturating_sub(offset))).read_to_end(&mut buf)?;
-        let next = offset + buf.len() as u64;
-        Ok((buf, next))
     }
 
     /// Sets [`RESERVE_BYTES`] of disk space aside in `space.reserve`
@@ -580,45 +399,11 @@ impl JobDir {
     /// from its end: it seeks, so a 1 GiB log costs what a 1 kB one does.
     /// Returns the text and whether older output was left out.
     pub fn tail_output(&self, max_lines: usize, max_bytes: u64) -> Result<(String, bool)> {
-        let mut file = match self.dir.open(OUTPUT) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((String::new(), false)),
-            Err(e) => return Err(e.into()),
-        };
-        if max_lines == 0 {
-            return Ok((String::new(), file.metadata()?.len() > 0));
+        match self.dir.open(OUTPUT) {
+            Ok(file) => Ok(super::output::tail(&mut file.into_std(), max_lines, max_bytes)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((String::new(), false)),
+            Err(e) => Err(e.into()),
         }
-        let len = file.metadata()?.len();
-        let mut start = len.saturating_sub(max_bytes);
-        // Not into the log's cut middle: the tail starts after it (mid-line).
-        let data_end = super::output::data_end(&file, start, len);
-        if let Some(data) = super::output::hole_at(&file, start, len) {
-            start = data;
-        } else if data_end < len {
-            start = super::output::hole_at(&file, data_end, len).unwrap_or(data_end);
-        }
-        file.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::with_capacity((len - start) as usize);
-        file.take(len - start).read_to_end(&mut buf)?;
-        // Walk back over `max_lines` line ends, ignoring the final newline.
-        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let mut cut = 0;
-        let mut seen = 0;
-        for (i, b) in body.iter().enumerate().rev() {
-            if *b == b'\n' {
-                seen += 1;
-                if seen == max_lines {
-                    cut = i + 1;
-                    break;
-                }
-            }
-        }
-        // A window that starts mid-line drops the partial first line.
-        if cut == 0 && start > 0 {
-            cut = body.iter().position(|b| *b == b'\n').map_or(body.len(), |i| i + 1);
-        }
-        let omitted = start > 0 || cut > 0;
-        Ok((String::from_utf8_lossy(&buf[cut..]).into_owned(), omitted))
     }
 }
 
@@ -637,8 +422,7 @@ impl Drop for Reserve {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::JobOptions;
-    use jiff::Timestamp;
+    use crate::job::{JobOptions, JobStatus};
     use serde_json::json;
 
     fn meta(id: JobId) -> JobMeta {
@@ -650,18 +434,6 @@ mod tests {
             JobOptions { approval_policy: "suggest".into(), ..Default::default() },
             "/bin/codex".into(),
         )
-    }
-
-    /// A completed turn's notification for a new job.
-    fn note(turn: u32) -> Notification {
-        Notification {
-            job_id: JobId::new().to_string(),
-            status: JobStatus::Completed,
-            turn,
-            exit_code: Some(0),
-            error: None,
-            finished_at: Timestamp::now().to_string(),
-        }
     }
 
     fn new_job(store: &JobStore) -> JobDir {
@@ -784,18 +556,6 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_notification_costs_only_itself() {
-        let home = tempfile::tempdir().unwrap();
-        let store = JobStore::open(home.path()).unwrap();
-        store.append_notification(&note(0)).unwrap();
-        let feed = home.path().join("notifications.jsonl");
-        std::fs::OpenOptions::new().append(true).open(&feed).unwrap().write_all(b"{\"job_id\":\"to").unwrap();
-        store.append_notification(&note(1)).unwrap();
-        let (notes, _) = store.read_notifications(0, 10).unwrap();
-        assert_eq!(notes.iter().map(|n| n.turn).collect::<Vec<_>>(), vec![0, 1]);
-    }
-
-    #[test]
     fn tail_reads_only_the_end() {
         let home = tempfile::tempdir().unwrap();
         let store = JobStore::open(home.path()).unwrap();
@@ -812,21 +572,5 @@ mod tests {
         let (text, omitted) = job.tail_output(1000, 20).unwrap();
         assert_eq!(text, "line 998\nline 999\n");
         assert!(omitted);
-    }
-
-    #[test]
-    fn notifications_are_read_by_byte_cursor() {
-        let home = tempfile::tempdir().unwrap();
-        let store = JobStore::open(home.path()).unwrap();
-        assert_eq!(store.read_notifications(0, 10).unwrap(), (vec![], 0));
-        store.append_notification(&note(0)).unwrap();
-        store.append_notification(&note(1)).unwrap();
-        let (first, c1) = store.read_notifications(0, 1).unwrap();
-        assert_eq!(first[0].turn, 0);
-        let (rest, c2) = store.read_notifications(c1, 10).unwrap();
-        assert_eq!(rest.iter().map(|n| n.turn).collect::<Vec<_>>(), vec![1]);
-        assert_eq!(store.read_notifications(c2, 10).unwrap(), (vec![], c2));
-        assert!(store.read_notifications(c1 + 1, 10).unwrap_err().to_string().contains("invalid cursor"));
-        assert!(store.read_notifications(c2 + 100, 10).is_err());
     }
 }

@@ -19,8 +19,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::event::Event;
-use super::store::{FileLock, JobDir, JobStore, Notification, Reserve, TurnSpec};
+use super::store::{FileLock, JobDir, JobStore, Reserve};
 use super::{JobId, JobMeta, JobStatus};
+use super::{Notification, Queue, TurnSpec};
 use crate::backend::app_server;
 use crate::backend::exec::{self, TurnTracker};
 
@@ -74,7 +75,7 @@ pub async fn run(home: PathBuf, id: JobId) -> Result<()> {
     let job = store.job(id)?;
     let _lock = hold_supervisor_lock(&job)?;
     let meta = job.read_meta()?;
-    let spec = store.turn_to_run(&job, &meta)?;
+    let spec = Queue::of(&store).turn_to_run(&job, &meta)?;
     if meta.status != JobStatus::Queued || spec.turn != meta.turn {
         anyhow::bail!("job {id} is {} in turn {}; nothing to run for turn {}", meta.status, meta.turn, spec.turn);
     }
@@ -227,7 +228,7 @@ impl<'a> Turn<'a> {
         if status == JobStatus::InputRequired {
             // The feed's readers learn that the job needs them, not only that
             // it ended; written first, so whoever sees the status finds the note.
-            self.store.append_notification(&Notification {
+            self.store.feed().append(&Notification {
                 job_id: self.meta.id.to_string(),
                 status,
                 turn: self.meta.turn,
@@ -403,7 +404,7 @@ pub fn record_end_locked(
 ) -> Result<()> {
     if meta.status.is_terminal() && meta.notification_offset.is_none() {
         // Ended under an older version, which wrote meta.json last and kept no offset: complete already.
-        return store.dequeue(meta);
+        return Queue::of(store).dequeue(meta);
     }
     let mut events = job.event_writer()?;
     let ended = match events.last_status(END_LOOK_BACK)? {
@@ -424,20 +425,20 @@ pub fn record_end_locked(
         error: meta.error.clone(),
         finished_at: ended.ts.to_string(),
     };
-    store.with_feed(|feed| {
+    store.feed().with_lock(|feed| {
         if let Some(offset) = meta.notification_offset {
-            if JobStore::feed_has(feed, offset, &note.job_id, note.turn)? {
+            if feed.has(offset, &note.job_id, note.turn)? {
                 return Ok(());
             }
         }
-        meta.notification_offset = Some(JobStore::end_torn_line(feed)?);
+        meta.notification_offset = Some(feed.end_torn_line()?);
         job.write_meta(meta)?;
         job.sync()?; // before the entry goes, which would otherwise hide an end a crash undid
         crate::failpoint!("end-after-meta");
-        JobStore::append_to_feed(feed, &note).map(drop)
+        feed.append(&note).map(drop)
     })?;
     crate::failpoint!("end-after-notification");
-    store.dequeue(meta)
+    Queue::of(store).dequeue(meta)
 }
 
 fn ends_turn(event: &Event, turn: u32) -> bool {

@@ -41,10 +41,8 @@ use super::guest::{GuestLimits, LoadedComponent};
 use super::source::{self, COMPONENT_MAX_BYTES, POLICY_FILE_MAX_BYTES};
 use super::{FailureMode, Guest, PolicySet, World};
 
-/// The project file, relative to the project root.
-pub const PROJECT_FILE: &str = ".codex/jobhost.toml";
-/// The user file, relative to the job home.
-pub const USER_FILE: &str = "config.toml";
+use crate::config::PROJECT_FILE;
+use crate::home::USER_FILE;
 /// Most `[[approval]]`, `[[truncation]]` and `[[filter]]` entries one policy file may hold.
 pub const MAX_ENTRIES_PER_FILE: usize = 16;
 
@@ -143,7 +141,7 @@ impl Policies {
         if let Some(e) = self.engine.get() {
             return Ok(e);
         }
-        let engine = PolicyEngine::new(Some(self.home.join("cache")))?;
+        let engine = PolicyEngine::new(Some(self.home.join(crate::home::CACHE_DIR)))?;
         Ok(self.engine.get_or_init(|| engine))
     }
 

@@ -17,8 +17,7 @@ use super::guest::LoadedComponent;
 use super::source::{self, COMPONENT_MAX_BYTES};
 use super::{FailureMode, Guest, GuestLimits, Policies, PolicySet, World};
 
-/// Where pinned copies of components live, under the job home.
-pub const PINNED_DIR: &str = "pinned";
+use crate::home::PINNED_DIR;
 
 /// A job's policy set as pinned at its start: `policies` in its `meta.json`
 /// (`policies.json` in jobs of earlier versions).
