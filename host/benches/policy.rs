@@ -156,7 +156,7 @@ fn main() {
                 JobId::new(),
                 "bench",
                 cwd.to_path_buf(),
-                "exec",
+                codex_jobhost::job::BackendKind::Exec,
                 JobOptions { approval_policy: "suggest".into(), ..Default::default() },
                 "/bin/true".into(),
             )

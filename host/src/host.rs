@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -25,12 +24,12 @@ use crate::config::HostConfig;
 use crate::error::{InvalidInput, invalid};
 use crate::job::approval::{self, PendingApproval};
 use crate::job::dirwatch::DirWatches;
+use crate::job::end::record_end_locked;
 use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
-use crate::job::supervisor;
 use crate::job::{
-    Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Queue, Registry, Turn,
-    TurnSpec,
+    BackendKind, End, Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Queue,
+    Registry, TurnSpec,
 };
 use crate::policy::builtin::{self, Keep};
 use crate::policy::{
@@ -593,7 +592,7 @@ impl JobHost {
     fn judge_launch(
         &self,
         id: JobId,
-        backend: &str,
+        backend: BackendKind,
         cwd: &Path,
         prompt: &str,
         options: &JobOptions,
@@ -604,7 +603,7 @@ impl JobHost {
         let (set, pinned) = self.policies.pin(&set, cwd).map_err(refused)?;
         let ctx = JobContext {
             job_id: id.to_string(),
-            backend: backend.to_owned(),
+            backend: backend.to_string(),
             cwd: cwd.display().to_string(),
             project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
             prompt: prompt.to_owned(),
@@ -686,24 +685,11 @@ impl JobHost {
         let _lock = job.lock()?;
         self.store.job(id)?; // still there: `jobs gc` removes a job under this lock
         let mut meta = job.read_meta()?;
-        if !meta.status.can_move_to(JobStatus::Queued, Turn::Next) {
-            return Err(invalid(format!(
-                "job {id} is {}: reply once its turn has ended (job_wait), or cancel it first",
-                meta.status
-            )));
-        }
+        meta.clone().next_turn()?; // refused unless the last turn has ended
         // The last end may have been recorded only in part (a crash): finish it first.
-        let end = supervisor::End { status: meta.status, exit_code: meta.exit_code, error: meta.error.clone() };
-        supervisor::record_end_locked(&self.store, &job, &mut meta, |_| {}, end)?;
-        meta.turn += 1;
-        meta.status = JobStatus::Queued;
-        meta.queued_at = Some(Timestamp::now());
-        meta.pid = None;
-        meta.started_at = None;
-        meta.finished_at = None;
-        meta.exit_code = None;
-        meta.error = None;
-        meta.notification_offset = None;
+        let recorded = End::recorded_in(&meta);
+        record_end_locked(&self.store, &job, &mut meta, |_| {}, recorded)?;
+        meta.next_turn()?;
         let spec = turn_spec(&meta, prompt, cli)?;
         let cursor = job.event_count()?;
         // The entry first, under the job's lock: admission leaves an entry
@@ -749,7 +735,7 @@ impl JobHost {
                 true => Vec::new(),
                 false => approval::pending(&job, meta.turn)?,
             },
-            backend: meta.backend,
+            backend: meta.backend.to_string(),
             created_at: meta.created_at.to_string(),
             started_at: meta.started_at.map(|t| t.to_string()),
             finished_at: meta.finished_at.map(|t| t.to_string()),
@@ -885,7 +871,7 @@ impl JobHost {
     fn job_context(&self, set: &PolicySet, meta: &JobMeta) -> JobContext {
         JobContext {
             job_id: meta.id.to_string(),
-            backend: meta.backend.clone(),
+            backend: meta.backend.to_string(),
             cwd: meta.cwd.display().to_string(),
             project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
             prompt: meta.prompt.clone(),

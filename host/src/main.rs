@@ -184,7 +184,7 @@ fn set_failpoints(supervisor: bool) {
 async fn run(cli: Cli) -> Result<()> {
     let config = HostConfig::new(cli.home, cli.codex_bin)?;
     if let Command::Supervise { job } = cli.command {
-        return supervisor::run(config.home, JobId::parse(&job)?).await;
+        return supervisor::run(config.home, JobId::parse(&job)?, codex_jobhost::backend::BackendDriver).await;
     }
     let host = JobHost::open(config)?;
     match cli.command {

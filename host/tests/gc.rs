@@ -16,7 +16,7 @@ fn job(store: &JobStore, status: JobStatus, ended_days_ago: i64) -> JobId {
         JobId::new(),
         "p",
         std::env::temp_dir(),
-        "exec",
+        codex_jobhost::job::BackendKind::Exec,
         JobOptions { approval_policy: "suggest".into(), ..Default::default() },
         "/bin/true".into(),
     );

@@ -22,25 +22,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use jiff::Timestamp;
 use rustix::process::Signal;
 use serde_json::{Value, json};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 
-use super::exec::{Noted, TurnTracker};
 use crate::error::InvalidInput;
 use crate::job::approval::{self, ApprovalAnswer, ApprovalDecision, PendingApproval};
 use crate::job::dirwatch::DirWatch;
 use crate::job::event::{APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT, OUTPUT_EVENT};
-use crate::job::supervisor::{Driven, End, IdleAction, Turn, exit_code, read_line, signal_child, text};
-use crate::job::{JobDir, JobMeta, JobOptions, JobStatus};
+use crate::job::runtime::{Driven, Happened, IdleAction, Turn};
+use crate::job::tracker::TurnTracker;
+use crate::job::{BackendKind, End, JobDir, JobMeta, JobOptions, JobStatus};
 use crate::policy::{ChangeKind, Decision, JobContext, Origin, PinnedSet, Policies, PolicySet, Request};
-
-/// Name of this backend in `meta.json`.
-pub const BACKEND: &str = "app-server";
 
 /// How long a cancelled turn has to end after `turn/interrupt` before the
 /// supervisor stops the app-server (below `job_cancel`'s 5 s before SIGKILL).
@@ -93,16 +90,11 @@ pub fn codex_settings(options: &JobOptions) -> (&'static str, String) {
 
 /// Runs one turn over JSON-RPC (see the module docs).
 pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
-    let cmd = turn.agent_command();
-    let mut child = match turn.start_agent(cmd)? {
-        Ok(child) => child,
+    let mut agent = match turn.start_agent()? {
+        Ok(agent) => agent,
         Err(end) => return Ok(Driven::NotStarted(end)),
     };
-    let mut rpc = Rpc { stdin: Some(child.stdin.take().context("no stdin")?), next_id: 0 };
-    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
-    let mut stderr = BufReader::new(child.stderr.take().context("no stderr")?);
-    let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
-    let (mut out_open, mut err_open) = (true, true);
+    let mut rpc = Rpc { stdin: Some(agent.take_stdin()?), next_id: 0 };
     let mut session = Session::new(turn);
     let (answers, mut answered) = mpsc::unbounded_channel::<(Value, PendingApproval, ApprovalAnswer)>();
     let mut waiting: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
@@ -114,60 +106,71 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
     session.expect(init, Step::Initialize);
 
     let mut stop_deadline: Option<tokio::time::Instant> = None;
-    while out_open || err_open {
+    loop {
         turn.idle.paused = !waiting.is_empty();
-        let idle = turn.idle.sleep();
-        let stopping = async move {
-            match stop_deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        let (answered, deadline) = (&mut answered, stop_deadline);
+        let ours = async move {
+            tokio::select! {
+                Some(answer) = answered.recv() => Ours::Answered(answer),
+                _ = until(deadline) => Ours::StopDeadline,
             }
         };
-        tokio::select! {
-            n = read_line(&mut stdout, &mut out_line), if out_open => {
-                if n? == 0 { out_open = false; continue; }
-                turn.record_output(&out_line).await?;
-                let line = text(&out_line);
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(message) => {
-                        let asked = session.handle(turn, &mut rpc, message).await?;
-                        if let Some((rpc_id, pending)) = asked {
-                            let handle = wait_for_answer(turn.store.job(turn.meta.id)?, rpc_id, pending.clone(), answers.clone())?;
-                            waiting.insert(pending.request_id.clone(), handle);
-                        }
-                    }
-                    Err(_) => {
-                        turn.events.append(OUTPUT_EVENT, json!({"stream": "stdout", "line": line}))?;
+        let Some(happened) = agent.next(turn, ours).await? else { break };
+        match happened {
+            Happened::Stdout(line) => match serde_json::from_str::<Value>(&line) {
+                Ok(message) => {
+                    let asked = session.handle(turn, &mut rpc, message).await?;
+                    if let Some((rpc_id, pending)) = asked {
+                        let job = turn.store.job(turn.meta.id)?;
+                        let handle = wait_for_answer(job, rpc_id, pending.clone(), answers.clone())?;
+                        waiting.insert(pending.request_id.clone(), handle);
                     }
                 }
-            }
-            n = read_line(&mut stderr, &mut err_line), if err_open => {
-                if n? == 0 { err_open = false; continue; }
-                session.tracker.last_stderr = Some(turn.record_stderr(&err_line).await?);
-            }
-            Some((rpc_id, pending, answer)) = answered.recv() => {
+                Err(_) => {
+                    turn.events.append(OUTPUT_EVENT, json!({"stream": "stdout", "line": line}))?;
+                }
+            },
+            Happened::Other(Ours::Answered((rpc_id, pending, answer))) => {
                 waiting.remove(&pending.request_id);
-                let decided = Decided { decision: answer.decision, reason: answer.reason.as_deref(), by: &answer.by, begun: None };
-                session.answer(turn, &mut rpc, rpc_id, &pending.raw, &pending.kind, &pending.request_id, &pending.request, decided).await?;
+                let decided = Decided {
+                    decision: answer.decision,
+                    reason: answer.reason.as_deref(),
+                    by: &answer.by,
+                    begun: None,
+                };
+                session
+                    .answer(
+                        turn,
+                        &mut rpc,
+                        rpc_id,
+                        &pending.raw,
+                        &pending.kind,
+                        &pending.request_id,
+                        &pending.request,
+                        decided,
+                    )
+                    .await?;
                 if waiting.is_empty() && turn.meta.status == JobStatus::InputRequired {
                     turn.set_status(JobStatus::Running, json!({"answered": pending.request_id}))?;
                 }
             }
-            _ = turn.stop_requested(), if !cancelled => {
+            Happened::StopRequested if !cancelled => {
                 cancelled = true;
                 // Ask Codex to end the turn; it is stopped if it has not within INTERRUPT_GRACE.
                 session.interrupt(&mut rpc).await;
                 stop_deadline = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
             }
-            _ = stopping => {
+            Happened::StopRequested => {}
+            Happened::Other(Ours::StopDeadline) => {
                 stop_deadline = None;
                 rpc.close();
-                signal_child(&child, Signal::TERM);
+                agent.signal(Signal::TERM);
             }
-            _ = idle => match turn.idle.fired() {
-                IdleAction::Terminate => { rpc.close(); signal_child(&child, Signal::TERM) }
-                IdleAction::Kill => signal_child(&child, Signal::KILL),
-            },
+            Happened::Idle(IdleAction::Terminate) => {
+                rpc.close();
+                agent.signal(Signal::TERM)
+            }
+            Happened::Idle(IdleAction::Kill) => agent.signal(Signal::KILL),
         }
         if session.turn_ended.is_some() {
             // The turn is over: closing stdin ends the app-server.
@@ -177,9 +180,24 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
     for (_, handle) in waiting {
         handle.abort();
     }
-    let code = exit_code(child.wait().await?);
-    let end = session.end(code, cancelled, turn.idle.error.clone());
-    Ok(Driven::Ended(end, session.tracker))
+    let code = agent.wait().await?;
+    Ok(Driven::Ended(session.end(&turn.tracker, code, cancelled, turn.idle.error.clone())))
+}
+
+/// This driver's own events, besides the agent's output.
+enum Ours {
+    /// The answer to a request handed to the caller.
+    Answered((Value, PendingApproval, ApprovalAnswer)),
+    /// The grace after `turn/interrupt` is over.
+    StopDeadline,
+}
+
+/// Sleeps until `deadline`; never, without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A decision on one request and who made it.
@@ -245,7 +263,6 @@ struct Session {
     refused: Option<String>,
     /// Why a decision cancelled the turn (`cancel`), if one did.
     cancelled_by: Option<String>,
-    tracker: TurnTracker,
     usage: Usage,
     /// The changes of each file-change item seen, by item id (a file-change
     /// request names only the item; its paths come from there).
@@ -271,7 +288,7 @@ impl Session {
         let policies = load_policies(turn).map_err(|e| format!("{e:#}"));
         let ctx = JobContext {
             job_id: turn.meta.id.to_string(),
-            backend: BACKEND.to_owned(),
+            backend: BackendKind::AppServer.to_string(),
             cwd: turn.meta.cwd.display().to_string(),
             project_root: policies.as_ref().ok().and_then(|p| p.project_root.as_ref()).map(|p| p.display().to_string()),
             prompt: turn.meta.prompt.clone(),
@@ -290,7 +307,6 @@ impl Session {
             turn_ended: None,
             refused: None,
             cancelled_by: None,
-            tracker: TurnTracker::default(),
             usage: Usage::default(),
             file_changes: HashMap::new(),
             requests: 0,
@@ -372,7 +388,7 @@ impl Session {
                 let thread = result.pointer("/thread/id").and_then(Value::as_str).map(str::to_owned);
                 self.thread_id = thread.clone().or(self.thread_id.take());
                 if let Some(thread) = thread {
-                    self.emit(turn, "thread.started", json!({"type": "thread.started", "thread_id": thread}))?;
+                    turn.emit("thread.started", json!({"type": "thread.started", "thread_id": thread}))?;
                 }
                 let params = json!({
                     "threadId": self.thread_id,
@@ -389,20 +405,11 @@ impl Session {
         Ok(())
     }
 
-    /// Appends a projected event and keeps `meta.json` current.
-    fn emit(&mut self, turn: &mut Turn<'_>, kind: &str, event: Value) -> Result<()> {
-        if self.tracker.observe(kind, &event) == Noted::MetaChanged {
-            turn.note(&self.tracker)?;
-        }
-        turn.events.append(kind, event)?;
-        Ok(())
-    }
-
     fn notification(&mut self, turn: &mut Turn<'_>, method: &str, params: &Value) -> Result<()> {
         match method {
             "turn/started" => {
                 self.turn_id = params.pointer("/turn/id").and_then(Value::as_str).map(str::to_owned);
-                self.emit(turn, "turn.started", json!({"type": "turn.started"}))?;
+                turn.emit("turn.started", json!({"type": "turn.started"}))?;
             }
             "item/started" | "item/completed" => {
                 let item = &params["item"];
@@ -413,7 +420,7 @@ impl Session {
                 let whole_only = matches!(item["type"].as_str(), Some("agentMessage" | "reasoning"));
                 if let Some(projected) = project_item(item).filter(|_| method == "item/completed" || !whole_only) {
                     let kind = if method == "item/started" { "item.started" } else { "item.completed" };
-                    self.emit(turn, kind, json!({"type": kind, "item": projected}))?;
+                    turn.emit(kind, json!({"type": kind, "item": projected}))?;
                 }
             }
             "thread/tokenUsage/updated" => {
@@ -426,7 +433,7 @@ impl Session {
             }
             "error" => {
                 let message = params.pointer("/error/message").and_then(Value::as_str).unwrap_or("error");
-                self.emit(turn, "error", json!({"type": "error", "message": message}))?;
+                turn.emit("error", json!({"type": "error", "message": message}))?;
             }
             "turn/completed" => {
                 let status = params.pointer("/turn/status").and_then(Value::as_str).unwrap_or("completed").to_owned();
@@ -434,7 +441,7 @@ impl Session {
                     let message = params.pointer("/turn/error/message").and_then(Value::as_str);
                     let message =
                         message.unwrap_or(if status == "failed" { "the turn failed" } else { "turn interrupted" });
-                    self.emit(turn, "turn.failed", json!({"type": "turn.failed", "error": {"message": message}}))?;
+                    turn.emit("turn.failed", json!({"type": "turn.failed", "error": {"message": message}}))?;
                 } else {
                     let mut event = json!({"type": "turn.completed"});
                     if self.usage.seen {
@@ -444,7 +451,7 @@ impl Session {
                             "output_tokens": self.usage.output,
                         });
                     }
-                    self.emit(turn, "turn.completed", event)?;
+                    turn.emit("turn.completed", event)?;
                 }
                 self.turn_ended = Some(status);
             }
@@ -670,17 +677,20 @@ impl Session {
     /// The turn's end, from how it ended and how the app-server exited
     /// (`code`). Its exit code is the one `codex exec` would have given the
     /// turn: 0 completed, 1 failed, the app-server's own when it died, none when cancelled.
-    fn end(&self, code: i32, cancelled: bool, idle_error: Option<String>) -> End {
+    fn end(&self, tracker: &TurnTracker, code: i32, cancelled: bool, idle_error: Option<String>) -> End {
         let (status, error) = match (self.turn_ended.as_deref(), &self.refused) {
             (_, Some(refused)) => (JobStatus::Failed, Some(refused.clone())),
-            _ if cancelled => (JobStatus::Cancelled, Some("cancelled by job_cancel".to_owned())),
+            _ if cancelled => {
+                let end = End::cancelled_by_job_cancel();
+                (end.status, end.error)
+            }
             (_, None) if self.cancelled_by.is_some() => (JobStatus::Cancelled, self.cancelled_by.clone()),
             (Some("interrupted"), _) => (JobStatus::Failed, Some("Codex interrupted the turn".to_owned())),
-            (Some(_), _) => self.tracker.outcome(0, false),
+            (Some(_), _) => tracker.outcome(0, false),
             (None, _) => match idle_error {
                 Some(e) => (JobStatus::Failed, Some(e)),
                 None => {
-                    let (_, reason) = self.tracker.outcome(code.max(1), false);
+                    let (_, reason) = tracker.outcome(code.max(1), false);
                     let reason = reason.unwrap_or_default();
                     (JobStatus::Failed, Some(format!("codex app-server ended before the turn did: {reason}")))
                 }

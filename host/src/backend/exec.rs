@@ -13,12 +13,9 @@ use serde_json::Value;
 use super::codex_cli::{CodexCli, os_args};
 use crate::error::InvalidInput;
 use crate::job::event::OUTPUT_EVENT;
-use crate::job::supervisor::{Driven, End, IdleAction, Turn, exit_code, read_line, signal_child, text};
-use crate::job::{JobMeta, JobOptions, JobStatus};
+use crate::job::runtime::{Driven, Happened, IdleAction, Turn};
+use crate::job::{End, JobMeta, JobOptions, JobStatus};
 use rustix::process::Signal;
-
-/// Name of this backend in `meta.json`.
-pub const BACKEND: &str = "exec";
 
 /// The seed approval modes a caller may ask for.
 pub const APPROVAL_POLICIES: [&str; 3] = ["suggest", "auto-edit", "full-auto"];
@@ -267,58 +264,45 @@ pub fn command_args(meta: &JobMeta, cli: &CodexCli) -> Result<Vec<OsString>, Inv
 
 /// Runs one turn: starts `codex exec`, writes the prompt to its stdin, and
 /// turns each stdout line into an event (stderr lines into [`OUTPUT_EVENT`]s)
-/// until Codex exits. A stop request sends it SIGTERM (the turn ends
-/// `cancelled`); the idle timer SIGTERM, then SIGKILL.
+/// until Codex exits. A stop request sends SIGTERM to the turn's process
+/// group, the commands Codex runs included (the turn ends `cancelled`); the
+/// idle timer sends Codex SIGTERM, then SIGKILL.
 pub async fn drive(turn: &mut Turn<'_>) -> anyhow::Result<Driven> {
-    use anyhow::Context;
-    use tokio::io::{AsyncWriteExt, BufReader};
-    let cmd = turn.agent_command();
-    let mut child = match turn.start_agent(cmd)? {
-        Ok(child) => child,
+    use tokio::io::AsyncWriteExt;
+    let mut agent = match turn.start_agent()? {
+        Ok(agent) => agent,
         Err(end) => return Ok(Driven::NotStarted(end)),
     };
     // The prompt goes to Codex's stdin (`-`), never on a command line.
-    let mut stdin = child.stdin.take().context("no stdin")?;
+    let mut stdin = agent.take_stdin()?;
     let prompt = turn.spec.prompt.clone();
     tokio::spawn(async move {
         let _ = stdin.write_all(prompt.as_bytes()).await;
     });
-    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
-    let mut stderr = BufReader::new(child.stderr.take().context("no stderr")?);
-    let (mut out_line, mut err_line) = (Vec::new(), Vec::new());
-    let (mut out_open, mut err_open) = (true, true);
-    let mut tracker = TurnTracker::default();
     let mut cancelled = false;
-    while out_open || err_open {
-        let idle = turn.idle.sleep();
-        tokio::select! {
-            n = read_line(&mut stdout, &mut out_line), if out_open => {
-                if n? == 0 { out_open = false; continue; }
-                turn.record_output(&out_line).await?;
-                let (kind, value) = parse_stdout_line(&text(&out_line));
-                if tracker.observe(&kind, &value) == Noted::MetaChanged {
-                    turn.note(&tracker)?;
-                }
-                turn.events.append(&kind, value)?;
+    while let Some(happened) = agent.next(turn, std::future::pending::<()>()).await? {
+        match happened {
+            Happened::Stdout(line) => {
+                let (kind, value) = parse_stdout_line(&line);
+                turn.emit(&kind, value)?;
             }
-            n = read_line(&mut stderr, &mut err_line), if err_open => {
-                if n? == 0 { err_open = false; continue; }
-                tracker.last_stderr = Some(turn.record_stderr(&err_line).await?);
+            Happened::StopRequested if !cancelled => {
+                cancelled = true;
+                agent.signal_group(Signal::TERM);
             }
-            _ = turn.stop_requested() => { cancelled = true; signal_child(&child, Signal::TERM); }
-            _ = idle => match turn.idle.fired() {
-                IdleAction::Terminate => signal_child(&child, Signal::TERM),
-                IdleAction::Kill => signal_child(&child, Signal::KILL),
-            },
+            Happened::StopRequested => {} // our own group signal, or a second job_cancel
+            Happened::Idle(IdleAction::Terminate) => agent.signal(Signal::TERM),
+            Happened::Idle(IdleAction::Kill) => agent.signal(Signal::KILL),
+            Happened::Other(()) => {}
         }
     }
-    let exit_code = exit_code(child.wait().await?);
-    let (status, error) = tracker.outcome(exit_code, cancelled);
+    let exit_code = agent.wait().await?;
+    let (status, error) = turn.tracker.outcome(exit_code, cancelled);
     let (status, error) = match turn.idle.error.clone() {
         Some(e) if !cancelled => (JobStatus::Failed, Some(e)),
         _ => (status, error),
     };
-    Ok(Driven::Ended(End { status, exit_code: Some(exit_code), error }, tracker))
+    Ok(Driven::Ended(End { status, exit_code: Some(exit_code), error }))
 }
 
 /// One line of Codex's stdout as an event: its `type` and the object itself,
@@ -330,81 +314,6 @@ pub fn parse_stdout_line(line: &str) -> (String, Value) {
             None => (OUTPUT_EVENT.to_owned(), serde_json::json!({"stream": "stdout", "line": line})),
         },
         Err(_) => (OUTPUT_EVENT.to_owned(), serde_json::json!({"stream": "stdout", "line": line})),
-    }
-}
-
-/// What one turn's events said, accumulated as they arrive.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TurnTracker {
-    /// From `thread.started`.
-    pub thread_id: Option<String>,
-    /// Text of the last `agent_message` item.
-    pub last_message: Option<String>,
-    /// `usage` of `turn.completed`.
-    pub usage: Option<Value>,
-    /// Whether `turn.completed` was seen.
-    pub completed: bool,
-    /// `turn.failed`'s message.
-    pub failure: Option<String>,
-    /// The last `error` event's message since the last `turn.completed`
-    /// (Codex also prints `error` for retries it recovers from).
-    pub last_error: Option<String>,
-    /// The last line Codex wrote to stderr.
-    pub last_stderr: Option<String>,
-}
-
-/// What changed in the tracker that `meta.json` should show at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Noted {
-    /// Nothing worth a `meta.json` write.
-    Nothing,
-    /// The thread id or last message changed.
-    MetaChanged,
-}
-
-impl TurnTracker {
-    /// Takes in one Codex event.
-    pub fn observe(&mut self, kind: &str, event: &Value) -> Noted {
-        let text = |p: &str| event.pointer(p).and_then(Value::as_str).map(str::to_owned);
-        match kind {
-            "thread.started" => {
-                self.thread_id = text("/thread_id");
-                return Noted::MetaChanged;
-            }
-            "item.completed" if event.pointer("/item/type").and_then(Value::as_str) == Some("agent_message") => {
-                self.last_message = text("/item/text");
-                return Noted::MetaChanged;
-            }
-            "turn.completed" => {
-                self.completed = true;
-                self.last_error = None;
-                self.usage = event.get("usage").cloned();
-            }
-            "turn.failed" => self.failure = text("/error/message").or_else(|| Some(event.to_string())),
-            "error" => self.last_error = text("/message").or_else(|| Some(event.to_string())),
-            _ => {}
-        }
-        Noted::Nothing
-    }
-
-    /// The turn's final status and error, given how the agent exited
-    /// (`exit_code`: its status, or 128 + signal) and whether it was cancelled.
-    /// Never reports a failure as a success.
-    pub fn outcome(&self, exit_code: i32, cancelled: bool) -> (JobStatus, Option<String>) {
-        if cancelled {
-            return (JobStatus::Cancelled, Some("cancelled by job_cancel".to_owned()));
-        }
-        let reason = self.failure.clone().or_else(|| self.last_error.clone());
-        if exit_code == 0 {
-            return match reason {
-                None => (JobStatus::Completed, None),
-                Some(reason) => (JobStatus::Failed, Some(reason)),
-            };
-        }
-        let reason = reason
-            .or_else(|| self.last_stderr.as_ref().map(|l| format!("codex exited with status {exit_code}: {l}")))
-            .unwrap_or_else(|| format!("codex exited with status {exit_code}"));
-        (JobStatus::Failed, Some(reason))
     }
 }
 
@@ -432,7 +341,8 @@ mod tests {
         assert_eq!(e.unjudgeable, ["config \"sandbox_workspace_write.network_access=true\""]);
     }
     use crate::backend::codex_cli::Capabilities;
-    use crate::job::JobId;
+    use crate::job::tracker::TurnTracker;
+    use crate::job::{BackendKind, JobId};
 
     fn run(fixture: &str) -> (TurnTracker, Vec<String>) {
         let mut t = TurnTracker::default();
@@ -503,7 +413,7 @@ mod tests {
     }
 
     fn meta(options: JobOptions) -> JobMeta {
-        JobMeta::queued(JobId::new(), "p", "/w".into(), BACKEND, options, "/c".into())
+        JobMeta::queued(JobId::new(), "p", "/w".into(), BackendKind::Exec, options, "/c".into())
     }
 
     fn strings(args: Vec<OsString>) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! watching their supervisors, settling those that died, cancelling.
 //!
 //! Whether a supervisor is alive is known from its supervisor lock, never
-//! from timing; an end is recorded by [`supervisor::record_end`], exactly
+//! from timing; an end is recorded by [`record_end`], exactly
 //! once whoever gets there first.
 
 use std::collections::{HashMap, HashSet};
@@ -15,10 +15,12 @@ use anyhow::Result;
 use super::{CancelOutcome, JobHost, Live};
 use crate::error::invalid;
 use crate::home::{ADMITTED_DIR, JOBS_DIR, QUEUE_DIR};
+use crate::job::End;
 use crate::job::dirwatch::{Arrivals, DirWatch};
+use crate::job::end::record_end;
 use crate::job::process::{ProcessWatch, signal_group, signal_process};
 use crate::job::queue::{self, Queue};
-use crate::job::supervisor::{self, End};
+use crate::job::supervisor;
 use crate::job::{JobId, JobMeta, JobStatus};
 use crate::{config, policy};
 
@@ -243,10 +245,10 @@ impl JobHost {
                 |job, lock| supervisor::spawn(exe, home, job, lock),
                 |job, _lock, error| {
                     let end = match error {
-                        Some(error) => End { status: JobStatus::Failed, exit_code: None, error: Some(error) },
+                        Some(error) => End::failed(error),
                         None => host.lost_end(job.id()),
                     };
-                    supervisor::record_end(&host.store, job, |_| {}, end)
+                    record_end(&host.store, job, |_| {}, end)
                 },
             )
         })
@@ -270,18 +272,14 @@ impl JobHost {
     /// The end to record for a turn whose supervisor is gone without recording one.
     fn lost_end(&self, id: JobId) -> End {
         if self.live.lock().unwrap().get(&id).is_some_and(|l| l.cancel_requested) {
-            return End {
-                status: JobStatus::Cancelled,
-                exit_code: None,
-                error: Some("cancelled by job_cancel".into()),
-            };
+            return End::cancelled_by_job_cancel();
         }
         let path = self.store.root().join("jobs").join(id.to_string());
         let error = format!(
             "the job's supervisor exited without recording how Codex ended; it was killed or crashed (see {}/supervisor.log)",
             path.display()
         );
-        End { status: JobStatus::Failed, exit_code: None, error: Some(error) }
+        End::failed(error)
     }
 
     /// Follows a supervisor until it exits, then settles the job and admits the next turns.
@@ -333,7 +331,7 @@ impl JobHost {
                     return Ok((meta, false));
                 }
                 match job.try_supervisor_lock()? {
-                    Some(_lock) => supervisor::record_end(&host.store, &job, |_| {}, host.lost_end(id))?,
+                    Some(_lock) => record_end(&host.store, &job, |_| {}, host.lost_end(id))?,
                     None => return Ok((meta, true)),
                 }
                 Ok((job.read_meta()?, false))
@@ -359,10 +357,10 @@ impl JobHost {
         Ok(())
     }
 
-    /// Cancels a job's current turn. A queued turn ends at once; a running one
-    /// gets SIGTERM (on exec, its process group; on app-server, its supervisor,
-    /// which interrupts the turn), SIGKILL to the group after the grace
-    /// period, and the call returns once it has ended.
+    /// Cancels a job's current turn. A queued turn ends at once; a running one's
+    /// supervisor gets SIGTERM (its driver stops Codex its own way: a signal on
+    /// exec, `turn/interrupt` on app-server), its process group SIGKILL after
+    /// the grace period, and the call returns once it has ended.
     ///
     /// Errors: [`crate::InvalidInput`] when the job has already ended.
     pub async fn cancel(self: &Arc<Self>, job_id: &str) -> Result<CancelOutcome> {
@@ -378,12 +376,7 @@ impl JobHost {
             if let Some(lock) = job.try_supervisor_lock()? {
                 if meta.status == JobStatus::Queued && meta.pid.is_none() {
                     // Still in the queue: no process to stop.
-                    let end = End {
-                        status: JobStatus::Cancelled,
-                        exit_code: None,
-                        error: Some("cancelled by job_cancel".into()),
-                    };
-                    supervisor::record_end(&self.store, &job, |_| {}, end)?;
+                    record_end(&self.store, &job, |_| {}, End::cancelled_by_job_cancel())?;
                     drop(lock);
                     let meta = job.read_meta()?;
                     self.registry.update(&meta);
@@ -403,13 +396,8 @@ impl JobHost {
                 live.entry(id).or_insert(Live { turn: meta.turn, cancel_requested: false }).cancel_requested = true;
             }
             let watch = ProcessWatch::open(pid)?;
-            if meta.backend == crate::backend::app_server::BACKEND {
-                // The supervisor asks Codex to interrupt the turn (turn/interrupt)
-                // and stops it itself if it has not; the group's SIGKILL below is the backstop.
-                signal_process(pid, rustix::process::Signal::TERM)?;
-            } else {
-                signal_group(pid, rustix::process::Signal::TERM)?;
-            }
+            // The supervisor's driver stops Codex; the group's SIGKILL below is the backstop.
+            signal_process(pid, rustix::process::Signal::TERM)?;
             let mut killed = false;
             if let Some(watch) = &watch {
                 if tokio::time::timeout(self.config.cancel_grace, watch.exited()).await.is_err() {

@@ -216,7 +216,7 @@ mod tests {
             JobId::new(),
             "p",
             "/tmp".into(),
-            "exec",
+            crate::job::BackendKind::Exec,
             Default::default(),
             "/bin/codex".into(),
         );

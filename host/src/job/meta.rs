@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{JobId, JobStatus};
+use super::{End, JobId, JobStatus, Move};
+use crate::error::InvalidInput;
 
 /// How the caller asked Codex to run, as validated at `job_start` and kept for
 /// every later turn. Field meanings follow `codex exec`'s flags.
@@ -42,6 +43,37 @@ pub struct JobOptions {
     pub approval_timeout_s: Option<u64>,
 }
 
+/// How a job's turns drive Codex; on the wire and in `meta.json` `exec` or
+/// `app-server`. `job/` only carries it: the code of each is in `backend/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BackendKind {
+    /// `codex exec --json`, one process a turn; events on its stdout.
+    #[serde(rename = "exec")]
+    Exec,
+    /// `codex app-server`, JSON-RPC over its stdio; approvals asked of the supervisor.
+    #[serde(rename = "app-server")]
+    AppServer,
+}
+
+impl BackendKind {
+    /// Every kind, in the order `backend: "auto"` prefers them last to first.
+    pub const ALL: [BackendKind; 2] = [BackendKind::Exec, BackendKind::AppServer];
+
+    /// The name on the wire: `exec` or `app-server`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Exec => "exec",
+            BackendKind::AppServer => "app-server",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The contents of `jobs/<id>/meta.json`. Replaced whole and atomically on
 /// every change; timestamps are RFC 3339 UTC.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,8 +86,8 @@ pub struct JobMeta {
     pub prompt: String,
     /// Absolute working directory of the agent.
     pub cwd: PathBuf,
-    /// How Codex is driven: `exec` (`codex exec --json`).
-    pub backend: String,
+    /// How Codex is driven.
+    pub backend: BackendKind,
     /// The options given at `job_start`.
     pub options: JobOptions,
     /// The Codex binary the job runs.
@@ -108,7 +140,7 @@ impl JobMeta {
         id: JobId,
         prompt: &str,
         cwd: PathBuf,
-        backend: &str,
+        backend: BackendKind,
         options: JobOptions,
         codex_bin: PathBuf,
     ) -> Self {
@@ -118,7 +150,7 @@ impl JobMeta {
             status: JobStatus::Queued,
             prompt: prompt.to_owned(),
             cwd,
-            backend: backend.to_owned(),
+            backend,
             options,
             codex_bin,
             thread_id: None,
@@ -135,5 +167,57 @@ impl JobMeta {
             policies: None,
             notification_offset: None,
         }
+    }
+
+    /// Moves the current turn to `next`, within the turn (see
+    /// [`JobStatus::can_move_to`]): the one check every status change a
+    /// supervisor makes passes.
+    ///
+    /// Errors: a move the state machine does not allow, naming both statuses.
+    pub fn move_to(&mut self, next: JobStatus) -> anyhow::Result<()> {
+        if !self.status.can_move_to(next, Move::WithinTurn) {
+            anyhow::bail!("job {}: cannot move from {} to {next}", self.id, self.status);
+        }
+        self.status = next;
+        Ok(())
+    }
+
+    /// Settles the current turn at `end`, recorded at `at` in the event log
+    /// (which is the truth: its end wins over what `meta.json` said).
+    ///
+    /// Errors: `end` is not terminal.
+    pub fn settle(&mut self, end: End, at: Timestamp) -> anyhow::Result<()> {
+        if !end.status.is_terminal() {
+            anyhow::bail!("job {}: a turn cannot end {}", self.id, end.status);
+        }
+        self.status = end.status;
+        self.exit_code = end.exit_code;
+        self.error = end.error;
+        self.finished_at = Some(at);
+        Ok(())
+    }
+
+    /// Begins the next turn (`job_reply`): `queued`, its turn number one up,
+    /// queued now, and nothing of the last turn's run kept but what the job
+    /// carries across turns (thread id, last message, usage).
+    ///
+    /// Errors: [`InvalidInput`] while the current turn has not ended.
+    pub fn next_turn(&mut self) -> Result<(), InvalidInput> {
+        if !self.status.can_move_to(JobStatus::Queued, Move::NextTurn) {
+            return Err(InvalidInput::new(format!(
+                "job {} is {}: reply once its turn has ended (job_wait), or cancel it first",
+                self.id, self.status
+            )));
+        }
+        self.turn += 1;
+        self.status = JobStatus::Queued;
+        self.queued_at = Some(Timestamp::now());
+        self.pid = None;
+        self.started_at = None;
+        self.finished_at = None;
+        self.exit_code = None;
+        self.error = None;
+        self.notification_offset = None;
+        Ok(())
     }
 }

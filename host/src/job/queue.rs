@@ -509,7 +509,14 @@ mod tests {
     /// A new job's first turn, queued as `job_start` queues it.
     fn queue_job(store: &JobStore) -> Entry {
         let options = JobOptions { approval_policy: "suggest".into(), ..Default::default() };
-        let meta = JobMeta::queued(JobId::new(), "p", "/tmp".into(), "exec", options, "/bin/codex".into());
+        let meta = JobMeta::queued(
+            JobId::new(),
+            "p",
+            "/tmp".into(),
+            crate::job::BackendKind::Exec,
+            options,
+            "/bin/codex".into(),
+        );
         let spec = TurnSpec { turn: 0, program: "/bin/codex".into(), args: vec![], env: vec![], prompt: "p".into() };
         Queue::of(store).enqueue(&meta, &spec).unwrap();
         store.materialize(&meta).unwrap();

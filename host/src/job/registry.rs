@@ -128,7 +128,14 @@ mod tests {
     #[test]
     fn a_late_report_of_an_older_state_is_ignored() {
         let registry = Registry::default();
-        let mut meta = JobMeta::queued(JobId::new(), "p", "/w".into(), "exec", JobOptions::default(), "/c".into());
+        let mut meta = JobMeta::queued(
+            JobId::new(),
+            "p",
+            "/w".into(),
+            crate::job::BackendKind::Exec,
+            JobOptions::default(),
+            "/c".into(),
+        );
         meta.status = JobStatus::Completed;
         let done = meta.clone();
         registry.update(&meta);

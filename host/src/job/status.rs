@@ -33,11 +33,11 @@ pub enum JobStatus {
 
 /// Whether a transition starts a new turn (`job_reply`) or stays within one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Turn {
+pub enum Move {
     /// A move within the current turn.
-    Same,
+    WithinTurn,
     /// The move that begins the next turn.
-    Next,
+    NextTurn,
 }
 
 impl JobStatus {
@@ -82,11 +82,11 @@ impl JobStatus {
     }
 
     /// Whether `self → next` is allowed. Staying put is not a transition.
-    pub fn can_move_to(self, next: JobStatus, turn: Turn) -> bool {
+    pub fn can_move_to(self, next: JobStatus, turn: Move) -> bool {
         use JobStatus::*;
         match turn {
-            Turn::Next => self.is_terminal() && next == Queued,
-            Turn::Same => match (self, next) {
+            Move::NextTurn => self.is_terminal() && next == Queued,
+            Move::WithinTurn => match (self, next) {
                 (Queued, Running | Failed | Cancelled) => true,
                 (Running, InputRequired) | (InputRequired, Running) => true,
                 (Running | InputRequired, Completed | Failed | Cancelled) => true,
@@ -109,26 +109,26 @@ mod tests {
 
     #[test]
     fn a_turn_only_moves_forward() {
-        assert!(Queued.can_move_to(Running, Turn::Same));
-        assert!(Running.can_move_to(InputRequired, Turn::Same));
-        assert!(InputRequired.can_move_to(Running, Turn::Same));
-        assert!(Running.can_move_to(Completed, Turn::Same));
-        assert!(Queued.can_move_to(Cancelled, Turn::Same));
+        assert!(Queued.can_move_to(Running, Move::WithinTurn));
+        assert!(Running.can_move_to(InputRequired, Move::WithinTurn));
+        assert!(InputRequired.can_move_to(Running, Move::WithinTurn));
+        assert!(Running.can_move_to(Completed, Move::WithinTurn));
+        assert!(Queued.can_move_to(Cancelled, Move::WithinTurn));
         for terminal in [Completed, Failed, Cancelled] {
             for next in JobStatus::ALL {
-                assert!(!terminal.can_move_to(next, Turn::Same), "{terminal} -> {next}");
+                assert!(!terminal.can_move_to(next, Move::WithinTurn), "{terminal} -> {next}");
             }
         }
-        assert!(!Running.can_move_to(Queued, Turn::Same));
-        assert!(!Queued.can_move_to(Completed, Turn::Same));
-        assert!(!Running.can_move_to(Running, Turn::Same));
+        assert!(!Running.can_move_to(Queued, Move::WithinTurn));
+        assert!(!Queued.can_move_to(Completed, Move::WithinTurn));
+        assert!(!Running.can_move_to(Running, Move::WithinTurn));
     }
 
     #[test]
     fn only_a_finished_job_starts_a_new_turn() {
         for s in JobStatus::ALL {
-            assert_eq!(s.can_move_to(Queued, Turn::Next), s.is_terminal(), "{s}");
-            assert!(!s.can_move_to(Running, Turn::Next));
+            assert_eq!(s.can_move_to(Queued, Move::NextTurn), s.is_terminal(), "{s}");
+            assert!(!s.can_move_to(Running, Move::NextTurn));
         }
     }
 

@@ -430,7 +430,7 @@ mod tests {
             id,
             "p",
             "/tmp".into(),
-            "exec",
+            crate::job::BackendKind::Exec,
             JobOptions { approval_policy: "suggest".into(), ..Default::default() },
             "/bin/codex".into(),
         )
