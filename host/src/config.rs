@@ -26,6 +26,9 @@ pub struct HostConfig {
     /// start, then daily), as `jobs gc --older-than` would:
     /// `[jobs] retention_days`; none (the default): jobs are kept until `jobs gc`.
     pub retention: Option<Duration>,
+    /// What each turn's supervisor is told of the user's settings:
+    /// `[jobs] output_max_mib` and `approval_timeout_s`.
+    pub turn_settings: crate::job::TurnSettings,
 }
 
 impl HostConfig {
@@ -41,8 +44,20 @@ impl HostConfig {
         let max_running = jobs_setting(&user_file, &jobs, "max_running")?.unwrap_or_else(default_max_running);
         let retention =
             jobs_setting(&user_file, &jobs, "retention_days")?.map(|d| Duration::from_secs(d as u64 * 24 * 3600));
-        output_max_from(&user_file, &jobs)?; // read by each supervisor; a bad value is an error now, not at a job's start
-        Ok(HostConfig { home, codex_bin, host_exe, cancel_grace: Duration::from_secs(5), max_running, retention })
+        let turn_settings = crate::job::TurnSettings {
+            output_max_bytes: jobs_setting(&user_file, &jobs, "output_max_mib")?
+                .map_or(crate::job::output::DEFAULT_MAX_BYTES, |m| (m as u64) << 20),
+            approval_timeout_s: jobs_setting(&user_file, &jobs, "approval_timeout_s")?.map(|s| s as u64),
+        };
+        Ok(HostConfig {
+            home,
+            codex_bin,
+            host_exe,
+            cancel_grace: Duration::from_secs(5),
+            max_running,
+            retention,
+            turn_settings,
+        })
     }
 }
 
@@ -51,29 +66,6 @@ impl HostConfig {
 /// and the commands it runs (builds, tests) take a core each.
 pub fn default_max_running() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
-}
-
-/// `[jobs] approval_timeout_s` from `<home>/config.toml`, if set: how long
-/// an approval request waits for `job_approve` before it is declined.
-///
-/// Errors: as for `[jobs] max_running`.
-pub fn approval_timeout(home: &std::path::Path) -> Result<Option<Duration>> {
-    let user_file = home.join(crate::home::USER_FILE);
-    Ok(jobs_setting(&user_file, &read_jobs(&user_file)?, "approval_timeout_s")?.map(|s| Duration::from_secs(s as u64)))
-}
-
-/// `[jobs] output_max_mib` from `<home>/config.toml`, in bytes: the most
-/// data one job's `output.log` keeps (its middle is cut past it, see
-/// [`crate::job::output`]); default 256 MiB.
-///
-/// Errors: as for `[jobs] max_running`.
-pub fn output_max_bytes(home: &std::path::Path) -> Result<u64> {
-    let user_file = home.join(crate::home::USER_FILE);
-    output_max_from(&user_file, &read_jobs(&user_file)?)
-}
-
-fn output_max_from(path: &std::path::Path, jobs: &toml::Table) -> Result<u64> {
-    Ok(jobs_setting(path, jobs, "output_max_mib")?.map_or(crate::job::output::DEFAULT_MAX_BYTES, |m| (m as u64) << 20))
 }
 
 /// `[jobs] max_running` in a project's `.codex/jobhost.toml`, if set: most

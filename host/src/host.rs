@@ -29,7 +29,7 @@ use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
 use crate::job::{
     BackendKind, End, Event, JobDir, JobId, JobMeta, JobOptions, JobStatus, JobStore, JobSummary, Notification, Queue,
-    Registry, TurnSpec,
+    Registry, TurnSettings, TurnSpec,
 };
 use crate::policy::builtin::{self, Keep};
 use crate::policy::{
@@ -548,7 +548,7 @@ impl JobHost {
                 .await??;
         let mut meta = JobMeta::queued(id, &req.prompt, cwd, backend, options, cli.located.clone());
         meta.policies = Some(serde_json::to_value(&pinned)?);
-        let spec = turn_spec(&meta, &req.prompt, cli)?;
+        let spec = turn_spec(&meta, &req.prompt, cli, self.config.turn_settings)?;
         // The queue entry, fsynced, is the job's durable record; its directory is made from the same
         // records while the entry's fsync (about 0.5 ms on ext4) runs on another thread.
         let written = Queue::of(&self.store).write_entry(&meta, &spec)?;
@@ -690,7 +690,7 @@ impl JobHost {
         let recorded = End::recorded_in(&meta);
         record_end_locked(&self.store, &job, &mut meta, |_| {}, recorded)?;
         meta.next_turn()?;
-        let spec = turn_spec(&meta, prompt, cli)?;
+        let spec = turn_spec(&meta, prompt, cli, self.config.turn_settings)?;
         let cursor = job.event_count()?;
         // The entry first, under the job's lock: admission leaves an entry
         // ahead of meta.json alone while the lock is held (see `queue::admit`).
@@ -1154,13 +1154,14 @@ fn check_max_chars(max_chars: Option<usize>) -> Result<()> {
 }
 
 /// What the supervisor runs for the job's current turn.
-fn turn_spec(meta: &JobMeta, prompt: &str, cli: &CodexCli) -> Result<TurnSpec> {
+fn turn_spec(meta: &JobMeta, prompt: &str, cli: &CodexCli, settings: TurnSettings) -> Result<TurnSpec> {
     Ok(TurnSpec {
         turn: meta.turn,
         program: cli.program.clone(),
         args: backend::command_args(meta, cli)?,
         env: cli.env.clone(),
         prompt: prompt.to_owned(),
+        settings,
     })
 }
 

@@ -293,13 +293,9 @@ impl Session {
             project_root: policies.as_ref().ok().and_then(|p| p.project_root.as_ref()).map(|p| p.display().to_string()),
             prompt: turn.meta.prompt.clone(),
         };
-        let timeout = turn
-            .meta
-            .options
-            .approval_timeout_s
-            .map(Duration::from_secs)
-            .or_else(|| crate::config::approval_timeout(turn.store.root()).ok().flatten())
-            .unwrap_or(APPROVAL_TIMEOUT);
+        let timeout = (turn.meta.options.approval_timeout_s)
+            .or(turn.spec.settings.approval_timeout_s)
+            .map_or(APPROVAL_TIMEOUT, Duration::from_secs);
         Session {
             awaiting: HashMap::new(),
             thread_id: turn.meta.thread_id.clone(),

@@ -26,7 +26,7 @@ pub use event_log::EventWriter;
 pub use feed::Notification;
 pub use id::JobId;
 pub use meta::{BackendKind, JobMeta, JobOptions};
-pub use queue::{Queue, TurnSpec};
+pub use queue::{Queue, TurnSettings, TurnSpec};
 pub use registry::{JobSummary, Registry};
 pub use status::{JobStatus, Move};
 pub use store::{JobDir, JobStore};

@@ -54,6 +54,27 @@ pub struct TurnSpec {
     pub env: Vec<(String, String)>,
     /// The turn's prompt, written to the agent's stdin.
     pub prompt: String,
+    /// The user's settings the supervisor runs the turn with, as the host
+    /// read them when it queued the turn (a supervisor reads no config file).
+    #[serde(default)]
+    pub settings: TurnSettings,
+}
+
+/// The user's `[jobs]` settings a turn's supervisor needs; an entry of an
+/// earlier version, which has none, gets the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnSettings {
+    /// Most bytes `output.log` keeps (`[jobs] output_max_mib`; see [`super::output`]).
+    pub output_max_bytes: u64,
+    /// How long an approval request waits for an answer when the job does
+    /// not say (`[jobs] approval_timeout_s`), in seconds; `None`: 15 minutes.
+    pub approval_timeout_s: Option<u64>,
+}
+
+impl Default for TurnSettings {
+    fn default() -> Self {
+        TurnSettings { output_max_bytes: super::output::DEFAULT_MAX_BYTES, approval_timeout_s: None }
+    }
 }
 
 /// The home's durable queue of turns (see the module docs), over its job store.
@@ -517,7 +538,14 @@ mod tests {
             options,
             "/bin/codex".into(),
         );
-        let spec = TurnSpec { turn: 0, program: "/bin/codex".into(), args: vec![], env: vec![], prompt: "p".into() };
+        let spec = TurnSpec {
+            turn: 0,
+            program: "/bin/codex".into(),
+            args: vec![],
+            env: vec![],
+            prompt: "p".into(),
+            settings: Default::default(),
+        };
         Queue::of(store).enqueue(&meta, &spec).unwrap();
         store.materialize(&meta).unwrap();
         Entry::of(&meta)

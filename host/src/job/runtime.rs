@@ -69,12 +69,12 @@ pub struct Turn<'a> {
 }
 
 impl<'a> Turn<'a> {
-    /// The turn of `meta` in `job` that runs `spec`, its output capped at
-    /// `output_max_bytes`. Listens for the stop signals from here on.
+    /// The turn of `meta` in `job` that runs `spec`, with `spec`'s settings.
+    /// Listens for the stop signals from here on.
     pub fn new(store: &'a JobStore, job: &'a JobDir, meta: JobMeta, spec: TurnSpec) -> Result<Self> {
         let idle = IdleTimer::new(meta.options.idle_timeout_s.map(Duration::from_secs));
         let output = job.output_log()?.into_std();
-        let output_cap = OutputCap::new(&output, crate::config::output_max_bytes(store.root())?)
+        let output_cap = OutputCap::new(&output, spec.settings.output_max_bytes)
             .with_context(|| format!("cannot read {}/output.log", job.path().display()))?;
         Ok(Turn {
             events: job.event_writer()?,
