@@ -6,46 +6,12 @@
 
 use anyhow::Result;
 use jiff::Timestamp;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use super::JobHost;
+use super::tools::{ApproveOutcome, ApproveRequest};
 use crate::error::invalid;
-use crate::job::approval::{self, ApprovalAnswer, ApprovalDecision};
-use crate::job::{JobId, JobStatus};
-
-/// `job_approve` arguments.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = crate::args::optional_without_null)]
-pub struct ApproveRequest {
-    /// The job id.
-    pub job_id: String,
-    /// The request's id, as `job_status` lists it in `pending_approvals` (e.g. `0-1`).
-    pub request_id: String,
-    /// `accept` (this once), `accept_for_session` (this and the same request
-    /// for the rest of the session), `decline` (the agent goes on without it)
-    /// or `cancel` (decline and end the turn).
-    #[schemars(with = "String", extend("enum" = ["accept", "accept_for_session", "decline", "cancel"]))]
-    pub decision: ApprovalDecision,
-    /// Why, for the job's log.
-    pub reason: Option<String>,
-}
-
-/// What `job_approve` returns.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct ApproveOutcome {
-    /// The job id.
-    pub job_id: String,
-    /// The request answered.
-    pub request_id: String,
-    /// The answer recorded.
-    #[schemars(with = "String", extend("enum" = ["accept", "accept_for_session", "decline", "cancel"]))]
-    pub decision: ApprovalDecision,
-    /// The job's status when the answer was written (it turns `running`
-    /// again once the supervisor has passed the answer on).
-    pub status: JobStatus,
-}
+use crate::job::JobId;
+use crate::job::approval::{self, ApprovalAnswer};
 
 impl JobHost {
     /// Answers a pending approval request of a job's current turn; `by` names

@@ -7,16 +7,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
+use tokio::sync::watch;
 
-use super::{CancelOutcome, JobHost, Live};
+use super::{CancelOutcome, JobHost};
 use crate::error::invalid;
 use crate::home::{ADMITTED_DIR, JOBS_DIR, QUEUE_DIR};
 use crate::job::End;
-use crate::job::dirwatch::{Arrivals, DirWatch};
+use crate::job::dirwatch::{Arrivals, DirWatch, DirWatches};
 use crate::job::end::record_end;
 use crate::job::process::{ProcessWatch, signal_group, signal_process};
 use crate::job::queue::{self, Queue};
@@ -50,11 +51,11 @@ impl JobHost {
                     unreadable.insert(id, format!("{e:#}"));
                 }
             }
-            *host.unreadable.lock().unwrap() = unreadable;
+            *host.turns.unreadable.lock().unwrap() = unreadable;
             Ok(())
         })
         .await??;
-        self.indexed.send_replace(true);
+        self.turns.indexed.send_replace(true);
         self.follow_queue(queue);
         self.admit().await
     }
@@ -108,7 +109,7 @@ impl JobHost {
     /// False when the job's directory cannot be read (yet).
     fn notice(self: &Arc<Self>, entry: queue::Entry) -> bool {
         let id = entry.job;
-        if self.live.lock().unwrap().contains_key(&id) || self.following.lock().unwrap().contains(&id) {
+        if self.turns.live.lock().unwrap().contains_key(&id) || self.turns.following.lock().unwrap().contains(&id) {
             return true;
         }
         match self.store.job(id).and_then(|job| job.read_meta()) {
@@ -159,19 +160,19 @@ impl JobHost {
     /// [`Self::follow`], waiting first, when `meta.json` is still at an
     /// earlier turn, until it reaches `turn`.
     fn follow_from(self: &Arc<Self>, id: JobId, turn: u32) {
-        if self.live.lock().unwrap().contains_key(&id) || !self.following.lock().unwrap().insert(id) {
+        if self.turns.live.lock().unwrap().contains_key(&id) || !self.turns.following.lock().unwrap().insert(id) {
             return;
         }
         let host = Arc::clone(self);
         tokio::spawn(async move {
             let followed = async {
                 let job = host.store.job(id)?;
-                let changes = host.watches.open(job.path())?;
+                let changes = host.turns.watches.open(job.path())?;
                 loop {
                     let meta = job.read_meta()?;
                     host.registry.update(&meta);
                     let ended = meta.status.is_terminal() && meta.turn >= turn;
-                    if ended || host.live.lock().unwrap().contains_key(&id) {
+                    if ended || host.turns.live.lock().unwrap().contains_key(&id) {
                         return Ok(());
                     }
                     if let Some(pid) = meta.pid.filter(|_| meta.turn >= turn) {
@@ -187,7 +188,7 @@ impl JobHost {
                 }
             };
             let result: Result<()> = followed.await;
-            host.following.lock().unwrap().remove(&id);
+            host.turns.following.lock().unwrap().remove(&id);
             if let Err(e) = result {
                 tracing::warn!(job = %id, "cannot follow the job: {e:#}");
             }
@@ -195,7 +196,7 @@ impl JobHost {
     }
 
     pub(super) async fn wait_indexed(&self) {
-        let mut rx = self.indexed.subscribe();
+        let mut rx = self.turns.indexed.subscribe();
         let _ = rx.wait_for(|done| *done).await;
     }
 
@@ -218,11 +219,11 @@ impl JobHost {
     /// queue after the request's change): a burst of starts costs a few
     /// passes over the queue, not one each.
     pub async fn admit(self: &Arc<Self>) -> Result<()> {
-        if self.admission.requested.swap(true, Ordering::SeqCst) {
+        if self.turns.admission.requested.swap(true, Ordering::SeqCst) {
             return Ok(()); // a pass that has not read the queue yet is waiting
         }
-        let _one_at_a_time = self.admission.running.lock().await;
-        self.admission.requested.store(false, Ordering::SeqCst);
+        let _one_at_a_time = self.turns.admission.running.lock().await;
+        self.turns.admission.requested.store(false, Ordering::SeqCst);
         let host = Arc::clone(self);
         let admitted = tokio::task::spawn_blocking(move || {
             let (exe, home) = (&host.config.host_exe, host.store.root());
@@ -271,7 +272,7 @@ impl JobHost {
 
     /// The end to record for a turn whose supervisor is gone without recording one.
     fn lost_end(&self, id: JobId) -> End {
-        if self.live.lock().unwrap().get(&id).is_some_and(|l| l.cancel_requested) {
+        if self.turns.live.lock().unwrap().get(&id).is_some_and(|l| l.cancel_requested) {
             return End::cancelled_by_job_cancel();
         }
         let path = self.store.root().join("jobs").join(id.to_string());
@@ -284,14 +285,14 @@ impl JobHost {
 
     /// Follows a supervisor until it exits, then settles the job and admits the next turns.
     pub(super) fn watch(self: &Arc<Self>, id: JobId, turn: u32, watch: ProcessWatch) {
-        self.live.lock().unwrap().insert(id, Live { turn, cancel_requested: false });
+        self.turns.live.lock().unwrap().insert(id, Live { turn, cancel_requested: false });
         let host = Arc::clone(self);
         tokio::spawn(async move {
             // Every status the supervisor writes within the turn (`running`,
             // `input_required`) reaches the index at once. The end is left to
             // `settle` below, after the supervisor exits: by then its
             // notification is written too, so a caller woken by the end finds it.
-            let changes = host.store.job(id).and_then(|job| Ok((host.watches.open(job.path())?, job)));
+            let changes = host.store.job(id).and_then(|job| Ok((host.turns.watches.open(job.path())?, job)));
             match changes {
                 Ok((changes, job)) => loop {
                     tokio::select! {
@@ -342,13 +343,13 @@ impl JobHost {
             }
             // A settler that died holding the lock changes nothing: look again now
             // and then (a change between the look and the watch is caught so too).
-            match self.watches.open(job.path()) {
+            match self.turns.watches.open(job.path()) {
                 Ok(changes) => _ = tokio::time::timeout(std::time::Duration::from_secs(1), changes.changed()).await,
                 Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
             }
         };
         {
-            let mut live = self.live.lock().unwrap();
+            let mut live = self.turns.live.lock().unwrap();
             if live.get(&id).is_some_and(|l| l.turn == turn) {
                 live.remove(&id);
             }
@@ -368,7 +369,7 @@ impl JobHost {
         let job = self.store.job(id)?;
         loop {
             // Watching before reading: a change in between still wakes the wait below.
-            let changes = self.watches.open(job.path())?;
+            let changes = self.turns.watches.open(job.path())?;
             let meta = job.read_meta()?;
             if meta.status.is_terminal() {
                 return Err(invalid(format!("job {id} is already {}; nothing to cancel", meta.status)));
@@ -392,7 +393,7 @@ impl JobHost {
                 continue;
             };
             {
-                let mut live = self.live.lock().unwrap();
+                let mut live = self.turns.live.lock().unwrap();
                 live.entry(id).or_insert(Live { turn: meta.turn, cancel_requested: false }).cancel_requested = true;
             }
             let watch = ProcessWatch::open(pid)?;
@@ -414,13 +415,53 @@ impl JobHost {
     }
 }
 
-/// Ids of jobs a host follows without having started them.
-pub(super) type Following = std::sync::Mutex<HashSet<JobId>>;
+/// The turns a host follows: the supervisors it watches, the jobs it
+/// follows on disk, its admission passes, and what its index found.
+pub(super) struct Turns {
+    /// Supervisors this host watches, by job.
+    live: Mutex<HashMap<JobId, Live>>,
+    /// Jobs this host follows without having started them.
+    following: Mutex<HashSet<JobId>>,
+    /// The job directories this host waits on, through one inotify instance.
+    pub(super) watches: DirWatches,
+    admission: Admission,
+    /// Whether the home's jobs have been read into the index.
+    indexed: watch::Sender<bool>,
+    /// Jobs the last index could not read, with the error.
+    pub(super) unreadable: Mutex<HashMap<JobId, String>>,
+}
+
+impl Default for Turns {
+    fn default() -> Self {
+        Turns {
+            live: Mutex::default(),
+            following: Mutex::default(),
+            watches: DirWatches::default(),
+            admission: Admission::default(),
+            indexed: watch::Sender::new(false),
+            unreadable: Mutex::default(),
+        }
+    }
+}
+
+impl Turns {
+    /// Whether this host watches the supervisor of `id`.
+    pub(super) fn watches_supervisor(&self, id: JobId) -> bool {
+        self.live.lock().unwrap().contains_key(&id)
+    }
+}
+
+/// A supervisor this host watches.
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    turn: u32,
+    cancel_requested: bool,
+}
 
 /// Admission passes: whether one is asked for and not started, and the lock
 /// that keeps them one at a time.
 #[derive(Default)]
-pub(super) struct Admission {
+struct Admission {
     requested: AtomicBool,
     running: tokio::sync::Mutex<()>,
 }

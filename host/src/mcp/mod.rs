@@ -18,13 +18,12 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig};
 use rmcp::{Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
 use crate::JobHost;
 use crate::host::{
-    ApproveOutcome, ApproveRequest, CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest, NotificationPage,
-    StartRequest, Started, StatusReport, WaitOutcome,
+    ApproveOutcome, ApproveRequest, CancelArgs, CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest,
+    NotificationPage, NotificationsArgs, ReplyArgs, StartRequest, Started, StatusArgs, StatusReport, WaitArgs,
+    WaitOutcome,
 };
 
 /// How often `job_wait` reports progress to a caller that gave a progress token.
@@ -35,72 +34,6 @@ const WAIT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// derives a tool's `outputSchema` from that form only.)
 fn done<T>(result: anyhow::Result<T>) -> Result<Json<T>, String> {
     result.map(Json).map_err(|e| format!("{e:#}"))
-}
-
-/// `job_status` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = crate::args::optional_without_null)]
-pub struct StatusArgs {
-    /// The job id from job_start.
-    pub job_id: String,
-    /// Lines of output to include from the end (default 100, at most 64 KiB).
-    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
-    pub tail_lines: Option<usize>,
-    /// Most characters the result's JSON may take (default 20,000, at most
-    /// 1,000,000): longer texts are cut, the last message first after the
-    /// prompt, with `…_truncated` flags.
-    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
-    pub max_chars: Option<usize>,
-}
-
-/// `job_reply` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReplyArgs {
-    /// The job id.
-    pub job_id: String,
-    /// The next message to Codex in the same conversation.
-    pub prompt: String,
-}
-
-/// `job_cancel` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CancelArgs {
-    /// The job id.
-    pub job_id: String,
-}
-
-/// `job_wait` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = crate::args::optional_without_null)]
-pub struct WaitArgs {
-    /// Jobs to wait for; absent or empty: every job running now.
-    #[serde(default)]
-    pub job_ids: Vec<String>,
-    /// Seconds to wait at most (default 30, at most 240: below the clients' own
-    /// tool timeouts, e.g. Codex's 300 s). Call again when `timed_out`.
-    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
-    pub timeout_s: Option<u64>,
-    /// Most characters of the result's JSON (default 20,000; 2,000 to
-    /// 1,000,000); summaries that do not fit are left out, with `truncated`.
-    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
-    pub max_chars: Option<usize>,
-}
-
-/// `job_notifications` arguments.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = crate::args::optional_without_null)]
-pub struct NotificationsArgs {
-    /// From where to read: 0 (default) or the `next_cursor` of the last call.
-    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
-    pub cursor: Option<u64>,
-    /// Most notifications to return, 1 to 1000 (default 100).
-    #[serde(default, deserialize_with = "crate::args::number_or_digits")]
-    pub limit: Option<usize>,
 }
 
 /// The rmcp server handler.
