@@ -23,7 +23,7 @@ use tokio::sync::OnceCell;
 
 use crate::backend::CodexCli;
 use crate::config::HostConfig;
-use crate::job::{JobStore, Registry};
+use crate::job::{BackendKind, JobStore, Registry};
 use crate::policy::Policies;
 
 /// The job host: starts, reads, waits for, replies to and cancels jobs.
@@ -69,6 +69,16 @@ impl JobHost {
     pub async fn codex(&self) -> Result<&CodexCli> {
         let cache = self.config.home.join(crate::home::CACHE_DIR);
         self.codex.get_or_try_init(|| CodexCli::locate(self.config.codex_bin.as_deref(), Some(&cache))).await
+    }
+
+    /// The backend `job_start` gives a job that names none: `app-server`
+    /// where the installed Codex has it, else `exec` (also when no Codex is
+    /// found, where no job would start at all).
+    pub async fn default_backend(&self) -> BackendKind {
+        match self.codex().await {
+            Ok(cli) => crate::backend::choose(None, cli).unwrap_or(BackendKind::Exec),
+            Err(_) => BackendKind::Exec,
+        }
     }
 
     /// Does in the background what the first `job_start` would otherwise

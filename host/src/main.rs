@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use codex_jobhost::host::{ApproveRequest, ListRequest};
 use codex_jobhost::job::supervisor;
-use codex_jobhost::job::{JobId, JobStatus};
+use codex_jobhost::job::{BackendKind, JobId, JobStatus};
 use codex_jobhost::policy::JobContext;
 use codex_jobhost::{HostConfig, InvalidInput, JobHost, mcp};
 
@@ -190,7 +190,10 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => mcp::serve_stdio(host).await,
         Command::Doctor => doctor(&host).await,
-        Command::Policy { command } => host.off_runtime(move |host| policy(host, command)).await,
+        Command::Policy { command } => {
+            let backend = host.default_backend().await;
+            host.off_runtime(move |host| policy(host, command, backend)).await
+        }
         Command::Jobs { command } => jobs(&host, command).await,
         Command::Supervise { .. } => unreachable!(),
     }
@@ -262,7 +265,7 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
     Ok(())
 }
 
-fn policy(host: &JobHost, command: PolicyCommand) -> Result<()> {
+fn policy(host: &JobHost, command: PolicyCommand, backend: BackendKind) -> Result<()> {
     let json = |what: &str, text: &str| -> Result<serde_json::Value> {
         serde_json::from_str(text)
             .map_err(|e| InvalidInput::new(format!("invalid {what} {text:?}: not JSON: {e}")).into())
@@ -276,8 +279,12 @@ fn policy(host: &JobHost, command: PolicyCommand) -> Result<()> {
             let (input, config) = (json("--request", &request)?, json("--config", &config)?);
             let (component, _) = host.policies().load_file(&file)?;
             let cwd = std::env::current_dir()?;
-            let out =
-                codex_jobhost::policy::trial::call_once(component, &config.to_string(), &trial_job(&cwd), &input)?;
+            let out = codex_jobhost::policy::trial::call_once(
+                component,
+                &config.to_string(),
+                &trial_job(&cwd, backend),
+                &input,
+            )?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         PolicyCommand::Test { cases: Some(cases), cwd, .. } => {
@@ -285,7 +292,7 @@ fn policy(host: &JobHost, command: PolicyCommand) -> Result<()> {
             let parsed = codex_jobhost::policy::cases::parse(&text).with_context(|| cases.display().to_string())?;
             let cwd = std::path::absolute(cwd.unwrap_or(std::env::current_dir()?))?;
             let set = host.policies().for_cwd(&cwd)?;
-            let (report, failed) = codex_jobhost::policy::cases::run(&set, &trial_job(&cwd), &parsed);
+            let (report, failed) = codex_jobhost::policy::cases::run(&set, &trial_job(&cwd, backend), &parsed);
             print!("{report}");
             if failed > 0 {
                 anyhow::bail!("{failed} of {} cases failed", parsed.cases.len());
@@ -304,7 +311,7 @@ fn policy(host: &JobHost, command: PolicyCommand) -> Result<()> {
             })?;
             let cwd = std::path::absolute(cwd.unwrap_or(std::env::current_dir()?))?;
             let set = host.policies().for_cwd(&cwd)?;
-            let out = codex_jobhost::policy::cases::eval(&set, &trial_job(&cwd), &request);
+            let out = codex_jobhost::policy::cases::eval(&set, &trial_job(&cwd, backend), &request);
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         PolicyCommand::Show { cwd } => {
@@ -325,15 +332,11 @@ fn parse_age(text: &str) -> Result<std::time::Duration> {
     std::time::Duration::try_from(duration).map_err(|_| invalid().into())
 }
 
-/// The job a policy sees in `policy test` and `policy eval`, working in `cwd`.
-fn trial_job(cwd: &std::path::Path) -> JobContext {
-    JobContext {
-        job_id: JobId::new().to_string(),
-        backend: "exec".into(),
-        project_root: codex_jobhost::policy::project_root(cwd).map(|p| p.display().to_string()),
-        cwd: cwd.display().to_string(),
-        prompt: "policy test".into(),
-    }
+/// The job a policy sees in `policy test` and `policy eval`: working in
+/// `cwd`, on the backend a job started there would get.
+fn trial_job(cwd: &std::path::Path, backend: BackendKind) -> JobContext {
+    let root = codex_jobhost::policy::project_root(cwd);
+    codex_jobhost::policy::job_context(JobId::new(), backend, cwd, root.as_deref(), "policy test")
 }
 
 async fn doctor(host: &JobHost) -> Result<()> {

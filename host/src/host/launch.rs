@@ -14,7 +14,7 @@ use crate::backend::{self, CodexCli, exec};
 use crate::error::invalid;
 use crate::job::end::record_end_locked;
 use crate::job::{BackendKind, End, JobDir, JobId, JobMeta, JobOptions, Queue, TurnSettings, TurnSpec};
-use crate::policy::{Decision, JobContext, Launch, PinnedSet, PolicySet, Request};
+use crate::policy::{self, Decision, JobContext, Launch, PinnedSet, PolicySet, Request};
 
 impl JobHost {
     /// Starts a job: validates everything, creates its directory, starts its
@@ -106,13 +106,7 @@ impl JobHost {
         let set = self.policies.for_cwd(cwd).map_err(refused)?;
         // Pinned (its copies touched, so `jobs gc` keeps them) before it judges: the set judged is the set kept.
         let (set, pinned) = self.policies.pin(&set, cwd).map_err(refused)?;
-        let ctx = JobContext {
-            job_id: id.to_string(),
-            backend: backend.to_string(),
-            cwd: cwd.display().to_string(),
-            project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
-            prompt: prompt.to_owned(),
-        };
+        let ctx = policy::job_context(id, backend, cwd, set.project_root.as_deref(), prompt);
         self.judge(&set, &ctx, options, None)?;
         Ok(pinned)
     }

@@ -20,7 +20,7 @@ use crate::job::approval;
 use crate::job::event::{STATUS_EVENT, for_each_text};
 use crate::job::id::quote_short;
 use crate::job::{JobDir, JobId, JobMeta, JobStatus, JobSummary, Notification, Queue};
-use crate::policy::builtin;
+use crate::policy::{self, builtin};
 use crate::policy::{FilterOutcome, JobContext, Limits, PinnedSet, PolicyFailure, PolicySet};
 
 /// Most output `job_status` returns, from the end of `output.log`.
@@ -195,13 +195,7 @@ impl JobHost {
 
     /// The job as the policies of `set` see it.
     pub(super) fn job_context(&self, set: &PolicySet, meta: &JobMeta) -> JobContext {
-        JobContext {
-            job_id: meta.id.to_string(),
-            backend: meta.backend.to_string(),
-            cwd: meta.cwd.display().to_string(),
-            project_root: set.project_root.as_ref().map(|p| p.display().to_string()),
-            prompt: meta.prompt.clone(),
-        }
+        policy::job_context(meta.id, meta.backend, &meta.cwd, set.project_root.as_deref(), &meta.prompt)
     }
 
     /// Jobs newest first, optionally by status and working directory.

@@ -28,6 +28,24 @@ pub use guest::{FailureMode, Guest, GuestLimits};
 pub use pinned::{PinnedEntry, PinnedSet};
 pub use set::{Budgeted, FilterOutcome, PolicyFailure, PolicySet, Verdict};
 
+/// The job a policy call is about (WIT `job-info`): the one place one is made.
+/// `project_root` is the root the job's policy set was resolved for.
+pub fn job_context(
+    job_id: crate::job::JobId,
+    backend: crate::job::BackendKind,
+    cwd: &std::path::Path,
+    project_root: Option<&std::path::Path>,
+    prompt: &str,
+) -> JobContext {
+    JobContext {
+        job_id: job_id.to_string(),
+        backend: backend.to_string(),
+        cwd: cwd.display().to_string(),
+        project_root: project_root.map(|p| p.display().to_string()),
+        prompt: prompt.to_owned(),
+    }
+}
+
 /// The three kinds of policy component, by the WIT world they implement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]

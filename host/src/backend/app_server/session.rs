@@ -20,7 +20,7 @@ use crate::job::event::{APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT};
 use crate::job::runtime::Turn;
 use crate::job::tracker::TurnTracker;
 use crate::job::{BackendKind, End, JobStatus};
-use crate::policy::{Decision, JobContext, PinnedSet, Policies, PolicySet, Request};
+use crate::policy::{self, Decision, JobContext, PinnedSet, Policies, PolicySet, Request};
 
 /// How long an approval request waits for an answer when neither the job
 /// nor the user's config says: 15 minutes.
@@ -80,13 +80,8 @@ impl Session {
     /// The session of `turn`, its policies loaded (or why they cannot be).
     pub fn new(turn: &Turn<'_>) -> Self {
         let policies = load_policies(turn).map_err(|e| format!("{e:#}"));
-        let ctx = JobContext {
-            job_id: turn.meta.id.to_string(),
-            backend: BackendKind::AppServer.to_string(),
-            cwd: turn.meta.cwd.display().to_string(),
-            project_root: policies.as_ref().ok().and_then(|p| p.project_root.as_ref()).map(|p| p.display().to_string()),
-            prompt: turn.meta.prompt.clone(),
-        };
+        let root = policies.as_ref().ok().and_then(|p| p.project_root.as_deref());
+        let ctx = policy::job_context(turn.meta.id, BackendKind::AppServer, &turn.meta.cwd, root, &turn.meta.prompt);
         let timeout = (turn.meta.options.approval_timeout_s)
             .or(turn.spec.settings.approval_timeout_s)
             .map_or(APPROVAL_TIMEOUT, Duration::from_secs);
