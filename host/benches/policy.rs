@@ -157,7 +157,7 @@ fn main() {
                 "bench",
                 cwd.to_path_buf(),
                 codex_jobhost::job::BackendKind::Exec,
-                JobOptions { approval_policy: "suggest".into(), ..Default::default() },
+                JobOptions { approval_mode: "suggest".into(), ..Default::default() },
                 "/bin/true".into(),
             )
         };

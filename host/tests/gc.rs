@@ -17,7 +17,7 @@ fn job(store: &JobStore, status: JobStatus, ended_days_ago: i64) -> JobId {
         "p",
         std::env::temp_dir(),
         codex_jobhost::job::BackendKind::Exec,
-        JobOptions { approval_policy: "suggest".into(), ..Default::default() },
+        JobOptions { approval_mode: "suggest".into(), ..Default::default() },
         "/bin/true".into(),
     );
     meta.status = status;

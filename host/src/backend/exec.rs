@@ -17,8 +17,8 @@ use crate::job::runtime::{Driven, Happened, IdleAction, Turn};
 use crate::job::{End, JobMeta, JobOptions, JobStatus};
 use rustix::process::Signal;
 
-/// The seed approval modes a caller may ask for.
-pub const APPROVAL_POLICIES: [&str; 3] = ["suggest", "auto-edit", "full-auto"];
+/// The approval modes a caller may ask for (`approval_policy`).
+pub const APPROVAL_MODES: [&str; 3] = ["suggest", "auto-edit", "full-auto"];
 /// Codex's sandbox modes.
 pub const SANDBOXES: [&str; 3] = ["read-only", "workspace-write", "danger-full-access"];
 
@@ -29,11 +29,11 @@ pub const SANDBOXES: [&str; 3] = ["read-only", "workspace-write", "danger-full-a
 /// expected, or the Codex version that lacks the flag.
 pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput> {
     let caps = &cli.capabilities;
-    if !APPROVAL_POLICIES.contains(&options.approval_policy.as_str()) {
+    if !APPROVAL_MODES.contains(&options.approval_mode.as_str()) {
         return Err(InvalidInput::new(format!(
             "invalid approval_policy {:?}: expected one of {}",
-            options.approval_policy,
-            APPROVAL_POLICIES.join(", ")
+            options.approval_mode,
+            APPROVAL_MODES.join(", ")
         )));
     }
     if let Some(sandbox) = &options.sandbox {
@@ -43,7 +43,7 @@ pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput
                 SANDBOXES.join(", ")
             )));
         }
-        if options.approval_policy == "full-auto" {
+        if options.approval_mode == "full-auto" {
             return Err(InvalidInput::new(format!(
                 "sandbox {sandbox:?} cannot be combined with approval_policy \"full-auto\", which runs without a sandbox"
             )));
@@ -56,7 +56,7 @@ pub fn validate(options: &JobOptions, cli: &CodexCli) -> Result<(), InvalidInput
             cli.program.display()
         )))
     };
-    if options.approval_policy == "full-auto" && !caps.bypass_sandbox {
+    if options.approval_mode == "full-auto" && !caps.bypass_sandbox {
         return unsupported("approval_policy \"full-auto\" (--dangerously-bypass-approvals-and-sandbox)");
     }
     if options.profile.is_some() && !caps.profile {
@@ -121,9 +121,9 @@ const HARMLESS_CONFIG: [&str; 6] = [
 /// The settings of `o` as Codex will apply them; see [`Effective`].
 pub fn effective(o: &JobOptions) -> Effective {
     let mut e = Effective {
-        approval_mode: o.approval_policy.clone(),
+        approval_mode: o.approval_mode.clone(),
         sandbox: o.sandbox.clone().unwrap_or_else(|| {
-            match o.approval_policy.as_str() {
+            match o.approval_mode.as_str() {
                 "suggest" => "read-only",
                 "auto-edit" => "workspace-write",
                 _ => "danger-full-access",
@@ -133,7 +133,7 @@ pub fn effective(o: &JobOptions) -> Effective {
         model: o.model.clone(),
         unjudgeable: Vec::new(),
     };
-    if o.approval_policy == "full-auto" {
+    if o.approval_mode == "full-auto" {
         e.sandbox = "danger-full-access".into();
     }
     if let Some(profile) = &o.profile {
@@ -211,12 +211,12 @@ pub fn command_args(meta: &JobMeta, cli: &CodexCli) -> Result<Vec<OsString>, Inv
     }
     args.push("--json".into());
     // `exec resume` takes fewer flags: the sandbox goes in as config there.
-    let sandbox = o.sandbox.as_deref().or(match o.approval_policy.as_str() {
+    let sandbox = o.sandbox.as_deref().or(match o.approval_mode.as_str() {
         "suggest" => Some("read-only"),
         "auto-edit" => Some("workspace-write"),
         _ => None,
     });
-    if o.approval_policy == "full-auto" {
+    if o.approval_mode == "full-auto" {
         args.push("--dangerously-bypass-approvals-and-sandbox".into());
     } else if let Some(sandbox) = sandbox {
         if resume {
@@ -225,7 +225,7 @@ pub fn command_args(meta: &JobMeta, cli: &CodexCli) -> Result<Vec<OsString>, Inv
             args.extend(os_args(["--sandbox", sandbox]));
         }
         let full_auto = if resume { caps.resume_full_auto } else { caps.full_auto };
-        if o.approval_policy == "auto-edit" && full_auto {
+        if o.approval_mode == "auto-edit" && full_auto {
             args.push("--full-auto".into());
         }
     }
@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn effective_settings_apply_every_option() {
         let o = |approval: &str, extra: &[&str], config: &[&str]| JobOptions {
-            approval_policy: approval.into(),
+            approval_mode: approval.into(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             config: config.iter().map(|s| s.to_string()).collect(),
             ..JobOptions::default()
@@ -427,7 +427,7 @@ mod tests {
             Some("--model --skip-git-repo-check"),
         );
         let c = cli(caps_0169.clone());
-        let opts = |p: &str| JobOptions { approval_policy: p.into(), ..Default::default() };
+        let opts = |p: &str| JobOptions { approval_mode: p.into(), ..Default::default() };
         assert_eq!(
             strings(command_args(&meta(opts("suggest")), &c).unwrap()),
             ["exec", "--json", "--sandbox", "read-only", "--cd", "/w", "--", "-"]
@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn options_are_checked_before_anything_runs() {
         let c = cli(Capabilities::from_help("--sandbox --skip-git-repo-check", None));
-        let opts = |p: &str| JobOptions { approval_policy: p.into(), ..Default::default() };
+        let opts = |p: &str| JobOptions { approval_mode: p.into(), ..Default::default() };
         assert!(validate(&opts("suggest"), &c).is_ok());
         let err = validate(&opts("yolo"), &c).unwrap_err().to_string();
         assert!(err.contains("\"yolo\"") && err.contains("auto-edit"), "{err}");

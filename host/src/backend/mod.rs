@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn exec_flags_are_refused_on_app_server() {
         let o = |f: fn(&mut JobOptions)| {
-            let mut o = JobOptions { approval_policy: "suggest".into(), ..JobOptions::default() };
+            let mut o = JobOptions { approval_mode: "suggest".into(), ..JobOptions::default() };
             f(&mut o);
             o
         };

@@ -34,7 +34,7 @@ impl JobHost {
             model: req.model,
             profile: req.profile,
             sandbox: req.sandbox,
-            approval_policy: req.approval_policy.unwrap_or_else(|| "suggest".to_owned()),
+            approval_mode: req.approval_policy.unwrap_or_else(|| "suggest".to_owned()),
             config: req.config,
             extra_args: req.extra_args,
             skip_git_repo_check: req.skip_git_repo_check,

@@ -29,7 +29,7 @@ pub struct StartRequest {
     pub prompt: String,
     /// Absolute path of an existing directory the agent works in.
     pub cwd: String,
-    /// Model name (`codex exec --model`).
+    /// Model name (`codex exec --model`, app-server's `thread/start` `model`).
     pub model: Option<String>,
     /// Codex configuration profile (`--profile`).
     pub profile: Option<String>,
@@ -37,6 +37,8 @@ pub struct StartRequest {
     /// sandbox implied by `approval_policy`.
     #[schemars(extend("enum" = ["read-only", "workspace-write", "danger-full-access"]))]
     pub sandbox: Option<String>,
+    /// Codex's approval mode (named so for the tools this one replaces; the
+    /// approval policies are the project's components, see `[[approval]]`):
     /// `suggest` (read-only sandbox; the default), `auto-edit` (workspace-write
     /// sandbox) or `full-auto` (no sandbox, no approvals).
     #[schemars(extend("enum" = ["suggest", "auto-edit", "full-auto"]))]
@@ -45,7 +47,7 @@ pub struct StartRequest {
     /// (the value is TOML, e.g. `model_reasoning_effort="high"`).
     #[serde(default)]
     pub config: Vec<String>,
-    /// Further arguments for `codex exec`, passed as given.
+    /// Further arguments for `codex exec`, passed as given (backend `exec` only).
     #[serde(default)]
     pub extra_args: Vec<String>,
     /// Let Codex run outside a Git repository.
@@ -251,7 +253,7 @@ pub struct EventView {
     /// The event type.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The payload (for Codex events, the object `codex exec --json` printed).
+    /// The payload (for Codex events, the object as `codex exec --json` prints it).
     pub data: Value,
 }
 

@@ -20,8 +20,9 @@ pub const OUTPUT_EVENT: &str = "output";
 /// `type` is either the host's own ([`STATUS_EVENT`], [`OUTPUT_EVENT`]) or the
 /// `type` of the Codex event it wraps (`thread.started`, `turn.started`,
 /// `item.started`, `item.updated`, `item.completed`, `turn.completed`,
-/// `turn.failed`, `error`), whose whole object, as `codex exec --json` printed
-/// it, is `data`.
+/// `turn.failed`, `error`), whose whole object, as `codex exec --json` prints
+/// it, is `data`: on `exec` the line Codex printed, on `app-server` its
+/// notification projected onto the same shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Position in the job's log, from 0.

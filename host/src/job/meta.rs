@@ -10,7 +10,8 @@ use super::{End, JobId, JobStatus, Move};
 use crate::error::InvalidInput;
 
 /// How the caller asked Codex to run, as validated at `job_start` and kept for
-/// every later turn. Field meanings follow `codex exec`'s flags.
+/// every later turn. Field meanings follow `codex exec`'s flags; the
+/// app-server backend passes the same settings as its `thread/start` parameters and `-c` entries.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobOptions {
     /// `--model`.
@@ -22,12 +23,15 @@ pub struct JobOptions {
     /// `--sandbox`: `read-only`, `workspace-write` or `danger-full-access`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
-    /// The seed approval mode: `suggest`, `auto-edit` or `full-auto`.
-    pub approval_policy: String,
+    /// Codex's approval mode, as the caller named it (`job_start`'s
+    /// `approval_policy`; not the approval policies, which are components):
+    /// `suggest`, `auto-edit` or `full-auto`.
+    #[serde(rename = "approval_policy")]
+    pub approval_mode: String,
     /// `-c key=value` overrides, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config: Vec<String>,
-    /// Arguments appended to `codex exec` as given.
+    /// Arguments appended to `codex exec` as given (exec only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
     /// `--skip-git-repo-check`.

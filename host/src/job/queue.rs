@@ -529,7 +529,7 @@ mod tests {
 
     /// A new job's first turn, queued as `job_start` queues it.
     fn queue_job(store: &JobStore) -> Entry {
-        let options = JobOptions { approval_policy: "suggest".into(), ..Default::default() };
+        let options = JobOptions { approval_mode: "suggest".into(), ..Default::default() };
         let meta = JobMeta::queued(
             JobId::new(),
             "p",

@@ -431,7 +431,7 @@ mod tests {
             "p",
             "/tmp".into(),
             crate::job::BackendKind::Exec,
-            JobOptions { approval_policy: "suggest".into(), ..Default::default() },
+            JobOptions { approval_mode: "suggest".into(), ..Default::default() },
             "/bin/codex".into(),
         )
     }

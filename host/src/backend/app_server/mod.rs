@@ -72,7 +72,7 @@ pub fn command_args(meta: &JobMeta) -> Vec<String> {
     args
 }
 
-/// Codex's approval policy and sandbox for the job's `approval_policy` and
+/// Codex's approval policy and sandbox for the job's approval mode and
 /// `sandbox`: `suggest` asks before anything that leaves the read-only
 /// sandbox (`untrusted`), `auto-edit` writes the workspace and asks for the
 /// rest (`on-request`), `full-auto` asks nothing and has no sandbox (`never`).
