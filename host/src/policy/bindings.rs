@@ -7,8 +7,8 @@
 
 use wasmtime::component::HasSelf;
 
-use super::guest::State;
 use super::guest_log::Source;
+use super::state::State;
 use super::{ChangeKind, Decision, JobContext, Request};
 
 /// The WIT package the host implements.

@@ -5,7 +5,6 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -14,11 +13,9 @@ use wasmtime::{Config, Engine};
 
 use super::World;
 use super::bindings::{self, PACKAGE, SUPPORTED};
-use super::guest::{LoadedComponent, State, WorldPre};
+use super::guest::{EPOCH_TICK, LoadedComponent, WorldPre};
 use super::source::{self, COMPONENT_MAX_BYTES};
-
-/// How often the epoch advances; guest deadlines are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+use super::state::State;
 
 /// The engine and the linkers, one per world. Cheap to clone.
 #[derive(Clone)]

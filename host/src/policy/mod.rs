@@ -3,7 +3,8 @@
 //!
 //! - [`engine`]: the wasmtime engine, the compiled-component cache, loading and checking.
 //! - [`bindings`]: `bindgen!` per world.
-//! - [`guest`]: one configured component: its limits, warm and fresh instances.
+//! - [`guest`]: one configured component: its limits, warm and fresh instances;
+//!   [`state`]: the store data of one instance.
 //! - [`config`]: the policy files, project-root discovery and the cached [`PolicySet`]s.
 //! - [`set`]: a layered set and the rules that combine its answers.
 //! - [`builtin`]: what holds when nothing is configured or a component fails.
@@ -18,6 +19,7 @@ mod guest_log;
 pub mod pinned;
 pub mod set;
 pub mod source;
+pub mod state;
 pub mod trial;
 
 use serde::{Deserialize, Serialize};
