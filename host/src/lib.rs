@@ -5,6 +5,8 @@
 //! (`$CODEX_JOBHOST_HOME`, default `~/.codex-jobhost`), each turn run by a
 //! detached supervisor process ([`job::supervisor`]), so jobs outlive the host.
 
+#![warn(missing_docs)]
+
 pub mod args;
 pub mod backend;
 pub mod config;

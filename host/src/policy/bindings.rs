@@ -19,16 +19,19 @@ pub const SUPPORTED: [&str; 2] = ["0.2", "0.1"];
 
 /// The `approval-policy` world.
 pub mod approval {
+    #![allow(missing_docs)] // bindgen's output: the WIT documents it
     wasmtime::component::bindgen!({ path: "../wit", world: "approval-policy" });
 }
 
 /// The `output-truncation` world.
 pub mod truncation {
+    #![allow(missing_docs)] // bindgen's output: the WIT documents it
     wasmtime::component::bindgen!({ path: "../wit", world: "output-truncation" });
 }
 
 /// The `event-filter` world.
 pub mod filter {
+    #![allow(missing_docs)] // bindgen's output: the WIT documents it
     wasmtime::component::bindgen!({ path: "../wit", world: "event-filter" });
 }
 
@@ -36,16 +39,19 @@ pub mod filter {
 pub mod v0_1 {
     /// The `approval-policy` world of 0.1.
     pub mod approval {
+        #![allow(missing_docs)] // bindgen's output: the WIT documents it
         wasmtime::component::bindgen!({ path: "../wit/since_v0.1.0", world: "approval-policy" });
     }
 
     /// The `output-truncation` world of 0.1.
     pub mod truncation {
+        #![allow(missing_docs)] // bindgen's output: the WIT documents it
         wasmtime::component::bindgen!({ path: "../wit/since_v0.1.0", world: "output-truncation" });
     }
 
     /// The `event-filter` world of 0.1.
     pub mod filter {
+        #![allow(missing_docs)] // bindgen's output: the WIT documents it
         wasmtime::component::bindgen!({ path: "../wit/since_v0.1.0", world: "event-filter" });
     }
 }
