@@ -29,7 +29,7 @@ pub struct StartRequest {
     pub prompt: String,
     /// Absolute path of an existing directory the agent works in.
     pub cwd: String,
-    /// Model name (`codex exec --model`, app-server's `thread/start` `model`).
+    /// Model name (`codex exec --model`).
     pub model: Option<String>,
     /// Codex configuration profile (`--profile`).
     pub profile: Option<String>,
@@ -47,7 +47,7 @@ pub struct StartRequest {
     /// (the value is TOML, e.g. `model_reasoning_effort="high"`).
     #[serde(default)]
     pub config: Vec<String>,
-    /// Further arguments for `codex exec`, passed as given (backend `exec` only).
+    /// Further arguments for `codex exec`, passed as given.
     #[serde(default)]
     pub extra_args: Vec<String>,
     /// Let Codex run outside a Git repository.
@@ -253,7 +253,7 @@ pub struct EventView {
     /// The event type.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The payload (for Codex events, the object as `codex exec --json` prints it).
+    /// The payload (for Codex events, the object `codex exec --json` printed).
     pub data: Value,
 }
 
