@@ -70,6 +70,25 @@ async fn a_supervisor_killed_at_each_point_of_its_end_records_it_exactly_once() 
     Ok(())
 }
 
+/// `output.log` is the agent's raw output, never behind the events made from
+/// it: a supervisor killed the instant it appended its first agent event
+/// (`thread.started`) has already written the raw line that event came from.
+#[tokio::test]
+async fn a_supervisor_killed_after_an_agent_event_has_its_raw_line_in_output_log() -> Result<()> {
+    let world = World::new([Reply::Message("finished".into())])?;
+    let server = world.serve_env((), &[("SUPERVISOR_FAILPOINTS", "after-agent-event=return")]).await?;
+    let job = server.start_job(world.start_args("die after one event")).await?;
+    let ended = server.wait_done(&job, 120).await?;
+    assert_eq!(ended["status"], "failed", "{ended}");
+    let events = server.all_events(&job).await?;
+    let agent: Vec<&Value> = events.iter().filter(|e| e["type"] == "thread.started").collect();
+    assert_eq!(agent.len(), 1, "the supervisor died at its first agent event: {events:?}");
+    let thread = agent[0]["data"]["thread_id"].as_str().expect("thread.started names its thread");
+    let raw = std::fs::read_to_string(world.jobhost_home().join("jobs").join(&job).join("output.log"))?;
+    assert!(raw.contains(thread), "output.log lacks the line thread.started came from ({thread}): {raw:?}");
+    Ok(())
+}
+
 /// A server killed after acknowledging `job_start` and before starting the
 /// supervisor: the next server runs the job.
 #[tokio::test]

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use jiff::Timestamp;
 use rustix::process::Signal;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -61,7 +61,9 @@ pub struct Turn<'a> {
     pub tracker: TurnTracker,
     /// The turn's idle timeout (`idle_timeout_s`).
     pub idle: IdleTimer,
-    output: tokio::fs::File,
+    /// `output.log`, written with plain `write` calls: a line is in the
+    /// file before the event made from it is appended.
+    output: std::fs::File,
     output_cap: OutputCap,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -79,7 +81,7 @@ impl<'a> Turn<'a> {
         Ok(Turn {
             events: job.event_writer()?,
             tracker: TurnTracker::default(),
-            output: tokio::fs::File::from_std(output),
+            output,
             output_cap,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
@@ -175,12 +177,16 @@ impl<'a> Turn<'a> {
             self.job.write_meta(&self.meta)?;
         }
         self.events.append(kind, event)?;
+        crate::failpoint!("after-agent-event");
         Ok(())
     }
 
     /// Appends one line of the agent's raw output to `output.log`, within
-    /// its cap (`[jobs] output_max_mib`; see [`super::output`]).
-    async fn record_output(&mut self, line: &[u8]) -> Result<()> {
+    /// its cap (`[jobs] output_max_mib`; see [`super::output`]). Written
+    /// when this returns (not queued to a thread, as tokio's files would):
+    /// whatever is killed after, the raw log is never behind the events.
+    fn record_output(&mut self, line: &[u8]) -> Result<()> {
+        use std::io::Write as _;
         let mut buf = match self.output_cap.before(line.len() as u64 + 1) {
             Write::Line => Vec::with_capacity(line.len() + 1),
             Write::Drop => return Ok(()),
@@ -188,9 +194,8 @@ impl<'a> Turn<'a> {
         buf.extend_from_slice(line);
         buf.push(b'\n');
         let path = || format!("cannot write {}/output.log", self.job.path().display());
-        self.output.write_all(&buf).await.with_context(path)?;
+        self.output.write_all(&buf).with_context(path)?;
         let Some(range) = self.output_cap.cut_due() else { return Ok(()) };
-        self.output.flush().await?;
         self.output_cap
             .cut(&self.output, range)
             .with_context(|| format!("cannot cut the middle of {}/output.log", self.job.path().display()))
@@ -198,9 +203,9 @@ impl<'a> Turn<'a> {
 
     /// Records one line the agent wrote to stderr: in `output.log`, as an
     /// `output` event, and as the tracker's last stderr line (for errors).
-    async fn record_stderr(&mut self, line: &[u8]) -> Result<()> {
+    fn record_stderr(&mut self, line: &[u8]) -> Result<()> {
         let text = text(line);
-        self.record_output(line).await?;
+        self.record_output(line)?;
         self.events.append(OUTPUT_EVENT, json!({"stream": "stderr", "line": text}))?;
         self.tracker.last_stderr = Some(text);
         Ok(())
@@ -262,12 +267,12 @@ impl Agent {
             tokio::select! {
                 n = read_line(&mut self.stdout, &mut self.out_line), if self.out_open => {
                     if n? == 0 { self.out_open = false; continue; }
-                    turn.record_output(&self.out_line).await?;
+                    turn.record_output(&self.out_line)?;
                     return Ok(Some(Happened::Stdout(text(&self.out_line))));
                 }
                 n = read_line(&mut self.stderr, &mut self.err_line), if self.err_open => {
                     if n? == 0 { self.err_open = false; continue; }
-                    turn.record_stderr(&self.err_line).await?;
+                    turn.record_stderr(&self.err_line)?;
                 }
                 _ = turn.stop_requested() => return Ok(Some(Happened::StopRequested)),
                 _ = idle => return Ok(Some(Happened::Idle(turn.idle.fired()))),
