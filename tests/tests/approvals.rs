@@ -167,6 +167,35 @@ async fn without_a_policy_the_caller_answers_with_job_approve() -> Result<()> {
     Ok(())
 }
 
+/// A job whose agent waits for a person holds no running place: with
+/// `max_running = 1`, a second job starts and ends while the first waits for
+/// `job_approve`, and the first ends once answered.
+#[tokio::test]
+async fn a_job_waiting_for_an_answer_holds_no_running_place() -> Result<()> {
+    let world = World::new([
+        Reply::Escalated("touch a.txt".into()),
+        Reply::Message("b done".into()),
+        Reply::Message("a done".into()),
+    ])?;
+    std::fs::create_dir_all(world.jobhost_home())?;
+    std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\nmax_running = 1\n")?;
+    let server = world.serve().await?;
+    let a = server.start_job(world.start_args("make a file")).await?;
+    let status = wait_input_required(&server, &a).await?;
+    let request = status["pending_approvals"][0]["request_id"].as_str().context("request_id")?.to_owned();
+
+    let b = server.start_job(world.start_args("just answer")).await?;
+    let done = server.wait_done(&b, 120).await?;
+    assert_eq!((done["status"].as_str(), done["last_message"].as_str()), (Some("completed"), Some("b done")), "{done}");
+    assert_eq!(server.ok("job_status", json!({"job_id": a})).await?["status"], "input_required");
+
+    server.ok("job_approve", json!({"job_id": a, "request_id": request, "decision": "accept"})).await?;
+    let done = server.wait_done(&a, 120).await?;
+    assert_eq!((done["status"].as_str(), done["last_message"].as_str()), (Some("completed"), Some("a done")), "{done}");
+    assert!(world.work_dir().join("a.txt").is_file());
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_pending_approval_survives_a_server_crash() -> Result<()> {
     let world = World::new([Reply::Escalated("touch after-crash.txt".into()), Reply::Message("done".into())])?;

@@ -300,7 +300,13 @@ impl JobHost {
                         changed = changes.changed() => {
                             if changed.is_err() { watch.exited().await; break; }
                             match job.read_meta() {
-                                Ok(meta) if !meta.status.is_terminal() => host.registry.update(&meta),
+                                Ok(meta) if !meta.status.is_terminal() => {
+                                    host.registry.update(&meta);
+                                    if meta.status == JobStatus::InputRequired {
+                                        // It holds no place while it waits: start what waits behind it.
+                                        host.admit_soon(&meta);
+                                    }
+                                }
                                 _ => {}
                             }
                         }

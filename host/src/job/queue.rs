@@ -334,8 +334,10 @@ impl<'a> Queue<'a> {
 }
 
 /// One admission pass over the queue, under the home's queue lock: at most
-/// `max_running` turns run once it is done (those already running count),
-/// and at most its own limit in each project.
+/// `max_running` turns run once it is done (those already running count,
+/// but not those whose agent waits for an answer, `input_required`: a turn
+/// that is answered goes on even where that passes the limit, and the next
+/// waits until places free), and at most its own limit in each project.
 ///
 /// - `project_limit(cwd)` names the project of a job working in `cwd` and
 ///   the most turns that may run in it at once, if it has a limit; a turn
@@ -409,8 +411,13 @@ where
             return Ok(Found::Other);
         };
         let Some(lock) = job.try_supervisor_lock()? else {
+            let meta = job.read_meta().ok();
+            if meta.as_ref().is_some_and(|m| m.status == JobStatus::InputRequired && m.turn == entry.turn) {
+                // Its agent waits for a person: it holds no place meanwhile.
+                return Ok(Found::Running);
+            }
             self.running += 1;
-            let project = job.read_meta().ok().and_then(|m| (self.project_limit)(&m.cwd));
+            let project = meta.and_then(|m| (self.project_limit)(&m.cwd));
             if let Some((root, _)) = project {
                 *self.running_in.entry(root).or_default() += 1;
             }
