@@ -133,7 +133,7 @@ pub struct JobMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Value>,
     /// Byte offset in `notifications.jsonl` of the current turn's notification,
-    /// chosen (under the feed's lock) just before it is appended; see `supervisor::record_end`.
+    /// chosen (under the feed's lock) just before it is appended; see `end::record_end`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_offset: Option<u64>,
 }

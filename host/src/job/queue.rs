@@ -345,7 +345,7 @@ impl<'a> Queue<'a> {
 /// - `spawn(job, lock)` starts a queued turn's supervisor, handing it the
 ///   job's supervisor lock, and returns its pid.
 /// - `settle(job, lock, error)` records the end of a turn whose supervisor is
-///   gone and removes its entry (`supervisor::record_end` does both). It gets
+///   gone and removes its entry (`end::record_end` does both). It gets
 ///   the supervisor lock, so no one else settles at once; `error` is set for
 ///   a turn whose supervisor could not be started.
 pub fn admit(
