@@ -341,6 +341,24 @@ async fn a_reply_is_judged_like_a_launch() -> Result<()> {
     Ok(())
 }
 
+/// Policies only tighten: an approval policy the project adds after a job
+/// started judges that job's next turn at once (the job's pinned set had none).
+#[tokio::test]
+async fn a_policy_added_after_a_job_started_judges_its_reply() -> Result<()> {
+    let world = World::new([Reply::Message("one".into())])?;
+    let server = world.serve().await?;
+    let mut args = world.start_args("go");
+    args["approval_policy"] = json!("full-auto");
+    let job = server.start_job(args).await?;
+    assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
+    world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("command_allowlist")?))?;
+    let err = server.err("job_reply", json!({"job_id": job, "prompt": "and now git push"})).await?;
+    assert!(err.contains("job_reply refused by policy command_allowlist") && err.contains("full-auto"), "{err}");
+    let status = server.ok("job_status", json!({"job_id": job})).await?;
+    assert_eq!((status["status"].as_str(), status["turn"].as_u64()), (Some("completed"), Some(0)), "{status}");
+    Ok(())
+}
+
 /// Runs the host's CLI with `args` (and `stdin`), in `cwd`; returns (success, stdout, stderr).
 fn cli(home: &std::path::Path, cwd: &std::path::Path, args: &[&str], stdin: &str) -> Result<(bool, String, String)> {
     use std::io::Write;

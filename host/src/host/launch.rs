@@ -160,7 +160,9 @@ impl JobHost {
     }
 
     /// Continues a finished job's Codex conversation with a new turn
-    /// (`codex exec resume <thread_id>`): same id, same event log.
+    /// (`codex exec resume <thread_id>`, app-server `thread/resume`): same id,
+    /// same event log. The turn is judged by the job's pinned policies and by
+    /// its project's policies now, the strictest winning.
     ///
     /// Errors: [`InvalidInput`] when the job is still going, has no thread id,
     /// or the prompt is empty.
@@ -172,13 +174,21 @@ impl JobHost {
         check_prompt_size(prompt)?;
         let job = self.store.job(id)?;
         let cli = self.codex().await?;
-        // A reply starts a turn: the job's pinned policies judge it as they judged its launch.
+        // A reply starts a turn: the job's pinned policies judge it as they judged its launch, and so
+        // does its project's set now: a policy added since tightens at once, one removed never loosens it.
         let (host, asked) = (Arc::clone(self), prompt.to_owned());
         tokio::task::spawn_blocking(move || -> Result<()> {
             let job = host.store.job(id)?;
             let meta = job.read_meta()?;
-            let (set, ctx) = host.policy_for(&job, &meta)?;
-            host.judge(&set, &ctx, &meta.options, Some((&asked, meta.turn + 1)))
+            let reply = Some((asked.as_str(), meta.turn + 1));
+            let (pinned, ctx) = host.policy_for(&job, &meta)?;
+            host.judge(&pinned, &ctx, &meta.options, reply)?;
+            let now = (host.policies.for_cwd(&meta.cwd))
+                .map_err(|e| invalid(format!("job_reply refused: the project's policies now: {e:#}")))?;
+            if !Arc::ptr_eq(&now, &pinned) {
+                host.judge(&now, &host.job_context(&now, &meta), &meta.options, reply)?;
+            }
+            Ok(())
         })
         .await??;
         let _lock = job.lock()?;
