@@ -191,7 +191,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve => mcp::serve_stdio(host).await,
         Command::Doctor => doctor(&host).await,
         Command::Policy { command } => {
-            let backend = host.default_backend().await;
+            // Only test and eval judge as a job would; check and show need no Codex.
+            let backend = match command {
+                PolicyCommand::Test { .. } | PolicyCommand::Eval { .. } => host.default_backend().await,
+                PolicyCommand::Check { .. } | PolicyCommand::Show { .. } => BackendKind::Exec,
+            };
             host.off_runtime(move |host| policy(host, command, backend)).await
         }
         Command::Jobs { command } => jobs(&host, command).await,

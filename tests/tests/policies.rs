@@ -320,19 +320,17 @@ async fn a_policy_that_judges_options_lets_through_only_those_it_names() -> Resu
     Ok(())
 }
 
-#[tokio::test]
-async fn a_reply_is_judged_like_a_launch() -> Result<()> {
+/// A `full-auto` job runs with no policy; `before_policy(world, job)` runs,
+/// then the project adds the command allowlist: the job's reply is refused by
+/// it, and the job stays as it was.
+async fn reply_refused_by_a_policy_added_later(before_policy: impl FnOnce(&World, &str) -> Result<()>) -> Result<()> {
     let world = World::new([Reply::Message("one".into())])?;
     let server = world.serve().await?;
     let mut args = world.start_args("go");
     args["approval_policy"] = json!("full-auto");
     let job = server.start_job(args).await?;
     assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
-    // A job from before policies were pinned is judged by its project's policies now.
-    let meta_path = world.jobhost_home().join("jobs").join(&job).join("meta.json");
-    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path)?)?;
-    assert!(meta.as_object_mut().unwrap().remove("policies").is_some(), "pinned in meta.json: {meta}");
-    std::fs::write(&meta_path, serde_json::to_vec(&meta)?)?;
+    before_policy(&world, &job)?;
     world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("command_allowlist")?))?;
     let err = server.err("job_reply", json!({"job_id": job, "prompt": "and now git push"})).await?;
     assert!(err.contains("job_reply refused by policy command_allowlist") && err.contains("full-auto"), "{err}");
@@ -341,22 +339,24 @@ async fn a_reply_is_judged_like_a_launch() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_reply_is_judged_like_a_launch() -> Result<()> {
+    // A job from before policies were pinned is judged by its project's policies now.
+    reply_refused_by_a_policy_added_later(|world, job| {
+        let meta_path = world.jobhost_home().join("jobs").join(job).join("meta.json");
+        let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path)?)?;
+        assert!(meta.as_object_mut().unwrap().remove("policies").is_some(), "pinned in meta.json: {meta}");
+        std::fs::write(&meta_path, serde_json::to_vec(&meta)?)?;
+        Ok(())
+    })
+    .await
+}
+
 /// Policies only tighten: an approval policy the project adds after a job
 /// started judges that job's next turn at once (the job's pinned set had none).
 #[tokio::test]
 async fn a_policy_added_after_a_job_started_judges_its_reply() -> Result<()> {
-    let world = World::new([Reply::Message("one".into())])?;
-    let server = world.serve().await?;
-    let mut args = world.start_args("go");
-    args["approval_policy"] = json!("full-auto");
-    let job = server.start_job(args).await?;
-    assert_eq!(server.wait_done(&job, 120).await?["status"], "completed");
-    world.project_policy(&format!("[[approval]]\npath = {:?}\n", world.project_guest("command_allowlist")?))?;
-    let err = server.err("job_reply", json!({"job_id": job, "prompt": "and now git push"})).await?;
-    assert!(err.contains("job_reply refused by policy command_allowlist") && err.contains("full-auto"), "{err}");
-    let status = server.ok("job_status", json!({"job_id": job})).await?;
-    assert_eq!((status["status"].as_str(), status["turn"].as_u64()), (Some("completed"), Some(0)), "{status}");
-    Ok(())
+    reply_refused_by_a_policy_added_later(|_, _| Ok(())).await
 }
 
 /// Runs the host's CLI with `args` (and `stdin`), in `cwd`; returns (success, stdout, stderr).

@@ -194,11 +194,12 @@ impl JobHost {
         let _lock = job.lock()?;
         self.store.job(id)?; // still there: `jobs gc` removes a job under this lock
         let mut meta = job.read_meta()?;
-        meta.clone().next_turn()?; // refused unless the last turn has ended
-        // The last end may have been recorded only in part (a crash): finish it first.
-        let recorded = End::recorded_in(&meta);
-        record_end_locked(&self.store, &job, &mut meta, |_| {}, recorded)?;
-        meta.next_turn()?;
+        if meta.status.is_terminal() {
+            // The last end may have been recorded only in part (a crash): finish it first.
+            let recorded = End::recorded_in(&meta);
+            record_end_locked(&self.store, &job, &mut meta, |_| {}, recorded)?;
+        }
+        meta.next_turn()?; // refused unless the last turn has ended
         let spec = turn_spec(&meta, prompt, cli, self.config.turn_settings)?;
         let cursor = job.event_count()?;
         // The entry first, under the job's lock: admission leaves an entry

@@ -109,7 +109,7 @@ impl JobHost {
     /// False when the job's directory cannot be read (yet).
     fn notice(self: &Arc<Self>, entry: queue::Entry) -> bool {
         let id = entry.job;
-        if self.turns.live.lock().unwrap().contains_key(&id) || self.turns.following.lock().unwrap().contains(&id) {
+        if self.turns.watches_supervisor(id) || self.turns.following.lock().unwrap().contains(&id) {
             return true;
         }
         match self.store.job(id).and_then(|job| job.read_meta()) {
@@ -172,7 +172,7 @@ impl JobHost {
                     let meta = job.read_meta()?;
                     host.registry.update(&meta);
                     let ended = meta.status.is_terminal() && meta.turn >= turn;
-                    if ended || host.turns.live.lock().unwrap().contains_key(&id) {
+                    if ended || host.turns.watches_supervisor(id) {
                         return Ok(());
                     }
                     if let Some(pid) = meta.pid.filter(|_| meta.turn >= turn) {
@@ -300,13 +300,9 @@ impl JobHost {
                         changed = changes.changed() => {
                             if changed.is_err() { watch.exited().await; break; }
                             match job.read_meta() {
-                                Ok(meta) if !meta.status.is_terminal() => {
-                                    host.registry.update(&meta);
-                                    if meta.status == JobStatus::InputRequired {
-                                        // It holds no place while it waits: start what waits behind it.
-                                        host.admit_soon(&meta);
-                                    }
-                                }
+                                // It holds no place while it waits: start what waits behind it.
+                                Ok(meta) if meta.status == JobStatus::InputRequired => host.admit_soon(&meta),
+                                Ok(meta) if !meta.status.is_terminal() => host.registry.update(&meta),
                                 _ => {}
                             }
                         }

@@ -347,10 +347,7 @@ impl Session {
     pub fn end(&self, tracker: &TurnTracker, code: i32, cancelled: bool, idle_error: Option<String>) -> End {
         let (status, error) = match (self.turn_ended.as_deref(), &self.refused) {
             (_, Some(refused)) => (JobStatus::Failed, Some(refused.clone())),
-            _ if cancelled => {
-                let end = End::cancelled_by_job_cancel();
-                (end.status, end.error)
-            }
+            _ if cancelled => tracker.outcome(code, true),
             (_, None) if self.cancelled_by.is_some() => (JobStatus::Cancelled, self.cancelled_by.clone()),
             (Some("interrupted"), _) => (JobStatus::Failed, Some("Codex interrupted the turn".to_owned())),
             (Some(_), _) => tracker.outcome(0, false),
