@@ -8,6 +8,8 @@
 pub mod app_server;
 pub mod codex_cli;
 pub mod exec;
+pub mod gate;
+pub mod mailbox;
 
 pub use codex_cli::{Capabilities, CodexCli};
 

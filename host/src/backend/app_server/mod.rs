@@ -11,35 +11,29 @@
 //!
 //! Every approval Codex asks for (a command, a file change, more
 //! permissions) is a JSON-RPC request to the supervisor ([`requests`]), which
-//! puts it to the job's pinned approval policies
-//! ([`crate::policy::PolicySet::decide`]) and answers in the shape that
-//! request takes. `ask` (and the built-in default when no approval policy is
-//! configured) hands it to the caller: the request is written to the job's
-//! `approvals/`, the job turns `input_required`, and the supervisor waits for
-//! `job_approve`'s answer ([`mailbox`]; or declines at the deadline). Every
-//! decision is an `approval.decided` event.
+//! puts it through the turn's [`Gate`] (the job's pinned approval policies;
+//! `ask`, and the built-in default when no approval policy is configured,
+//! hand it to the caller) and answers in the shape that request takes.
 
-pub mod mailbox;
 pub mod projection;
 pub mod requests;
 pub mod rpc;
 pub mod session;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
 use rustix::process::Signal;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
+use super::gate::Gate;
 use crate::error::InvalidInput;
 use crate::job::approval::ApprovalAnswer;
 use crate::job::event::OUTPUT_EVENT;
 use crate::job::runtime::{Driven, Happened, IdleAction, Turn};
-use crate::job::{JobMeta, JobOptions, JobStatus};
+use crate::job::{JobMeta, JobOptions};
 use rpc::Rpc;
-use session::{Asked, Decided, Session};
+use session::{RpcAnswer, Session};
 
 /// How long a cancelled turn has to end after `turn/interrupt` before the
 /// supervisor stops the app-server (below `job_cancel`'s 5 s before SIGKILL).
@@ -94,47 +88,31 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
     };
     let mut rpc = Rpc::new(agent.take_stdin()?);
     let mut session = Session::new(turn);
-    let (answers, mut answered) = mpsc::unbounded_channel::<(String, ApprovalAnswer)>();
-    // Requests handed to the caller, by request id: the task waiting for each answer, and what it answers.
-    let mut waiting: HashMap<String, (tokio::task::JoinHandle<()>, Asked)> = HashMap::new();
+    let (mut gate, mut answers) = Gate::<RpcAnswer>::new(turn);
     let mut cancelled = false;
     session.start(&mut rpc).await?;
 
     let mut stop_deadline: Option<tokio::time::Instant> = None;
     loop {
-        turn.idle.paused = !waiting.is_empty();
-        let (answered, deadline) = (&mut answered, stop_deadline);
+        turn.idle.paused = gate.is_waiting();
+        let (answers, deadline) = (&mut answers, stop_deadline);
         let ours = async move {
             tokio::select! {
-                Some(answer) = answered.recv() => Ours::Answered(answer),
+                answer = answers.next() => Ours::Answered(answer),
                 _ = until(deadline) => Ours::StopDeadline,
             }
         };
         let Some(happened) = agent.next(turn, ours).await? else { break };
         match happened {
             Happened::Stdout(line) => match serde_json::from_str::<Value>(&line) {
-                Ok(message) => {
-                    if let Some(asked) = session.handle(turn, &mut rpc, message).await? {
-                        let job = turn.store.job(turn.meta.id)?;
-                        let handle = mailbox::wait_for_answer(job, asked.pending.clone(), answers.clone())?;
-                        waiting.insert(asked.pending.request_id.clone(), (handle, asked));
-                    }
-                }
+                Ok(message) => session.handle(turn, &mut rpc, &mut gate, message).await?,
                 Err(_) => {
                     turn.events.append(OUTPUT_EVENT, json!({"stream": "stdout", "line": line}))?;
                 }
             },
             Happened::Other(Ours::Answered((request_id, answer))) => {
-                let Some((_, asked)) = waiting.remove(&request_id) else { continue };
-                let decided = Decided {
-                    decision: answer.decision,
-                    reason: answer.reason.as_deref(),
-                    by: &answer.by,
-                    begun: None,
-                };
-                session.answer_asked(turn, &mut rpc, asked, decided).await?;
-                if waiting.is_empty() && turn.meta.status == JobStatus::InputRequired {
-                    turn.set_status(JobStatus::Running, json!({"answered": request_id}))?;
+                if let Some((ruling, answer)) = gate.answered(turn, &request_id, answer)? {
+                    session.give(turn, &mut rpc, &gate, &ruling, answer).await?;
                 }
             }
             Happened::StopRequested if !cancelled => {
@@ -160,9 +138,7 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
             rpc.close();
         }
     }
-    for (_, (handle, _)) in waiting {
-        handle.abort();
-    }
+    drop(gate); // stops waiting for answers that can no longer be given
     let code = agent.wait().await?;
     Ok(Driven::Ended(session.end(&turn.tracker, code, cancelled, turn.idle.error.clone())))
 }

@@ -28,6 +28,8 @@ pub struct Approval {
     pub kind: &'static str,
     /// What the approval policies see.
     pub request: Request,
+    /// Codex's id of the action asked about (`itemId`: a hook's `tool_use_id`).
+    pub call_id: Option<String>,
     shape: AnswerShape,
 }
 
@@ -133,7 +135,7 @@ impl AgentRequest {
             }
             _ => return AgentRequest::Unknown,
         };
-        AgentRequest::Approval(Approval { kind, request, shape })
+        AgentRequest::Approval(Approval { kind, request, call_id: text("/itemId"), shape })
     }
 }
 

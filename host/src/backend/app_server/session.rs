@@ -5,26 +5,21 @@
 //! handed to the caller), and how the turn ended.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
-use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::projection::{self, Projection};
 use super::requests::{AgentRequest, Approval};
 use super::rpc::{Rpc, method};
-use crate::job::approval::{self, ApprovalDecision, PendingApproval};
-use crate::job::event::{APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT};
+use crate::backend::gate::{Gate, Judged, Ruling};
+use crate::job::approval::ApprovalDecision;
 use crate::job::runtime::Turn;
 use crate::job::tracker::TurnTracker;
-use crate::job::{BackendKind, End, JobStatus};
-use crate::policy::{self, Decision, JobContext, PinnedSet, Policies, PolicySet, Request};
+use crate::job::{End, JobStatus};
 
-/// How long an approval request waits for an answer when neither the job
-/// nor the user's config says: 15 minutes.
-pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How this driver's requests reach the gate, as `approval.decided` says.
+const VIA: &str = "approval-request";
 
 /// Where the handshake stands: which response is awaited next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,25 +30,12 @@ enum Step {
     Interrupt,
 }
 
-/// A decision on one request and who made it.
-pub struct Decided<'a> {
-    /// The answer.
-    pub decision: ApprovalDecision,
-    /// Why, when the decider said.
-    pub reason: Option<&'a str>,
-    /// Who decided: a policy, `built-in`, `job_approve`, `timeout`, ….
-    pub by: &'a str,
-    /// When the request was read, for a decision made without waiting for the caller.
-    pub begun: Option<std::time::Instant>,
-}
-
-/// An approval request handed to the caller: what its answer needs.
-pub struct Asked {
-    /// The JSON-RPC id to answer.
-    pub rpc_id: Value,
-    /// The request as written to the job's `approvals/`.
-    pub pending: PendingApproval,
-    /// How to answer it.
+/// How the answer to an approval request is given once it is decided:
+/// the JSON-RPC id to answer and the shape the answer takes.
+pub struct RpcAnswer {
+    /// The request's JSON-RPC id.
+    pub id: Value,
+    /// The request, for its answer's shape.
     pub approval: Approval,
 }
 
@@ -69,22 +51,11 @@ pub struct Session {
     /// Why a decision cancelled the turn (`cancel`), if one did.
     cancelled_by: Option<String>,
     projection: Projection,
-    requests: u64,
-    /// The job's pinned policies, or why they cannot be loaded.
-    policies: Result<Arc<PolicySet>, String>,
-    ctx: JobContext,
-    timeout: Duration,
 }
 
 impl Session {
-    /// The session of `turn`, its policies loaded (or why they cannot be).
+    /// The session of `turn`.
     pub fn new(turn: &Turn<'_>) -> Self {
-        let policies = load_policies(turn).map_err(|e| format!("{e:#}"));
-        let root = policies.as_ref().ok().and_then(|p| p.project_root.as_deref());
-        let ctx = policy::job_context(turn.meta.id, BackendKind::AppServer, &turn.meta.cwd, root, &turn.meta.prompt);
-        let timeout = (turn.meta.options.approval_timeout_s)
-            .or(turn.spec.settings.approval_timeout_s)
-            .map_or(APPROVAL_TIMEOUT, Duration::from_secs);
         Session {
             awaiting: HashMap::new(),
             thread_id: turn.meta.thread_id.clone(),
@@ -93,10 +64,6 @@ impl Session {
             refused: None,
             cancelled_by: None,
             projection: Projection::default(),
-            requests: 0,
-            policies,
-            ctx,
-            timeout,
         }
     }
 
@@ -110,13 +77,18 @@ impl Session {
         Ok(())
     }
 
-    /// Takes one message from the app-server. Returns a request handed to the
-    /// caller, for the driver to wait on its answer.
-    pub async fn handle(&mut self, turn: &mut Turn<'_>, rpc: &mut Rpc, message: Value) -> Result<Option<Asked>> {
+    /// Takes one message from the app-server; its approval requests go through `gate`.
+    pub async fn handle(
+        &mut self,
+        turn: &mut Turn<'_>,
+        rpc: &mut Rpc,
+        gate: &mut Gate<RpcAnswer>,
+        message: Value,
+    ) -> Result<()> {
         let name = message.get("method").and_then(Value::as_str).map(str::to_owned);
         let id = message.get("id").cloned().filter(|id| !id.is_null());
         match (name, id) {
-            (Some(name), Some(id)) => self.server_request(turn, rpc, &name, id, &message["params"]).await,
+            (Some(name), Some(id)) => self.server_request(turn, rpc, gate, &name, id, &message["params"]).await,
             (Some(name), None) => {
                 let projected = self.projection.notification(&name, &message["params"]);
                 for (kind, event) in projected.events {
@@ -124,13 +96,10 @@ impl Session {
                 }
                 self.turn_id = projected.turn_id.or(self.turn_id.take());
                 self.turn_ended = projected.turn_ended.or(self.turn_ended.take());
-                Ok(None)
+                Ok(())
             }
-            (None, Some(id)) => {
-                self.response(turn, rpc, id, &message).await?;
-                Ok(None)
-            }
-            (None, None) => Ok(None),
+            (None, Some(id)) => self.response(turn, rpc, id, &message).await,
+            (None, None) => Ok(()),
         }
     }
 
@@ -197,134 +166,63 @@ impl Session {
         Ok(())
     }
 
-    /// A request from the app-server: an approval is decided by the policies
-    /// (or handed on); anything this client cannot answer gets a JSON-RPC error.
+    /// A request from the app-server: an approval is judged by `gate` (an
+    /// action a hook already asked about gets that decision again, and no
+    /// second one); anything this client cannot answer gets a JSON-RPC error.
     async fn server_request(
         &mut self,
         turn: &mut Turn<'_>,
         rpc: &mut Rpc,
+        gate: &mut Gate<RpcAnswer>,
         name: &str,
         id: Value,
         params: &Value,
-    ) -> Result<Option<Asked>> {
-        let parsed = AgentRequest::parse(name, params, &self.ctx.cwd, |item| self.projection.file_changes(item));
+    ) -> Result<()> {
+        let parsed = AgentRequest::parse(name, params, &turn.meta.cwd.display().to_string(), |item| {
+            self.projection.file_changes(item)
+        });
         let approval = match parsed {
             AgentRequest::Approval(approval) => approval,
             AgentRequest::Question(none) => {
                 // Questions for a person: nobody can be reached through this
                 // turn's JSON-RPC; say no in the request's own shape, and record it.
                 rpc.respond(id, none).await?;
-                self.requests += 1;
                 let reason = "codex-jobhost does not relay questions to the caller; answered with none";
-                let event = json!({
-                    "request_id": format!("{}-{}", turn.meta.turn, self.requests),
-                    "kind": "question",
-                    "request": {"method": name, "params": params},
-                    "decision": ApprovalDecision::Decline,
-                    "reason": reason,
-                    "decided_by": "built-in",
-                });
-                turn.events.append(APPROVAL_DECIDED_EVENT, event)?;
-                return Ok(None);
+                let request = json!({"method": name, "params": params});
+                let ruling = gate.built_in(turn, "question", VIA, request, ApprovalDecision::Decline, reason.into());
+                return gate.record(turn, &ruling);
             }
             AgentRequest::Unknown => {
-                rpc.respond_error(id, -32601, &format!("codex-jobhost does not handle {name}")).await?;
-                return Ok(None);
+                return rpc.respond_error(id, -32601, &format!("codex-jobhost does not handle {name}")).await;
             }
         };
-        let begun = std::time::Instant::now();
-        self.requests += 1;
-        let request_id = format!("{}-{}", turn.meta.turn, self.requests);
-        let request_json = serde_json::to_value(&approval.request)?;
-        let (decision, by) = self.decide(approval.request.clone()).await;
-        let (answer, reason) = match decision {
-            Decision::Accept => (ApprovalDecision::Accept, None),
-            Decision::AcceptForSession => (ApprovalDecision::AcceptForSession, None),
-            Decision::Decline(r) => (ApprovalDecision::Decline, Some(r)),
-            Decision::Cancel(r) => (ApprovalDecision::Cancel, Some(r)),
-            Decision::Ask => {
-                let now = Timestamp::now();
-                let deadline = now + jiff::SignedDuration::try_from(self.timeout).unwrap_or(jiff::SignedDuration::MAX);
-                let pending = PendingApproval {
-                    request_id,
-                    turn: turn.meta.turn,
-                    kind: approval.kind.to_owned(),
-                    request: request_json,
-                    raw: json!({"method": name, "params": params}),
-                    asked_by: by,
-                    requested_at: now.to_string(),
-                    deadline: deadline.to_string(),
-                };
-                approval::write_pending(turn.job, &pending)?;
-                turn.events.append(APPROVAL_REQUESTED_EVENT, serde_json::to_value(&pending)?)?;
-                if turn.meta.status == JobStatus::Running {
-                    turn.set_status(JobStatus::InputRequired, json!({"request_id": pending.request_id}))?;
-                }
-                return Ok(Some(Asked { rpc_id: id, pending, approval }));
-            }
-        };
-        let decided = Decided { decision: answer, reason: reason.as_deref(), by: &by, begun: Some(begun) };
-        self.answer(turn, rpc, id, &approval, &request_id, &request_json, decided).await?;
-        Ok(None)
-    }
-
-    /// Asks the job's approval policies (off the runtime: guests block).
-    /// Policies that cannot be loaded decline (fail closed).
-    async fn decide(&self, request: Request) -> (Decision, String) {
-        let set = match &self.policies {
-            Ok(set) => Arc::clone(set),
-            Err(error) => {
-                return (Decision::Decline(format!("the job's policies cannot be loaded: {error}")), "built-in".into());
-            }
-        };
-        let ctx = self.ctx.clone();
-        match tokio::task::spawn_blocking(move || set.decide(&ctx, &request)).await {
-            Ok(verdict) => (verdict.decision, verdict.decided_by.unwrap_or_else(|| "built-in".into())),
-            Err(e) => (Decision::Decline(format!("the approval policies failed: {e}")), "built-in".into()),
+        if let Some(decision) = approval.call_id.as_deref().and_then(|call| gate.decided_call(call)) {
+            return rpc.respond(id, approval.answer(decision)).await;
+        }
+        let raw = json!({"method": name, "params": params});
+        let (kind, request, call_id) = (approval.kind, approval.request.clone(), approval.call_id.clone());
+        let answer = RpcAnswer { id, approval };
+        match gate.judge(turn, kind, VIA, request, raw, call_id.as_deref(), answer).await? {
+            Judged::Decided(ruling, answer) => self.give(turn, rpc, gate, &ruling, answer).await,
+            Judged::Asked => Ok(()),
         }
     }
 
-    /// Answers the caller's decision on a request handed to it.
-    pub async fn answer_asked(
+    /// Answers a request with `ruling`, in the shape it takes, and records it;
+    /// a `cancel` also ends the turn.
+    pub async fn give(
         &mut self,
         turn: &mut Turn<'_>,
         rpc: &mut Rpc,
-        asked: Asked,
-        decided: Decided<'_>,
+        gate: &Gate<RpcAnswer>,
+        ruling: &Ruling,
+        answer: RpcAnswer,
     ) -> Result<()> {
-        let Asked { rpc_id, pending, approval } = asked;
-        self.answer(turn, rpc, rpc_id, &approval, &pending.request_id, &pending.request, decided).await
-    }
-
-    /// Answers request `id` in the shape it takes, and records the decision.
-    #[allow(clippy::too_many_arguments)]
-    async fn answer(
-        &mut self,
-        turn: &mut Turn<'_>,
-        rpc: &mut Rpc,
-        id: Value,
-        approval: &Approval,
-        request_id: &str,
-        request: &Value,
-        decided: Decided<'_>,
-    ) -> Result<()> {
-        rpc.respond(id, approval.answer(decided.decision)).await?;
-        let mut event = json!({
-            "request_id": request_id,
-            "kind": approval.kind,
-            "request": request,
-            "decision": decided.decision,
-            "reason": decided.reason,
-            "decided_by": decided.by,
-        });
-        if let Some(begun) = decided.begun {
-            // The approval's round trip: request read → answer written, policies included.
-            event["elapsed_us"] = json!(begun.elapsed().as_micros() as u64);
-        }
-        turn.events.append(APPROVAL_DECIDED_EVENT, event)?;
-        if decided.decision == ApprovalDecision::Cancel {
-            let reason = decided.reason.unwrap_or("no reason given");
-            self.cancelled_by = Some(format!("cancelled by {}: {reason}", decided.by));
+        rpc.respond(answer.id, answer.approval.answer(ruling.decision)).await?;
+        gate.record(turn, ruling)?;
+        if ruling.decision == ApprovalDecision::Cancel {
+            let reason = ruling.reason.as_deref().unwrap_or("no reason given");
+            self.cancelled_by = Some(format!("cancelled by {}: {reason}", ruling.by));
             self.interrupt(rpc).await;
         }
         Ok(())
@@ -367,15 +265,5 @@ impl Session {
             _ => Some(1),
         };
         End { status, exit_code, error }
-    }
-}
-
-/// The job's pinned policy set (or, for a job started before policies were
-/// pinned, the set for its cwd).
-fn load_policies(turn: &Turn<'_>) -> Result<Arc<PolicySet>> {
-    let policies = Policies::new(turn.store.root());
-    match turn.job.read_policies::<PinnedSet>(&turn.meta)? {
-        Some(pinned) => policies.for_pinned(&pinned),
-        None => policies.for_cwd(&turn.meta.cwd),
     }
 }
