@@ -48,6 +48,9 @@ enum Command {
         #[arg(long)]
         job: String,
     },
+    /// Put one tool call to the job's approval policies (Codex's `PreToolUse` hook; not for direct use).
+    #[command(hide = true)]
+    Hook,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +143,10 @@ enum JobsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Hook = cli.command {
+        // Nothing else first: every way this exits must be one Codex reads (0 allow, 2 block).
+        return codex_jobhost::backend::hooks::client::run();
+    }
     #[cfg(feature = "failpoints")]
     set_failpoints(matches!(cli.command, Command::Supervise { .. }));
     tracing_subscriber::fmt()
@@ -199,7 +206,7 @@ async fn run(cli: Cli) -> Result<()> {
             host.off_runtime(move |host| policy(host, command, backend)).await
         }
         Command::Jobs { command } => jobs(&host, command).await,
-        Command::Supervise { .. } => unreachable!(),
+        Command::Supervise { .. } | Command::Hook => unreachable!(),
     }
 }
 

@@ -80,7 +80,8 @@ impl CodexCli {
             Some((native, env)) => (native, env),
             None => (located.clone(), Vec::new()),
         };
-        let cached = cache.map(|dir| ProbeCache::new(dir, &located, &program));
+        let key = located.as_os_str().as_encoded_bytes();
+        let cached = cache.map(|dir| ProbeCache::new(dir, "", key, &program));
         if let Some(cli) = cached.as_ref().and_then(ProbeCache::read) {
             return Ok(cli);
         }
@@ -104,45 +105,50 @@ impl CodexCli {
     }
 }
 
-/// One binary's entry in the probe cache: `<cache>/codex/<sha256 of the
-/// located path>.json`, holding the [`CodexCli`] and the program's stamp.
-struct ProbeCache {
+/// One entry of the probe cache: `<cache>/codex/<name>.json`, holding what
+/// a probe of a Codex program found and the program's stamp (size and
+/// modification time), so that a changed binary is probed again.
+pub(crate) struct ProbeCache {
     file: PathBuf,
     program: PathBuf,
     stamp: Option<(u64, i128)>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct CachedProbe {
+struct CachedProbe<T> {
     /// The program's size and modification time (ns since the epoch).
     stamp: (u64, i128),
-    cli: CodexCli,
+    program: PathBuf,
+    found: T,
 }
 
 impl ProbeCache {
-    fn new(dir: &Path, located: &Path, program: &Path) -> Self {
+    /// The entry `<prefix><sha256 of key>` for what a probe of `program` finds.
+    pub(crate) fn new(dir: &Path, prefix: &str, key: &[u8], program: &Path) -> Self {
         use sha2::Digest;
-        let key = sha2::Sha256::digest(located.as_os_str().as_encoded_bytes());
+        let key = sha2::Sha256::digest(key);
         let name: String = key.iter().map(|b| format!("{b:02x}")).collect();
         let stamp = std::fs::metadata(program).ok().and_then(|m| {
             let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
             Some((m.len(), mtime.as_nanos() as i128))
         });
-        ProbeCache { file: dir.join("codex").join(format!("{name}.json")), program: program.to_owned(), stamp }
+        let file = dir.join("codex").join(format!("{prefix}{name}.json"));
+        ProbeCache { file, program: program.to_owned(), stamp }
     }
 
-    /// The cached probe, if the program is the one it was made of.
-    fn read(&self) -> Option<CodexCli> {
-        let cached: CachedProbe = serde_json::from_slice(&std::fs::read(&self.file).ok()?).ok()?;
-        (Some(cached.stamp) == self.stamp && cached.cli.program == self.program).then_some(cached.cli)
+    /// The cached finding, if the program is the one it was made of.
+    pub(crate) fn read<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        let cached: CachedProbe<T> = serde_json::from_slice(&std::fs::read(&self.file).ok()?).ok()?;
+        (Some(cached.stamp) == self.stamp && cached.program == self.program).then_some(cached.found)
     }
 
-    fn write(&self, cli: &CodexCli) -> Result<()> {
+    /// Keeps `found` for the program as it is now.
+    pub(crate) fn write<T: Serialize>(&self, found: &T) -> Result<()> {
         let Some(stamp) = self.stamp else { return Ok(()) };
         let dir = self.file.parent().context("cache folder")?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &CachedProbe { stamp, cli: cli.clone() })?;
+        serde_json::to_writer(&mut tmp, &CachedProbe { stamp, program: self.program.clone(), found })?;
         tmp.persist(&self.file).with_context(|| format!("cannot write {}", self.file.display()))?;
         Ok(())
     }

@@ -11,7 +11,10 @@ use std::ffi::OsString;
 use serde_json::Value;
 
 use super::codex_cli::{CodexCli, os_args};
+use super::gate::Gate;
+use super::hooks::{self, HookCall, HookReply};
 use crate::error::InvalidInput;
+use crate::job::approval::{ApprovalAnswer, ApprovalDecision};
 use crate::job::event::OUTPUT_EVENT;
 use crate::job::runtime::{Driven, Happened, IdleAction, Turn};
 use crate::job::{End, JobMeta, JobOptions, JobStatus};
@@ -262,13 +265,20 @@ pub fn command_args(meta: &JobMeta, cli: &CodexCli) -> Result<Vec<OsString>, Inv
     Ok(args)
 }
 
-/// Runs one turn: starts `codex exec`, writes the prompt to its stdin, and
-/// turns each stdout line into an event (stderr lines into [`OUTPUT_EVENT`]s)
-/// until Codex exits. A stop request sends SIGTERM to the turn's process
+/// Runs one turn: starts `codex exec` (with the policy hook when the job
+/// has approval policies: [`hooks::govern`]), writes the prompt to its stdin,
+/// and turns each stdout line into an event (stderr lines into
+/// [`OUTPUT_EVENT`]s) until Codex exits, judging each hook call by the
+/// turn's [`Gate`] meanwhile. A stop request sends SIGTERM to the turn's process
 /// group, the commands Codex runs included (the turn ends `cancelled`); the
 /// idle timer sends Codex SIGTERM, then SIGKILL.
 pub async fn drive(turn: &mut Turn<'_>) -> anyhow::Result<Driven> {
     use tokio::io::AsyncWriteExt;
+    let (mut gate, mut answers) = Gate::<HookReply>::new(turn);
+    let mut hooks = match hooks::govern(turn, &gate).await? {
+        Ok(hooks) => hooks,
+        Err(end) => return Ok(Driven::NotStarted(end)),
+    };
     let mut agent = match turn.start_agent()? {
         Ok(agent) => agent,
         Err(end) => return Ok(Driven::NotStarted(end)),
@@ -280,29 +290,68 @@ pub async fn drive(turn: &mut Turn<'_>) -> anyhow::Result<Driven> {
         let _ = stdin.write_all(prompt.as_bytes()).await;
     });
     let mut cancelled = false;
-    while let Some(happened) = agent.next(turn, std::future::pending::<()>()).await? {
-        match happened {
+    // Why a policy's `cancel` stopped the turn, if one did.
+    let mut cancelled_by: Option<String> = None;
+    loop {
+        turn.idle.paused = gate.is_waiting();
+        let (calls, answers) = (&mut hooks, &mut answers);
+        let ours = async move {
+            tokio::select! {
+                call = hooks::next_call(calls) => Ours::Hook(call),
+                answer = answers.next() => Ours::Answered(answer),
+            }
+        };
+        let Some(happened) = agent.next(turn, ours).await? else { break };
+        let decided = match happened {
             Happened::Stdout(line) => {
                 let (kind, value) = parse_stdout_line(&line);
                 turn.emit(&kind, value)?;
+                None
             }
+            Happened::Other(Ours::Hook(call)) => hooks::judge_call(turn, &mut gate, call, |reply| reply).await?,
+            Happened::Other(Ours::Answered((request_id, answer))) => gate.answered(turn, &request_id, answer)?,
             Happened::StopRequested if !cancelled => {
                 cancelled = true;
                 agent.signal_group(Signal::TERM);
+                None
             }
-            Happened::StopRequested => {} // our own group signal, or a second job_cancel
-            Happened::Idle(IdleAction::Terminate) => agent.signal(Signal::TERM),
-            Happened::Idle(IdleAction::Kill) => agent.signal(Signal::KILL),
-            Happened::Other(()) => {}
+            Happened::StopRequested => None, // our own group signal, or a second job_cancel
+            Happened::Idle(IdleAction::Terminate) => {
+                agent.signal(Signal::TERM);
+                None
+            }
+            Happened::Idle(IdleAction::Kill) => {
+                agent.signal(Signal::KILL);
+                None
+            }
+        };
+        if let Some((ruling, reply)) = decided {
+            reply.give(&ruling);
+            gate.record(turn, &ruling)?;
+            if ruling.decision == ApprovalDecision::Cancel && cancelled_by.is_none() {
+                let reason = ruling.reason.as_deref().unwrap_or("no reason given");
+                cancelled_by = Some(format!("cancelled by {}: {reason}", ruling.by));
+                agent.signal_group(Signal::TERM);
+            }
         }
     }
+    drop(gate); // stops waiting for answers that can no longer be given
     let exit_code = agent.wait().await?;
     let (status, error) = turn.tracker.outcome(exit_code, cancelled);
-    let (status, error) = match turn.idle.error.clone() {
-        Some(e) if !cancelled => (JobStatus::Failed, Some(e)),
+    let (status, error) = match (turn.idle.error.clone(), cancelled_by) {
+        (_, Some(by)) if !cancelled => (JobStatus::Cancelled, Some(by)),
+        (Some(e), _) if !cancelled => (JobStatus::Failed, Some(e)),
         _ => (status, error),
     };
     Ok(Driven::Ended(End { status, exit_code: Some(exit_code), error }))
+}
+
+/// This driver's own events, besides the agent's output.
+enum Ours {
+    /// A call of the policy hook.
+    Hook(HookCall),
+    /// The caller's answer to a call handed to it: its request id and the answer.
+    Answered((String, ApprovalAnswer)),
 }
 
 /// One line of Codex's stdout as an event: its `type` and the object itself,

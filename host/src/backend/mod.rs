@@ -9,6 +9,7 @@ pub mod app_server;
 pub mod codex_cli;
 pub mod exec;
 pub mod gate;
+pub mod hooks;
 pub mod mailbox;
 
 pub use codex_cli::{Capabilities, CodexCli};

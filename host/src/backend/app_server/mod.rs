@@ -27,13 +27,14 @@ use rustix::process::Signal;
 use serde_json::{Value, json};
 
 use super::gate::Gate;
+use super::hooks::{self, HookCall};
 use crate::error::InvalidInput;
 use crate::job::approval::ApprovalAnswer;
 use crate::job::event::OUTPUT_EVENT;
 use crate::job::runtime::{Driven, Happened, IdleAction, Turn};
 use crate::job::{JobMeta, JobOptions};
 use rpc::Rpc;
-use session::{RpcAnswer, Session};
+use session::{Answer, Session};
 
 /// How long a cancelled turn has to end after `turn/interrupt` before the
 /// supervisor stops the app-server (below `job_cancel`'s 5 s before SIGKILL).
@@ -82,22 +83,27 @@ pub fn codex_settings(options: &JobOptions) -> (&'static str, String) {
 
 /// Runs one turn over JSON-RPC (see the module docs).
 pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
+    let (mut gate, mut answers) = Gate::<Answer>::new(turn);
+    let mut hooks = match hooks::govern(turn, &gate).await? {
+        Ok(hooks) => hooks,
+        Err(end) => return Ok(Driven::NotStarted(end)),
+    };
     let mut agent = match turn.start_agent()? {
         Ok(agent) => agent,
         Err(end) => return Ok(Driven::NotStarted(end)),
     };
     let mut rpc = Rpc::new(agent.take_stdin()?);
     let mut session = Session::new(turn);
-    let (mut gate, mut answers) = Gate::<RpcAnswer>::new(turn);
     let mut cancelled = false;
     session.start(&mut rpc).await?;
 
     let mut stop_deadline: Option<tokio::time::Instant> = None;
     loop {
         turn.idle.paused = gate.is_waiting();
-        let (answers, deadline) = (&mut answers, stop_deadline);
+        let (calls, answers, deadline) = (&mut hooks, &mut answers, stop_deadline);
         let ours = async move {
             tokio::select! {
+                call = hooks::next_call(calls) => Ours::Hook(call),
                 answer = answers.next() => Ours::Answered(answer),
                 _ = until(deadline) => Ours::StopDeadline,
             }
@@ -110,6 +116,11 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
                     turn.events.append(OUTPUT_EVENT, json!({"stream": "stdout", "line": line}))?;
                 }
             },
+            Happened::Other(Ours::Hook(call)) => {
+                if let Some((ruling, answer)) = hooks::judge_call(turn, &mut gate, call, Answer::Hook).await? {
+                    session.give(turn, &mut rpc, &gate, &ruling, answer).await?;
+                }
+            }
             Happened::Other(Ours::Answered((request_id, answer))) => {
                 if let Some((ruling, answer)) = gate.answered(turn, &request_id, answer)? {
                     session.give(turn, &mut rpc, &gate, &ruling, answer).await?;
@@ -145,6 +156,8 @@ pub async fn drive(turn: &mut Turn<'_>) -> Result<Driven> {
 
 /// This driver's own events, besides the agent's output.
 enum Ours {
+    /// A call of the policy hook.
+    Hook(HookCall),
     /// The answer to a request handed to the caller: its request id and the answer.
     Answered((String, ApprovalAnswer)),
     /// The grace after `turn/interrupt` is over.

@@ -13,6 +13,7 @@ use super::projection::{self, Projection};
 use super::requests::{AgentRequest, Approval};
 use super::rpc::{Rpc, method};
 use crate::backend::gate::{Gate, Judged, Ruling};
+use crate::backend::hooks::HookReply;
 use crate::job::approval::ApprovalDecision;
 use crate::job::runtime::Turn;
 use crate::job::tracker::TurnTracker;
@@ -30,13 +31,17 @@ enum Step {
     Interrupt,
 }
 
-/// How the answer to an approval request is given once it is decided:
-/// the JSON-RPC id to answer and the shape the answer takes.
-pub struct RpcAnswer {
-    /// The request's JSON-RPC id.
-    pub id: Value,
-    /// The request, for its answer's shape.
-    pub approval: Approval,
+/// Where a decision goes once it is made.
+pub enum Answer {
+    /// An approval request.
+    Rpc {
+        /// Its JSON-RPC id.
+        id: Value,
+        /// The request, for its answer's shape.
+        approval: Approval,
+    },
+    /// A call of the policy hook.
+    Hook(HookReply),
 }
 
 /// The client side of one turn's conversation.
@@ -82,7 +87,7 @@ impl Session {
         &mut self,
         turn: &mut Turn<'_>,
         rpc: &mut Rpc,
-        gate: &mut Gate<RpcAnswer>,
+        gate: &mut Gate<Answer>,
         message: Value,
     ) -> Result<()> {
         let name = message.get("method").and_then(Value::as_str).map(str::to_owned);
@@ -173,7 +178,7 @@ impl Session {
         &mut self,
         turn: &mut Turn<'_>,
         rpc: &mut Rpc,
-        gate: &mut Gate<RpcAnswer>,
+        gate: &mut Gate<Answer>,
         name: &str,
         id: Value,
         params: &Value,
@@ -201,7 +206,7 @@ impl Session {
         }
         let raw = json!({"method": name, "params": params});
         let (kind, request, call_id) = (approval.kind, approval.request.clone(), approval.call_id.clone());
-        let answer = RpcAnswer { id, approval };
+        let answer = Answer::Rpc { id, approval };
         match gate.judge(turn, kind, VIA, request, raw, call_id.as_deref(), answer).await? {
             Judged::Decided(ruling, answer) => self.give(turn, rpc, gate, &ruling, answer).await,
             Judged::Asked => Ok(()),
@@ -214,11 +219,14 @@ impl Session {
         &mut self,
         turn: &mut Turn<'_>,
         rpc: &mut Rpc,
-        gate: &Gate<RpcAnswer>,
+        gate: &Gate<Answer>,
         ruling: &Ruling,
-        answer: RpcAnswer,
+        answer: Answer,
     ) -> Result<()> {
-        rpc.respond(answer.id, answer.approval.answer(ruling.decision)).await?;
+        match answer {
+            Answer::Rpc { id, approval } => rpc.respond(id, approval.answer(ruling.decision)).await?,
+            Answer::Hook(reply) => _ = reply.give(ruling),
+        }
         gate.record(turn, ruling)?;
         if ruling.decision == ApprovalDecision::Cancel {
             let reason = ruling.reason.as_deref().unwrap_or("no reason given");
