@@ -89,6 +89,19 @@ enum PolicyCommand {
         #[arg(long)]
         cwd: Option<PathBuf>,
     },
+    /// The approval decisions made in jobs, those of policies in shadow
+    /// (`enforce = false`) among them: one line each, or JSON lines.
+    Log {
+        /// Only jobs in this directory's project [default: every job].
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Only decisions made in this past span, such as 7d, 12h or 30m [default: all].
+        #[arg(long)]
+        since: Option<String>,
+        /// Print each decision as a JSON object, one a line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -201,7 +214,9 @@ async fn run(cli: Cli) -> Result<()> {
             // Only test and eval judge as a job would; check and show need no Codex.
             let backend = match command {
                 PolicyCommand::Test { .. } | PolicyCommand::Eval { .. } => host.default_backend().await,
-                PolicyCommand::Check { .. } | PolicyCommand::Show { .. } => BackendKind::Exec,
+                PolicyCommand::Check { .. } | PolicyCommand::Show { .. } | PolicyCommand::Log { .. } => {
+                    BackendKind::Exec
+                }
             };
             host.off_runtime(move |host| policy(host, command, backend)).await
         }
@@ -254,7 +269,7 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
             }
         }
         JobsCommand::Gc { older_than, status, dry_run } => {
-            let age = parse_age(&older_than)?;
+            let age = parse_span("--older-than", &older_than)?;
             let statuses = status.iter().map(|s| JobStatus::parse(s)).collect::<Result<Vec<_>, _>>()?;
             let report = host.off_runtime(move |host| host.gc(age, &statuses, dry_run)).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -329,15 +344,46 @@ fn policy(host: &JobHost, command: PolicyCommand, backend: BackendKind) -> Resul
             let cwd = std::path::absolute(cwd.unwrap_or(std::env::current_dir()?))?;
             println!("{}", serde_json::to_string_pretty(&host.policies().for_cwd(&cwd)?.describe())?);
         }
+        PolicyCommand::Log { cwd, since, json } => {
+            let cwd = cwd.map(std::path::absolute).transpose()?;
+            let since = match since {
+                Some(span) => {
+                    jiff::Timestamp::now().checked_sub(parse_span("--since", &span)?).unwrap_or(jiff::Timestamp::MIN)
+                }
+                None => jiff::Timestamp::MIN,
+            };
+            for d in host.decisions(cwd.as_deref(), since)? {
+                if json {
+                    println!("{}", serde_json::to_string(&d)?);
+                    continue;
+                }
+                let e = &d.event.data;
+                let text = |key: &str| e[key].as_str().unwrap_or("-").to_owned();
+                let request = &e["request"];
+                let what = (request.pointer("/command/command").and_then(|c| c.as_str()).map(str::to_owned))
+                    .or_else(|| request.pointer("/file-change/paths").map(|p| p.to_string()))
+                    .unwrap_or_else(|| request.to_string());
+                println!(
+                    "{}  {}  {}{}  {} {}  {}  {}",
+                    d.event.ts,
+                    d.job_id,
+                    if e["shadow"] == true { "shadow " } else { "" },
+                    text("decided_by"),
+                    text("decision"),
+                    text("kind"),
+                    what.replace('\n', " "),
+                    e["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
     }
     Ok(())
 }
 
-/// `--older-than`: a duration such as `7d`, `12h` or `30m` (jiff's friendly
+/// A span such as `7d`, `12h` or `30m` given to `flag` (jiff's friendly
 /// format; a day is 24 hours).
-fn parse_age(text: &str) -> Result<std::time::Duration> {
-    let invalid =
-        || InvalidInput::new(format!("invalid --older-than {text:?}: expected a duration such as 7d, 12h or 30m"));
+fn parse_span(flag: &str, text: &str) -> Result<std::time::Duration> {
+    let invalid = || InvalidInput::new(format!("invalid {flag} {text:?}: expected a duration such as 7d, 12h or 30m"));
     let span: jiff::Span = text.parse().map_err(|_| invalid())?;
     let duration = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|_| invalid())?;
     std::time::Duration::try_from(duration).map_err(|_| invalid().into())
@@ -364,7 +410,7 @@ async fn doctor(host: &JobHost) -> Result<()> {
                 println!("runs:     {} (the native binary behind the npm launcher)", cli.program.display());
             }
             let app_server = match cli.capabilities.app_server {
-                true => "app-server (the default: every agent request goes through the approval policies)",
+                true => "app-server (the default)",
                 false => "no app-server (this Codex has no `codex app-server`; jobs run on exec)",
             };
             println!(
@@ -372,6 +418,19 @@ async fn doctor(host: &JobHost) -> Result<()> {
                 if cli.capabilities.resume { ", replies via exec resume" } else { "" }
             );
             println!("features: {}", serde_json::to_string(&cli.capabilities)?);
+            // What a job with an approval policy gets: the hook, trusted as Codex computes it.
+            use codex_jobhost::backend::hooks;
+            let command = hooks::hook_command(&std::env::current_exe()?);
+            let cache = home.join(codex_jobhost::home::CACHE_DIR);
+            let cwd = std::env::current_dir()?;
+            match hooks::trust::trusted_hash(&cli.program, &cli.env, &cwd, &command, &cache).await {
+                Ok(hash) => println!(
+                    "governed: with an approval policy, every shell command and apply_patch of a job goes to the \
+                     policies before it runs, on both backends (Codex's PreToolUse hook, trusted as {hash}); \
+                     MCP tool calls are declined; Codex's web search and image views are not hooked"
+                ),
+                Err(e) => println!("governed: NO: {e:#}; the turns of a job with an approval policy fail to start"),
+            }
             Ok(())
         }
         Err(e) => {

@@ -177,7 +177,10 @@ async fn no_other_hook_runs(mode: Mode) -> Result<()> {
     };
     std::fs::write(world.work_dir().join(".codex/hooks.json"), hooks("project").to_string())?;
     std::fs::write(world.codex_home().join("hooks.json"), hooks("user").to_string())?;
-    world.add_codex_config(&format!("[projects.{:?}]\ntrust_level = \"trusted\"", world.work_dir().display().to_string()))?;
+    world.add_codex_config(&format!(
+        "[projects.{:?}]\ntrust_level = \"trusted\"",
+        world.work_dir().display().to_string()
+    ))?;
     let server = world.serve().await?;
     let job = server.start_job(mode.start_args(&world, "make a file")).await?;
     let status = server.wait_done(&job, 120).await?;
@@ -229,4 +232,64 @@ async fn exec_auto_edit_a_forbidden_read_shows_no_secret() -> Result<()> {
 #[tokio::test]
 async fn app_server_full_auto_a_forbidden_read_shows_no_secret() -> Result<()> {
     a_forbidden_read_shows_no_secret(APP_SERVER_FULL_AUTO).await
+}
+
+/// A policy in shadow (`enforce = false`) is asked about every call the
+/// enforced one is, and its decision is recorded with `shadow: true`, never
+/// applied; `policy log` lists it with its job.
+#[tokio::test]
+async fn a_policy_in_shadow_is_recorded_and_never_applied() -> Result<()> {
+    let mode = EXEC_AUTO_EDIT;
+    let world = World::new([mode.command("touch shadowed.txt"), Reply::Message("done".into())])?;
+    let guest = world.project_guest("command_allowlist")?;
+    world.project_policy(&format!(
+        "[[approval]]\npath = {guest:?}\nconfig = {{ allow = [\"touch\"] }}\n\n\
+         [[approval]]\nname = \"strict\"\npath = {guest:?}\nenforce = false\nconfig = {{ deny = [\"touch shadowed.txt\"] }}\n"
+    ))?;
+    let server = world.serve().await?;
+    let job = server.start_job(mode.start_args(&world, "make a file")).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert!(world.work_dir().join("shadowed.txt").is_file(), "the decline in shadow was applied");
+    let events = server.all_events(&job).await?;
+    let d = decided(&events);
+    let seen: Vec<_> =
+        d.iter().map(|d| (d["decided_by"].clone(), d["decision"].clone(), d["shadow"].clone())).collect();
+    assert_eq!(
+        seen,
+        [(json!("strict"), json!("decline"), json!(true)), (json!("command_allowlist"), json!("accept"), Value::Null)],
+        "{d:?}"
+    );
+    assert_eq!(d[0]["request_id"], d[1]["request_id"], "one action, one request id");
+
+    let log = std::process::Command::new(codex_jobhost_e2e::host_bin())
+        .args(["policy", "log", "--since", "1h", "--cwd"])
+        .arg(world.work_dir())
+        .env("CODEX_JOBHOST_HOME", world.jobhost_home())
+        .output()?;
+    let text = String::from_utf8(log.stdout)?;
+    assert!(log.status.success(), "{text} {}", String::from_utf8_lossy(&log.stderr));
+    let shadow_line = text.lines().find(|l| l.contains("shadow strict")).with_context(|| text.clone())?;
+    assert!(
+        shadow_line.contains(&job) && shadow_line.contains("decline") && shadow_line.contains("touch shadowed.txt")
+    );
+    let log = |args: &[&str], cwd: &std::path::Path| -> Result<String> {
+        let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
+            .args(["policy", "log"])
+            .args(args)
+            .arg("--cwd")
+            .arg(cwd)
+            .env("CODEX_JOBHOST_HOME", world.jobhost_home())
+            .output()?;
+        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let lines: Vec<Value> =
+        log(&["--json"], &world.work_dir())?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l["job_id"] == job.as_str()), "{lines:?}");
+    let elsewhere = world.root().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere)?;
+    assert_eq!(log(&[], &elsewhere)?, "", "a job of another project is listed");
+    Ok(())
 }

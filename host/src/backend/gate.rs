@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::mailbox;
+use crate::job::JobStatus;
 use crate::job::approval::{self, ApprovalAnswer, ApprovalDecision, PendingApproval};
 use crate::job::event::{APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT};
 use crate::job::runtime::Turn;
-use crate::job::JobStatus;
 use crate::policy::{self, Decision, JobContext, PinnedSet, Policies, PolicySet, Request};
 
 /// How long an approval request waits for an answer when neither the job
@@ -98,6 +98,9 @@ pub struct Gate<W> {
     /// request's `itemId`): the second way Codex asks about one action gets
     /// the first one's answer, and no second decision.
     by_call: HashMap<String, ApprovalDecision>,
+    /// The call ids the policies in shadow were asked about, so that they
+    /// are recorded once per action too.
+    shadowed: std::collections::HashSet<String>,
 }
 
 impl<W> Gate<W> {
@@ -118,6 +121,7 @@ impl<W> Gate<W> {
             waiting: HashMap::new(),
             answers,
             by_call: HashMap::new(),
+            shadowed: Default::default(),
         };
         (gate, Answers(received))
     }
@@ -168,7 +172,8 @@ impl<W> Gate<W> {
         let begun = Instant::now();
         let request_id = self.next_request_id(turn);
         let request_json = serde_json::to_value(&request)?;
-        let (decision, by) = self.decide(request).await;
+        let (decision, by, shadow) = self.decide(request).await;
+        self.record_shadow(turn, &request_id, kind, via, &request_json, call_id, shadow)?;
         let (decision, reason) = match decision {
             Decision::Accept => (ApprovalDecision::Accept, None),
             Decision::AcceptForSession => (ApprovalDecision::AcceptForSession, None),
@@ -203,9 +208,66 @@ impl<W> Gate<W> {
         if let Some(call) = call_id {
             self.by_call.insert(call.to_owned(), decision);
         }
-        let ruling =
-            Ruling { request_id, kind, request: request_json, decision, reason, by, begun: Some(begun), via };
+        let ruling = Ruling { request_id, kind, request: request_json, decision, reason, by, begun: Some(begun), via };
         Ok(Judged::Decided(ruling, waiter))
+    }
+
+    /// Whether an enforced approval policy judges this turn's actions (or
+    /// the policies cannot be loaded, which declines them); false when every
+    /// approval policy is in shadow.
+    pub fn enforces(&self) -> bool {
+        self.policies.as_ref().map_or(true, |set| set.enforces_approvals())
+    }
+
+    /// Puts `request` to the policies in shadow alone, when none is enforced:
+    /// their decisions are recorded, and the action runs as the caller's
+    /// approval mode says.
+    pub async fn shadow(
+        &mut self,
+        turn: &mut Turn<'_>,
+        kind: &'static str,
+        via: &'static str,
+        request: Request,
+        call_id: Option<&str>,
+    ) -> Result<()> {
+        let request_id = self.next_request_id(turn);
+        let request_json = serde_json::to_value(&request)?;
+        let (_, _, shadow) = self.decide(request).await;
+        self.record_shadow(turn, &request_id, kind, via, &request_json, call_id, shadow)
+    }
+
+    /// Records what the policies in shadow would have decided on one request
+    /// (`approval.decided` with `shadow: true`), once per action.
+    #[allow(clippy::too_many_arguments)]
+    fn record_shadow(
+        &mut self,
+        turn: &mut Turn<'_>,
+        request_id: &str,
+        kind: &str,
+        via: &str,
+        request: &Value,
+        call_id: Option<&str>,
+        shadow: Vec<(String, Decision)>,
+    ) -> Result<()> {
+        if shadow.is_empty() || call_id.is_some_and(|call| !self.shadowed.insert(call.to_owned())) {
+            return Ok(());
+        }
+        for (name, decision) in shadow {
+            // What it would have done, never applied: `ask` included, which no answer is.
+            let (decision, reason) = match decision {
+                Decision::Accept => ("accept", None),
+                Decision::AcceptForSession => ("accept_for_session", None),
+                Decision::Ask => ("ask", None),
+                Decision::Decline(r) => ("decline", Some(r)),
+                Decision::Cancel(r) => ("cancel", Some(r)),
+            };
+            let event = json!({
+                "request_id": request_id, "kind": kind, "request": request, "decision": decision,
+                "reason": reason, "decided_by": name, "via": via, "shadow": true,
+            });
+            turn.events.append(APPROVAL_DECIDED_EVENT, event)?;
+        }
+        Ok(())
     }
 
     /// A decision made without asking anyone (a request no policy can judge):
@@ -220,7 +282,8 @@ impl<W> Gate<W> {
         reason: String,
     ) -> Ruling {
         let request_id = self.next_request_id(turn);
-        Ruling { request_id, kind, request, decision, reason: Some(reason), by: "built-in".into(), begun: None, via }
+        let by = "built-in".into();
+        Ruling { request_id, kind, request, decision, reason: Some(reason), by, begun: None, via }
     }
 
     /// The caller's answer to the asked request `request_id`: the ruling to
@@ -273,19 +336,21 @@ impl<W> Gate<W> {
         Ok(())
     }
 
-    /// Asks the job's approval policies (off the runtime: guests block).
-    /// Policies that cannot be loaded decline (fail closed).
-    async fn decide(&self, request: Request) -> (Decision, String) {
+    /// Asks the job's approval policies (off the runtime: guests block):
+    /// the decision, who made it, and what those in shadow would have
+    /// decided. Policies that cannot be loaded decline (fail closed).
+    async fn decide(&self, request: Request) -> (Decision, String, Vec<(String, Decision)>) {
         let set = match &self.policies {
             Ok(set) => Arc::clone(set),
             Err(error) => {
-                return (Decision::Decline(format!("the job's policies cannot be loaded: {error}")), "built-in".into());
+                let reason = format!("the job's policies cannot be loaded: {error}");
+                return (Decision::Decline(reason), "built-in".into(), Vec::new());
             }
         };
         let ctx = self.ctx.clone();
         match tokio::task::spawn_blocking(move || set.decide(&ctx, &request)).await {
-            Ok(verdict) => (verdict.decision, verdict.decided_by.unwrap_or_else(|| "built-in".into())),
-            Err(e) => (Decision::Decline(format!("the approval policies failed: {e}")), "built-in".into()),
+            Ok(v) => (v.decision, v.decided_by.unwrap_or_else(|| "built-in".into()), v.shadow),
+            Err(e) => (Decision::Decline(format!("the approval policies failed: {e}")), "built-in".into(), Vec::new()),
         }
     }
 }

@@ -429,3 +429,46 @@ impl JobHost {
         Ok((shaped.into_bytes(), offset + whole as u64))
     }
 }
+
+impl JobHost {
+    /// The approval decisions made since `since` in the jobs whose cwd is in
+    /// `project`'s project root (every job, without one), oldest first within
+    /// each job, jobs in id (start) order: decisions in shadow among them, so
+    /// a team reads what a new policy would have declined before enforcing it.
+    ///
+    /// Errors: a job's files that cannot be read, named in the message.
+    pub fn decisions(&self, project: Option<&Path>, since: jiff::Timestamp) -> Result<Vec<LoggedDecision>> {
+        let root = project.map(|p| policy::project_root(p).unwrap_or_else(|| p.to_owned()));
+        let mut ids = self.store.job_ids()?;
+        ids.sort();
+        let mut logged = Vec::new();
+        for id in ids {
+            let Ok(meta) = self.store.job(id).and_then(|job| job.read_meta()) else { continue };
+            if root.as_deref().is_some_and(|root| !meta.cwd.starts_with(root)) {
+                continue;
+            }
+            let mut cursor = 0;
+            loop {
+                let req = EventsRequest {
+                    job_id: id.to_string(),
+                    cursor: Some(cursor),
+                    limit: Some(1000),
+                    event_types: Some(vec![crate::job::event::APPROVAL_DECIDED_EVENT.to_owned()]),
+                    truncate: None,
+                    max_chars: Some(RESULT_MAX_CHARS_LIMIT),
+                };
+                let page = self.events(&req)?;
+                for event in page.events {
+                    if event.ts.parse::<jiff::Timestamp>().is_ok_and(|ts| ts >= since) {
+                        logged.push(LoggedDecision { job_id: id.to_string(), cwd: meta.cwd.clone(), event });
+                    }
+                }
+                if !page.has_more || page.next_cursor == cursor {
+                    break;
+                }
+                cursor = page.next_cursor;
+            }
+        }
+        Ok(logged)
+    }
+}

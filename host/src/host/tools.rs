@@ -515,3 +515,16 @@ pub struct NotificationsArgs {
     #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub limit: Option<usize>,
 }
+
+/// One approval decision of a job, for `policy log`: the `approval.decided`
+/// event as `job_events` shows it (through the job's policies), with its job.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct LoggedDecision {
+    /// The job it was made in.
+    pub job_id: String,
+    /// The job's working directory.
+    pub cwd: PathBuf,
+    /// The event: `data` holds `request_id`, `kind`, `request`, `decision`,
+    /// `reason`, `decided_by`, `via` and, for a policy in shadow, `shadow: true`.
+    pub event: EventView,
+}

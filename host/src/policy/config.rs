@@ -23,6 +23,8 @@
 //! judges_options = true    # [[approval]] only: it decides on launches with options the
 //!                          # host cannot judge (`unjudged`); without one that does, such
 //!                          # a launch is refused before any policy is asked
+//! enforce = false          # [[approval]] only: shadow mode: asked about everything the
+//!                          # others are, its decisions recorded, never applied
 //! ```
 //!
 //! Changes to either file or to a `.wasm` take effect at the next lookup: the
@@ -82,6 +84,8 @@ struct Entry {
     /// Approval entries only: whether it judges the options the host cannot.
     #[serde(default)]
     judges_options: bool,
+    /// Approval entries only: false runs it in shadow (see [`Guest::enforce`]).
+    enforce: Option<bool>,
     #[serde(default)]
     config: toml::Table,
 }
@@ -231,10 +235,19 @@ impl Policies {
                             component.version
                         );
                     }
+                    if entry.enforce.is_some() && world != World::Approval {
+                        bail!(
+                            "{}: enforce is for [[approval]] entries; {} is under [[{}]]",
+                            file.display(),
+                            path.display(),
+                            world.table()
+                        );
+                    }
                     let on_failure = entry.on_failure.unwrap_or_else(|| FailureMode::default_for(&name));
                     let mut guest = Guest::new(&name, component, config, limits)
                         .on_failure(on_failure)
-                        .judging_options(entry.judges_options);
+                        .judging_options(entry.judges_options)
+                        .enforcing(entry.enforce.unwrap_or(true));
                     if world == World::Truncation && entry.on_failure.is_none() {
                         guest = fail_closed_if_broken(guest);
                     }

@@ -173,6 +173,10 @@ pub struct Guest {
     /// Whether this approval policy decides on launches with options the
     /// host cannot judge (`judges_options` in its entry).
     pub judges_options: bool,
+    /// Whether this approval policy's decisions hold (`enforce`, default
+    /// true); one that does not is asked beside the others in shadow, its
+    /// decisions recorded, never applied.
+    pub enforce: bool,
 }
 
 /// What a caller sees when a truncation component fails (or a request's
@@ -203,6 +207,7 @@ impl Guest {
             log: LogBudget::new(name.into()),
             failure_mode: FailureMode::default_for(name),
             judges_options: false,
+            enforce: true,
             component,
             config: config.into(),
             limits,
@@ -225,6 +230,12 @@ impl Guest {
     /// This entry, judging the options the host cannot, or not.
     pub fn judging_options(mut self, judges: bool) -> Self {
         self.judges_options = judges;
+        self
+    }
+
+    /// This entry, enforced or in shadow.
+    pub fn enforcing(mut self, enforce: bool) -> Self {
+        self.enforce = enforce;
         self
     }
 

@@ -57,6 +57,13 @@ pub struct PinnedEntry {
     /// Whether it judges the options the host cannot (approvals).
     #[serde(default)]
     pub judges_options: bool,
+    /// Whether its decisions hold (approvals; false: shadow mode).
+    #[serde(default = "enforced")]
+    pub enforce: bool,
+}
+
+fn enforced() -> bool {
+    true
 }
 
 impl PolicySet {
@@ -72,6 +79,7 @@ impl PolicySet {
                 config: g.config().to_owned(),
                 on_failure: g.failure_mode,
                 judges_options: g.judges_options,
+                enforce: g.enforce,
             })
             .collect();
         PinnedSet {
@@ -204,7 +212,8 @@ impl Policies {
             let component = self.pinned_component(entry)?;
             let guest = Guest::new(&entry.name, component, entry.config.clone(), limits)
                 .on_failure(entry.on_failure)
-                .judging_options(entry.judges_options);
+                .judging_options(entry.judges_options)
+                .enforcing(entry.enforce);
             match entry.world {
                 World::Approval => set.approval.push(guest),
                 World::Truncation => set.truncation.push(guest),

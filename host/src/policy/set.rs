@@ -37,6 +37,9 @@ pub struct Verdict {
     pub decided_by: Option<String>,
     /// Components that failed (each counted as a decline).
     pub failures: Vec<PolicyFailure>,
+    /// What the components in shadow (`enforce = false`) would have
+    /// decided, by name; none of it applies.
+    pub shadow: Vec<(String, Decision)>,
 }
 
 /// A filter outcome for one event.
@@ -146,9 +149,14 @@ impl PolicySet {
             .flat_map(|(world, guests)| guests.iter().map(move |g| (world, g)))
     }
 
-    /// Whether any approval component is configured.
+    /// Whether any approval component is configured, enforced or in shadow.
     pub fn has_approvals(&self) -> bool {
         !self.approval.is_empty()
+    }
+
+    /// Whether any approval component's decisions hold (not all in shadow).
+    pub fn enforces_approvals(&self) -> bool {
+        self.approval.iter().any(|g| g.enforce)
     }
 
     /// Whether an approval component decides on options the host cannot judge.
@@ -166,28 +174,34 @@ impl PolicySet {
         !self.filter.is_empty()
     }
 
-    /// Asks every approval component; the strictest answer wins, so a project
-    /// can narrow what its user allows but never widen it. A component that
-    /// fails declines (fail closed). With none configured: launches and
-    /// replies are accepted as asked, everything else is `ask`.
+    /// Asks every approval component; the strictest answer of those enforced
+    /// wins, so a project can narrow what its user allows but never widen it.
+    /// A component that fails declines (fail closed). Those in shadow are
+    /// asked too, their answers in [`Verdict::shadow`]. With none enforced:
+    /// launches and replies are accepted as asked, everything else is `ask`.
     pub fn decide(&self, job: &JobContext, request: &Request) -> Verdict {
-        if self.approval.is_empty() {
-            let decision = match request {
+        let mut verdict =
+            Verdict { decision: Decision::Accept, decided_by: None, failures: Vec::new(), shadow: Vec::new() };
+        if !self.enforces_approvals() {
+            verdict.decision = match request {
                 Request::Launch(_) | Request::Reply { .. } => Decision::Accept,
                 _ => Decision::Ask,
             };
-            return Verdict { decision, decided_by: None, failures: Vec::new() };
         }
-        let mut verdict = Verdict { decision: Decision::Accept, decided_by: None, failures: Vec::new() };
         for guest in &self.approval {
             let decision = match guest.decide(job, request) {
                 Ok(d) => d,
                 Err(error) => {
                     let reason = format!("policy {} failed: {error}", guest.name);
-                    verdict.failures.push(failure(guest, error, "declined (fail closed)"));
+                    let fallback = if guest.enforce { "declined (fail closed)" } else { "declined, in shadow" };
+                    verdict.failures.push(failure(guest, error, fallback));
                     Decision::Decline(reason)
                 }
             };
+            if !guest.enforce {
+                verdict.shadow.push((guest.name.to_string(), decision));
+                continue;
+            }
             if verdict.decided_by.is_none() || decision.strictness() > verdict.decision.strictness() {
                 verdict.decision = decision;
                 verdict.decided_by = Some(guest.name.to_string());

@@ -25,7 +25,9 @@ pub fn run() -> ExitCode {
     match ask() {
         Ok(HookVerdict { allow: true, .. }) => ExitCode::SUCCESS,
         Ok(HookVerdict { reason, .. }) => block(reason.as_deref().unwrap_or("declined by the job's approval policies")),
-        Err(e) => block(&format!("codex-jobhost hook cannot reach the job's approval policies ({e:#}), so the call is blocked")),
+        Err(e) => block(&format!(
+            "codex-jobhost hook cannot reach the job's approval policies ({e:#}), so the call is blocked"
+        )),
     }
 }
 

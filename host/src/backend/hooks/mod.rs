@@ -32,14 +32,14 @@ use serde_json::Value;
 
 use super::app_server::requests::plain_argv;
 use super::gate::{Gate, Judged, Ruling};
+use crate::job::End;
 use crate::job::approval::ApprovalDecision;
 use crate::job::runtime::Turn;
-use crate::job::End;
 use crate::policy::{ChangeKind, Origin, Request};
 pub use server::{HookCall, HookReply, HookServer};
 
 /// How hook calls reach the gate, as `approval.decided` says.
-const VIA: &str = "hook";
+pub const VIA: &str = "hook";
 
 /// Sets up the policy hook for `turn` when its `gate` governs: the socket
 /// listening, Codex's trust in the handler learned, the `-c` entries and the
@@ -50,7 +50,9 @@ pub async fn govern<W>(turn: &mut Turn<'_>, gate: &Gate<W>) -> Result<std::resul
     if !gate.governs() {
         return Ok(Ok(None));
     }
-    let cannot = |e: anyhow::Error| End::failed(format!("cannot put the agent's tool calls to the job's approval policies: {e:#}"));
+    let cannot = |e: anyhow::Error| {
+        End::failed(format!("cannot put the agent's tool calls to the job's approval policies: {e:#}"))
+    };
     let server = match HookServer::bind(turn.job.path()) {
         Ok(server) => server,
         Err(e) => return Ok(Err(cannot(e))),
@@ -87,11 +89,21 @@ pub async fn judge_call<W>(
 ) -> Result<Option<(Ruling, W)>> {
     let call_id = call.input["tool_use_id"].as_str().map(str::to_owned);
     match call_of(&call.input) {
+        Call::Judged(kind, request) if !gate.enforces() => {
+            // Only policies in shadow: they are asked and recorded; the call runs as the mode says.
+            gate.shadow(turn, kind, VIA, request, call_id.as_deref()).await?;
+            call.reply.allow();
+            Ok(None)
+        }
         Call::Judged(kind, request) => {
             match gate.judge(turn, kind, VIA, request, call.input, call_id.as_deref(), waiter(call.reply)).await? {
                 Judged::Decided(ruling, waiter) => Ok(Some((ruling, waiter))),
                 Judged::Asked => Ok(None),
             }
+        }
+        Call::Unjudgeable(_) if !gate.enforces() => {
+            call.reply.allow();
+            Ok(None)
         }
         Call::Unjudgeable(reason) => {
             let ruling = gate.built_in(turn, "tool_call", VIA, call.input, ApprovalDecision::Decline, reason);
@@ -292,7 +304,9 @@ mod tests {
             Call::Judged("file_change", Request::FileChange { paths, .. }) => assert_eq!(paths.len(), 2),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(with("mcp__docs__search", json!({"q": 1})), Call::Unjudgeable(r) if r.contains("mcp__docs__search")));
+        assert!(
+            matches!(with("mcp__docs__search", json!({"q": 1})), Call::Unjudgeable(r) if r.contains("mcp__docs__search"))
+        );
         assert!(matches!(with("WebSearch", json!({"command": "x"})), Call::Unjudgeable(r) if r.contains("WebSearch")));
     }
 }

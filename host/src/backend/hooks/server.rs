@@ -53,6 +53,11 @@ impl HookReply {
         });
         self.0.send(HookVerdict { allow, reason }).is_ok()
     }
+
+    /// Lets the call run, with nothing decided (no enforced policy judges it).
+    pub fn allow(self) {
+        let _ = self.0.send(HookVerdict { allow: true, reason: None });
+    }
 }
 
 /// The listening socket and the calls it has read.
@@ -122,10 +127,8 @@ async fn serve(stream: UnixStream, calls: mpsc::Sender<HookCall>) {
             reason: Some(format!("the hook call is not one JSON object of at most {MAX_CALL_BYTES} bytes")),
         }),
     };
-    let verdict = verdict.unwrap_or(HookVerdict {
-        allow: false,
-        reason: Some("the turn ended before the call was decided".into()),
-    });
+    let verdict = verdict
+        .unwrap_or(HookVerdict { allow: false, reason: Some("the turn ended before the call was decided".into()) });
     let mut text = serde_json::to_string(&verdict).unwrap_or_default();
     text.push('\n');
     let _ = write.write_all(text.as_bytes()).await;
