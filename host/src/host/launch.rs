@@ -126,7 +126,7 @@ impl JobHost {
     fn judge(&self, set: &PolicySet, ctx: &JobContext, options: &JobOptions, reply: Option<(&str, u32)>) -> Result<()> {
         let what = if reply.is_some() { "job_reply" } else { "job_start" };
         let effective = exec::effective(options);
-        if set.has_approvals() && !effective.unjudgeable.is_empty() && !set.judges_options() {
+        if set.enforces_approvals() && !effective.unjudgeable.is_empty() && !set.judges_options() {
             return Err(invalid(format!(
                 "{what} refused: the project's approval policies cannot judge {}; while an approval policy is configured, use approval_policy, sandbox and model instead, or name a policy that judges them (judges_options = true in its [[approval]] entry)",
                 effective.unjudgeable.join(", ")
@@ -147,6 +147,9 @@ impl JobHost {
             None => Request::Launch(settings),
         };
         let verdict = set.decide(ctx, &request);
+        for (name, decision) in &verdict.shadow {
+            tracing::info!(policy = %name, ?decision, job = %ctx.job_id, "{what}: the decision of a policy in shadow (not applied)");
+        }
         let by = verdict.decided_by.as_deref().unwrap_or("built-in");
         match verdict.decision {
             Decision::Accept | Decision::AcceptForSession => Ok(()),

@@ -159,9 +159,9 @@ impl PolicySet {
         self.approval.iter().any(|g| g.enforce)
     }
 
-    /// Whether an approval component decides on options the host cannot judge.
+    /// Whether an enforced approval component decides on options the host cannot judge.
     pub fn judges_options(&self) -> bool {
-        self.approval.iter().any(|g| g.judges_options)
+        self.approval.iter().any(|g| g.judges_options && g.enforce)
     }
 
     /// Whether any truncation component is configured.
