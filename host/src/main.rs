@@ -425,9 +425,9 @@ async fn doctor(host: &JobHost) -> Result<()> {
             let cwd = std::env::current_dir()?;
             match hooks::trust::trusted_hash(&cli.program, &cli.env, &cwd, &command, &cache).await {
                 Ok(hash) => println!(
-                    "governed: with an approval policy, every shell command and apply_patch of a job goes to the \
-                     policies before it runs, on both backends (Codex's PreToolUse hook, trusted as {hash}); \
-                     MCP tool calls are declined; Codex's web search and image views are not hooked"
+                    "governed: with an approval policy, every shell command, apply_patch and MCP tool call of a job goes \
+                     to the policies before it runs, on both backends (Codex's PreToolUse hook, trusted as {hash}); \
+                     Codex's web search and image views are not hooked"
                 ),
                 Err(e) => println!("governed: NO: {e:#}; the turns of a job with an approval policy fail to start"),
             }

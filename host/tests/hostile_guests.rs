@@ -59,7 +59,7 @@ fn handmade_truncation(dir: &Path, name: &str, grow: i32, memories: u32, on_refu
     let mut exports = ExportSection::new();
     exports.export("memory", ExportKind::Memory, 0);
     exports.export("cabi_realloc", ExportKind::Func, 0);
-    exports.export("codex-jobhost:policy/truncation@0.2.0#truncate", ExportKind::Func, 1);
+    exports.export("codex-jobhost:policy/truncation@0.3.0#truncate", ExportKind::Func, 1);
     module.section(&exports);
     let mut code = CodeSection::new();
     // cabi_realloc: a bump allocator, 8-byte aligned, never freeing.

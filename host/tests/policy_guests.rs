@@ -171,14 +171,14 @@ fn components_are_refused_with_the_reason() {
     let err = format!("{:#}", engine.load(&wasm("fixture_wrong_version")).err().unwrap());
     assert!(
         err.contains("fixture_wrong_version.wasm")
-            && err.contains("codex-jobhost:policy@0.3.0")
+            && err.contains("codex-jobhost:policy@0.9.0")
             && err.contains("supports"),
         "{err}"
     );
     let err = format!("{:#}", engine.load(&wasm("fixture_no_world")).err().unwrap());
     assert!(err.contains("implements none of the worlds"), "{err}");
     let (quiet, _) = engine.load(&wasm("quiet_events")).unwrap();
-    assert_eq!((quiet.world, quiet.version.as_str()), (World::Filter, "0.2.0"));
+    assert_eq!((quiet.world, quiet.version.as_str()), (World::Filter, "0.3.0"));
 }
 
 #[test]
@@ -229,12 +229,12 @@ fn what_a_guest_prints_goes_to_the_log_within_its_rate() {
 }
 
 #[test]
-fn a_0_1_guest_and_a_0_2_guest_decide_side_by_side() {
+fn a_0_1_guest_and_a_0_3_guest_decide_side_by_side() {
     let toml = "[[approval]]\npath = \"fixture_v0_1_approval.wasm\"\n\n[[approval]]\npath = \"command_allowlist.wasm\"\nconfig = { allow = [\"git\", \"touch\"] }\n";
     let (_home, set) = user_policies(&["fixture_v0_1_approval", "command_allowlist"], toml);
     let versions: Vec<_> = set.entries().map(|(_, g)| g.component.version.clone()).collect();
-    assert_eq!(versions, ["0.1.0", "0.2.0"]);
-    // A command: 0.1 gets the unwrapped command only, 0.2 the argv and raw string too.
+    assert_eq!(versions, ["0.1.0", "0.3.0"]);
+    // A command: 0.1 gets the unwrapped command only, 0.3 the argv and raw string too.
     let push = codex_jobhost::policy::Request::Command {
         command: "git push origin main".into(),
         argv: vec!["git".into(), "push".into(), "origin".into(), "main".into()],
@@ -257,6 +257,35 @@ fn a_0_1_guest_and_a_0_2_guest_decide_side_by_side() {
     let verdict = set.decide(&job(), &reply("full-auto"));
     assert!(matches!(&verdict.decision, Decision::Decline(r) if r == "0.1 saw a full-auto launch"), "{verdict:?}");
     assert_eq!(set.decide(&job(), &reply("suggest")).decision, Decision::Accept);
+    // A tool call, which 0.1 cannot express, is not put to it: its answer counts as `ask`.
+    let verdict = set.decide(&job(), &tool_call("docs", "search"));
+    assert_eq!((verdict.decision, verdict.decided_by.as_deref()), (Decision::Ask, Some("fixture_v0_1_approval")));
+}
+
+fn tool_call(server: &str, tool: &str) -> codex_jobhost::policy::Request {
+    codex_jobhost::policy::Request::ToolCall {
+        server: server.into(),
+        tool: tool.into(),
+        arguments: r#"{"q":"x"}"#.into(),
+        origin: None,
+    }
+}
+
+#[test]
+fn a_0_2_guest_is_asked_what_0_2_can_express_and_a_tool_call_is_ask_for_it() {
+    let toml = "[[approval]]\npath = \"fixture_v0_2_approval.wasm\"\n\n[[approval]]\npath = \"command_allowlist.wasm\"\nconfig = { allow = [\"git\"], allow_tools = [\"docs/*\"], deny_tools = [\"shell/run\"] }\n";
+    let (_home, set) = user_policies(&["fixture_v0_2_approval", "command_allowlist"], toml);
+    let versions: Vec<_> = set.entries().map(|(_, g)| g.component.version.clone()).collect();
+    assert_eq!(versions, ["0.2.0", "0.3.0"]);
+    let verdict = set.decide(&job(), &command("git push origin main"));
+    assert_eq!(verdict.decision, Decision::Decline("0.2 saw git push origin main".into()), "{verdict:?}");
+    assert_eq!(set.decide(&job(), &command("git status")).decision, Decision::Accept);
+    // The 0.3 policy accepts the call, the 0.2 one cannot be asked: ask, by the 0.2 one.
+    let verdict = set.decide(&job(), &tool_call("docs", "search"));
+    assert_eq!((verdict.decision, verdict.decided_by.as_deref()), (Decision::Ask, Some("fixture_v0_2_approval")));
+    // A decline by the 0.3 policy still wins.
+    let verdict = set.decide(&job(), &tool_call("shell", "run"));
+    assert!(matches!(&verdict.decision, Decision::Decline(r) if r.contains("shell/run")), "{verdict:?}");
 }
 
 #[test]

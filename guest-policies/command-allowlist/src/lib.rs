@@ -1,7 +1,8 @@
 //! Approval policy: accept commands that start with an allowed prefix, decline
 //! commands that contain a dangerous pattern, ask about everything else; refuse
 //! `full-auto` launches unless allowed, and options the host cannot judge
-//! unless listed. See README.md for the settings.
+//! unless listed; accept or decline MCP tool calls by server and tool, and ask
+//! about the rest. See README.md for the settings.
 
 use codex_jobhost_policy::{ApprovalPolicy, Decision, Job, Request, export_approval_policy};
 use serde::Deserialize;
@@ -22,6 +23,10 @@ pub struct Settings {
     /// launch request's `unjudged` lists them, e.g. `["profile \"fast\""]`;
     /// any other is declined. Asked only with `judges_options = true`.
     pub allow_options: Vec<String>,
+    /// MCP tools called without asking, as `server/tool` or `server/*`.
+    pub allow_tools: Vec<String>,
+    /// MCP tools whose calls are declined, as `server/tool` or `server/*`.
+    pub deny_tools: Vec<String>,
 }
 
 impl Default for Settings {
@@ -34,6 +39,8 @@ impl Default for Settings {
             allow_full_auto: false,
             deny_paths: Vec::new(),
             allow_options: Vec::new(),
+            allow_tools: Vec::new(),
+            deny_tools: Vec::new(),
         }
     }
 }
@@ -77,6 +84,20 @@ impl ApprovalPolicy for CommandAllowlist {
                 }
             }
             Request::Permissions { .. } => Decision::Ask,
+            Request::ToolCall { server, tool, .. } => {
+                let named = |pattern: &&String| match pattern.split_once('/') {
+                    Some((s, "*")) => s == server,
+                    Some((s, t)) => s == server && t == tool,
+                    None => false,
+                };
+                if let Some(bad) = settings.deny_tools.iter().find(named) {
+                    Decision::Decline(format!("the MCP tool {server}/{tool} matches the denied `{bad}`"))
+                } else if settings.allow_tools.iter().any(|p| named(&p)) {
+                    Decision::Accept
+                } else {
+                    Decision::Ask
+                }
+            }
         }
     }
 }
@@ -124,6 +145,25 @@ mod tests {
             matches!(CommandAllowlist::decide(&s, &Job::default(), &change("/w/.env")), Decision::Decline(r) if r.contains("/w/.env"))
         );
         assert_eq!(CommandAllowlist::decide(&s, &Job::default(), &change("/w/README.md")), Decision::Ask);
+    }
+
+    #[test]
+    fn mcp_tools_are_judged_by_server_and_name() {
+        let s = Settings {
+            allow_tools: vec!["docs/search".into()],
+            deny_tools: vec!["shell/*".into()],
+            ..Settings::default()
+        };
+        let call = |server: &str, tool: &str| Request::ToolCall {
+            server: server.into(),
+            tool: tool.into(),
+            arguments: "{}".into(),
+            origin: None,
+        };
+        let job = Job::default();
+        assert_eq!(CommandAllowlist::decide(&s, &job, &call("docs", "search")), Decision::Accept);
+        assert_eq!(CommandAllowlist::decide(&s, &job, &call("docs", "delete")), Decision::Ask);
+        assert!(matches!(CommandAllowlist::decide(&s, &job, &call("shell", "run")), Decision::Decline(r) if r.contains("shell/run")));
     }
 
     #[test]

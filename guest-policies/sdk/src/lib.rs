@@ -1,7 +1,7 @@
 //! Write codex-jobhost policies in Rust: one trait impl and one export macro.
 //!
 //! A policy is a WebAssembly component implementing one WIT world of the
-//! package `codex-jobhost:policy@0.2.0` (`wit/policy.wit` in the codex-jobhost
+//! package `codex-jobhost:policy@0.3.0` (`wit/policy.wit` in the codex-jobhost
 //! repository, the authoritative manual). This crate wraps the generated
 //! bindings, the way `zed_extension_api` serves Zed extensions:
 //!
@@ -220,6 +220,23 @@ pub enum Request {
         #[serde(default)]
         origin: Option<Origin>,
     },
+    /// An MCP tool is about to be called.
+    ToolCall {
+        /// The MCP server, as Codex's config names it.
+        server: String,
+        /// The tool's name on that server.
+        tool: String,
+        /// The call's arguments, JSON text (`{}` when there are none).
+        #[serde(default = "no_arguments")]
+        arguments: String,
+        /// Where it comes from.
+        #[serde(default)]
+        origin: Option<Origin>,
+    },
+}
+
+fn no_arguments() -> String {
+    "{}".to_owned()
 }
 
 impl Request {
@@ -485,6 +502,12 @@ pub mod __approval {
                 network: p.network,
                 reason: p.reason,
                 origin: p.origin.map(origin),
+            },
+            wit::Request::ToolCall(t) => Request::ToolCall {
+                server: t.server,
+                tool: t.tool,
+                arguments: t.arguments,
+                origin: t.origin.map(origin),
             },
         };
         match P::decide(settings, &job.into(), &request) {

@@ -370,7 +370,8 @@ mod tests {
         assert!(version_supported("0.1.0"));
         assert!(version_supported("0.1.7"));
         assert!(version_supported("0.2.0"));
-        assert!(!version_supported("0.3.0"));
+        assert!(version_supported("0.3.0"));
+        assert!(!version_supported("0.4.0"));
         assert!(!version_supported("1.1.0"));
         assert!(!version_supported(""));
     }

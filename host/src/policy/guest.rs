@@ -9,7 +9,7 @@ use wasmtime::Store;
 use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::bindings::{self, approval, filter, truncation, v0_1};
+use super::bindings::{self, approval, filter, truncation, v0_1, v0_2};
 use super::guest_log::{GuestLog, LogBudget};
 use super::state::{Frozen, GuestBudget, State};
 use super::{Decision, FilterAction, JobContext, Limits, PolicyEvent, Request, World};
@@ -48,7 +48,7 @@ pub struct LoadedComponent {
     pub path: std::path::PathBuf,
     /// The world it implements.
     pub world: World,
-    /// The WIT package version it was built against (`0.2.0`, or `0.1.x` through the adapter).
+    /// The WIT package version it was built against (`0.3.0`, or `0.2.x` or `0.1.x` through an adapter).
     pub version: String,
     /// The sha256 of the component file, lowercase hex: its identity when a
     /// job pins it.
@@ -67,6 +67,12 @@ pub enum WorldPre {
     Truncation(truncation::OutputTruncationPre<State>),
     /// `event-filter`.
     Filter(filter::EventFilterPre<State>),
+    /// `approval-policy` of 0.2.
+    ApprovalV0_2(v0_2::approval::ApprovalPolicyPre<State>),
+    /// `output-truncation` of 0.2.
+    TruncationV0_2(v0_2::truncation::OutputTruncationPre<State>),
+    /// `event-filter` of 0.2.
+    FilterV0_2(v0_2::filter::EventFilterPre<State>),
     /// `approval-policy` of 0.1.
     ApprovalV0_1(v0_1::approval::ApprovalPolicyPre<State>),
     /// `output-truncation` of 0.1.
@@ -96,8 +102,8 @@ macro_rules! typecheck_world {
 
 impl WorldPre {
     /// Type-checks `pre`'s exports against `world` of the line `version`
-    /// belongs to (0.1.x, else the latest), whose interface the component
-    /// exports as `interface` (e.g. `codex-jobhost:policy/approval@0.2.0`).
+    /// belongs to (0.1.x, 0.2.x, else the latest), whose interface the component
+    /// exports as `interface` (e.g. `codex-jobhost:policy/approval@0.3.0`).
     ///
     /// Errors: an export is missing or its type differs from the WIT's
     /// (the message names the export).
@@ -110,6 +116,14 @@ impl WorldPre {
                 World::Approval => WorldPre::ApprovalV0_1(v0_1::approval::ApprovalPolicyPre::new(pre)?),
                 World::Truncation => WorldPre::TruncationV0_1(v0_1::truncation::OutputTruncationPre::new(pre)?),
                 World::Filter => WorldPre::FilterV0_1(v0_1::filter::EventFilterPre::new(pre)?),
+            });
+        }
+        if version.starts_with("0.2.") {
+            typecheck_world!(world, &pre, interface, v0_2)?;
+            return Ok(match world {
+                World::Approval => WorldPre::ApprovalV0_2(v0_2::approval::ApprovalPolicyPre::new(pre)?),
+                World::Truncation => WorldPre::TruncationV0_2(v0_2::truncation::OutputTruncationPre::new(pre)?),
+                World::Filter => WorldPre::FilterV0_2(v0_2::filter::EventFilterPre::new(pre)?),
             });
         }
         typecheck_world!(world, &pre, interface, bindings)?;
@@ -125,6 +139,9 @@ impl WorldPre {
             WorldPre::Approval(p) => p.engine(),
             WorldPre::Truncation(p) => p.engine(),
             WorldPre::Filter(p) => p.engine(),
+            WorldPre::ApprovalV0_2(p) => p.engine(),
+            WorldPre::TruncationV0_2(p) => p.engine(),
+            WorldPre::FilterV0_2(p) => p.engine(),
             WorldPre::ApprovalV0_1(p) => p.engine(),
             WorldPre::TruncationV0_1(p) => p.engine(),
             WorldPre::FilterV0_1(p) => p.engine(),
@@ -136,6 +153,9 @@ impl WorldPre {
             WorldPre::Approval(p) => Exports::Approval(p.instantiate(store)?),
             WorldPre::Truncation(p) => Exports::Truncation(p.instantiate(store)?),
             WorldPre::Filter(p) => Exports::Filter(p.instantiate(store)?),
+            WorldPre::ApprovalV0_2(p) => Exports::ApprovalV0_2(p.instantiate(store)?),
+            WorldPre::TruncationV0_2(p) => Exports::TruncationV0_2(p.instantiate(store)?),
+            WorldPre::FilterV0_2(p) => Exports::FilterV0_2(p.instantiate(store)?),
             WorldPre::ApprovalV0_1(p) => Exports::ApprovalV0_1(p.instantiate(store)?),
             WorldPre::TruncationV0_1(p) => Exports::TruncationV0_1(p.instantiate(store)?),
             WorldPre::FilterV0_1(p) => Exports::FilterV0_1(p.instantiate(store)?),
@@ -147,6 +167,9 @@ enum Exports {
     Approval(approval::ApprovalPolicy),
     Truncation(truncation::OutputTruncation),
     Filter(filter::EventFilter),
+    ApprovalV0_2(v0_2::approval::ApprovalPolicy),
+    TruncationV0_2(v0_2::truncation::OutputTruncation),
+    FilterV0_2(v0_2::filter::EventFilter),
     ApprovalV0_1(v0_1::approval::ApprovalPolicy),
     TruncationV0_1(v0_1::truncation::OutputTruncation),
     FilterV0_1(v0_1::filter::EventFilter),
@@ -251,14 +274,15 @@ impl Guest {
                 )?;
                 Ok(d.into())
             }
-            Exports::ApprovalV0_1(a) => {
-                let d = a.codex_jobhost_policy_approval().call_decide(
-                    store,
-                    &job.into(),
-                    &bindings::v0_1_request(request),
-                )?;
-                Ok(d.into())
-            }
+            // What an older line cannot express is not put to its guest: `ask`.
+            Exports::ApprovalV0_2(a) => match bindings::v0_2_request(request) {
+                Some(r) => Ok(a.codex_jobhost_policy_approval().call_decide(store, &job.into(), &r)?.into()),
+                None => Ok(Decision::Ask),
+            },
+            Exports::ApprovalV0_1(a) => match bindings::v0_1_request(request) {
+                Some(r) => Ok(a.codex_jobhost_policy_approval().call_decide(store, &job.into(), &r)?.into()),
+                None => Ok(Decision::Ask),
+            },
             _ => Err(wasmtime::Error::msg("not an approval-policy component")),
         })
     }
@@ -276,7 +300,8 @@ impl Guest {
             }};
         }
         self.call(|store, exports| match exports {
-            Exports::Truncation(t) => call!(store, t, bindings, keep: bindings::wit_keep(limits.keep)),
+            Exports::Truncation(t) => call!(store, t, bindings, keep: bindings::wit_keep!(limits.keep, bindings)),
+            Exports::TruncationV0_2(t) => call!(store, t, v0_2, keep: bindings::wit_keep!(limits.keep, v0_2)),
             Exports::TruncationV0_1(t) => call!(store, t, v0_1,), // 0.1 has no `keep`
             _ => Err(wasmtime::Error::msg("not an output-truncation component")),
         })
@@ -297,6 +322,7 @@ impl Guest {
         }
         self.call(|store, exports| match exports {
             Exports::Filter(f) => call!(store, f, bindings),
+            Exports::FilterV0_2(f) => call!(store, f, v0_2),
             Exports::FilterV0_1(f) => call!(store, f, v0_1),
             _ => Err(wasmtime::Error::msg("not an event-filter component")),
         })

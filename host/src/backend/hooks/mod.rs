@@ -171,7 +171,8 @@ pub enum Call {
 /// tool_input, tool_use_id, …}`, Codex 0.169.0): `Bash` (`tool_input.command`,
 /// the script) is a command; `apply_patch` (`tool_input.command`, the patch
 /// envelope) a file change of the files it names, as absolute paths; an MCP
-/// tool (`mcp__<server>__<tool>`) and anything else cannot be judged yet.
+/// tool (`mcp__<server>__<tool>`, its arguments in `tool_input`) a tool call;
+/// anything else cannot be judged.
 pub fn call_of(input: &Value) -> Call {
     let text = |p: &str| input.pointer(p).and_then(Value::as_str);
     let tool = text("/tool_name").unwrap_or("");
@@ -204,9 +205,14 @@ pub fn call_of(input: &Value) -> Call {
             let (paths, kind) = patch_files(patch, Path::new(cwd));
             Call::Judged("file_change", Request::FileChange { paths, kind, reason: None, origin })
         }
-        (t, _) if t.starts_with("mcp__") => Call::Unjudgeable(format!(
-            "MCP tool call {t}: the approval policies cannot judge MCP tool calls yet, so it is declined"
-        )),
+        (t, _) if t.starts_with("mcp__") => match t["mcp__".len()..].split_once("__") {
+            Some((server, tool)) if !server.is_empty() && !tool.is_empty() => {
+                let arguments = input.get("tool_input").filter(|v| !v.is_null()).map_or("{}".into(), Value::to_string);
+                let (server, tool) = (server.to_owned(), tool.to_owned());
+                Call::Judged("tool_call", Request::ToolCall { server, tool, arguments, origin })
+            }
+            _ => Call::Unjudgeable(format!("MCP tool call {t}: expected mcp__<server>__<tool>")),
+        },
         ("", _) => Call::Unjudgeable("a hook call that names no tool".into()),
         (t, _) => Call::Unjudgeable(format!("tool {t}: not a kind of request the approval policies know")),
     }
@@ -304,9 +310,13 @@ mod tests {
             Call::Judged("file_change", Request::FileChange { paths, .. }) => assert_eq!(paths.len(), 2),
             other => panic!("{other:?}"),
         }
-        assert!(
-            matches!(with("mcp__docs__search", json!({"q": 1})), Call::Unjudgeable(r) if r.contains("mcp__docs__search"))
-        );
+        match with("mcp__docs__search_all", json!({"q": 1})) {
+            Call::Judged("tool_call", Request::ToolCall { server, tool, arguments, .. }) => {
+                assert_eq!((server.as_str(), tool.as_str(), arguments.as_str()), ("docs", "search_all", r#"{"q":1}"#));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(with("mcp__docs", json!({})), Call::Unjudgeable(r) if r.contains("mcp__docs")));
         assert!(matches!(with("WebSearch", json!({"command": "x"})), Call::Unjudgeable(r) if r.contains("WebSearch")));
     }
 }
