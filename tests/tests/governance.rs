@@ -293,3 +293,61 @@ async fn a_policy_in_shadow_is_recorded_and_never_applied() -> Result<()> {
     assert_eq!(log(&[], &elsewhere)?, "", "a job of another project is listed");
     Ok(())
 }
+
+/// An MCP tool call is a `tool-call` request: the policy sees the server, the
+/// tool and the arguments, and what it declines never reaches the server.
+/// The MCP server is a second codex-jobhost, with a home of its own.
+async fn mcp_tool_calls_are_judged(mode: Mode) -> Result<()> {
+    let tool = |name: &str, args: Value| Reply::Tool { namespace: "mcp__tools".into(), name: name.into(), args };
+    let world = World::new([
+        tool("job_list", json!({"limit": 5})),
+        tool("job_start", json!({"prompt": "never", "cwd": "/"})),
+        Reply::Message("done".into()),
+    ])?;
+    let guest = world.project_guest("command_allowlist")?;
+    let config = r#"{ allow_full_auto = true, allow_tools = ["tools/job_list"], deny_tools = ["tools/job_start"] }"#;
+    world.project_policy(&format!("[[approval]]\npath = {guest:?}\nconfig = {config}\n"))?;
+    let inner_home = world.root().join("inner-home");
+    world.add_codex_config(&format!(
+        "[mcp_servers.tools]\ncommand = {:?}\nargs = [\"serve\"]\ndefault_tools_approval_mode = \"approve\"\nenv = {{ CODEX_JOBHOST_HOME = {:?} }}",
+        codex_jobhost_e2e::host_bin().display().to_string(),
+        inner_home.display().to_string()
+    ))?;
+    let server = world.serve().await?;
+    let job = server.start_job(mode.start_args(&world, "use the tools")).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "completed", "{mode:?}: {status}");
+    let events = server.all_events(&job).await?;
+    let d = decided(&events);
+    let seen: Vec<_> = d
+        .iter()
+        .map(|d| (d["kind"].clone(), d["request"]["tool-call"]["tool"].clone(), d["decision"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(json!("tool_call"), json!("job_list"), json!("accept")), (json!("tool_call"), json!("job_start"), json!("decline"))],
+        "{mode:?}: {d:?}"
+    );
+    assert_eq!(d[0]["request"]["tool-call"]["server"], "tools");
+    let arguments: Value = serde_json::from_str(d[0]["request"]["tool-call"]["arguments"].as_str().unwrap_or(""))?;
+    assert_eq!(arguments, json!({"limit": 5}));
+    let listed = events.iter().any(|e| {
+        let item = &e["data"]["item"];
+        e["type"] == "item.completed" && item["type"] == "mcp_tool_call" && item["tool"] == "job_list" && item["status"] == "completed"
+    });
+    assert!(listed, "{mode:?}: the accepted job_list did not run: {events:?}");
+    let jobs = inner_home.join("jobs");
+    let started = if jobs.is_dir() { std::fs::read_dir(&jobs)?.count() } else { 0 };
+    assert_eq!(started, 0, "{mode:?}: the declined job_start reached the MCP server");
+    Ok(())
+}
+
+#[tokio::test]
+async fn exec_auto_edit_mcp_tool_calls_are_judged() -> Result<()> {
+    mcp_tool_calls_are_judged(EXEC_AUTO_EDIT).await
+}
+
+#[tokio::test]
+async fn app_server_full_auto_mcp_tool_calls_are_judged() -> Result<()> {
+    mcp_tool_calls_are_judged(APP_SERVER_FULL_AUTO).await
+}
