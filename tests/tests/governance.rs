@@ -94,6 +94,17 @@ async fn wait_input_required(server: &Server, job: &str) -> Result<Value> {
     server.ok("job_status", json!({"job_id": job})).await
 }
 
+/// `job_wait` until the job's turn has ended, past any `input_required`; returns its `job_status`.
+async fn wait_finished(server: &Server, job: &str) -> Result<Value> {
+    loop {
+        let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
+        if waited["finished"].as_array().is_some_and(|f| !f.is_empty()) {
+            return server.ok("job_status", json!({"job_id": job})).await;
+        }
+        assert_eq!(waited["timed_out"], false, "{waited}");
+    }
+}
+
 async fn ask_the_caller(mode: Mode) -> Result<()> {
     let world = World::new([mode.command("touch asked.txt"), Reply::Message("done".into())])?;
     allowlist(&world, &[], &[])?;
@@ -129,6 +140,51 @@ async fn app_server_full_auto_ask_waits_for_job_approve() -> Result<()> {
 #[tokio::test]
 async fn app_server_suggest_ask_waits_for_job_approve() -> Result<()> {
     ask_the_caller(APP_SERVER_SUGGEST).await
+}
+
+/// A tool call waiting for the caller outlives the server: a new server
+/// shows it and answers it, and the call runs (on exec, where only the hook
+/// can ask).
+#[tokio::test]
+async fn a_hook_call_waiting_for_an_answer_survives_a_server_crash() -> Result<()> {
+    let mode = EXEC_AUTO_EDIT;
+    let world = World::new([mode.command("touch after-crash.txt"), Reply::Message("done".into())])?;
+    allowlist(&world, &[], &[])?;
+    let server = world.serve().await?;
+    let job = server.start_job(mode.start_args(&world, "make a file")).await?;
+    let status = wait_input_required(&server, &job).await?;
+    let request = status["pending_approvals"][0]["request_id"].as_str().context("request_id")?.to_owned();
+    server.kill()?;
+
+    let server = world.serve().await?;
+    let status = server.ok("job_status", json!({"job_id": job})).await?;
+    assert_eq!(status["status"], "input_required", "{status}");
+    server.ok("job_approve", json!({"job_id": job, "request_id": request, "decision": "accept"})).await?;
+    let status = server.wait_done(&job, 120).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert!(world.work_dir().join("after-crash.txt").is_file());
+    Ok(())
+}
+
+/// A tool call nobody answers is declined at the job's approval deadline,
+/// by the supervisor (the hook's own timeout, after which Codex would let
+/// the call run, is far beyond it).
+#[tokio::test]
+async fn an_unanswered_hook_call_is_declined_at_its_deadline() -> Result<()> {
+    let mode = EXEC_AUTO_EDIT;
+    let world = World::new([mode.command("touch never.txt"), Reply::Message("done".into())])?;
+    allowlist(&world, &[], &[])?;
+    let server = world.serve().await?;
+    let mut args = mode.start_args(&world, "make a file");
+    args["approval_timeout_s"] = json!(1);
+    let job = server.start_job(args).await?;
+    let status = wait_finished(&server, &job).await?;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert!(!world.work_dir().join("never.txt").exists(), "the unanswered call ran");
+    let events = server.all_events(&job).await?;
+    let d = decided(&events);
+    assert_eq!((d[0]["decision"].as_str(), d[0]["decided_by"].as_str()), (Some("decline"), Some("timeout")), "{d:?}");
+    Ok(())
 }
 
 async fn a_trapping_policy_blocks(mode: Mode) -> Result<()> {
@@ -201,6 +257,11 @@ async fn exec_auto_edit_no_other_hook_runs() -> Result<()> {
 #[tokio::test]
 async fn app_server_full_auto_no_other_hook_runs() -> Result<()> {
     no_other_hook_runs(APP_SERVER_FULL_AUTO).await
+}
+
+#[tokio::test]
+async fn app_server_suggest_no_other_hook_runs() -> Result<()> {
+    no_other_hook_runs(APP_SERVER_SUGGEST).await
 }
 
 /// A `cat .env` that the policy forbids never runs, and the secret is in no
@@ -325,7 +386,10 @@ async fn mcp_tool_calls_are_judged(mode: Mode) -> Result<()> {
         .collect();
     assert_eq!(
         seen,
-        [(json!("tool_call"), json!("job_list"), json!("accept")), (json!("tool_call"), json!("job_start"), json!("decline"))],
+        [
+            (json!("tool_call"), json!("job_list"), json!("accept")),
+            (json!("tool_call"), json!("job_start"), json!("decline"))
+        ],
         "{mode:?}: {d:?}"
     );
     assert_eq!(d[0]["request"]["tool-call"]["server"], "tools");
@@ -333,7 +397,10 @@ async fn mcp_tool_calls_are_judged(mode: Mode) -> Result<()> {
     assert_eq!(arguments, json!({"limit": 5}));
     let listed = events.iter().any(|e| {
         let item = &e["data"]["item"];
-        e["type"] == "item.completed" && item["type"] == "mcp_tool_call" && item["tool"] == "job_list" && item["status"] == "completed"
+        e["type"] == "item.completed"
+            && item["type"] == "mcp_tool_call"
+            && item["tool"] == "job_list"
+            && item["status"] == "completed"
     });
     assert!(listed, "{mode:?}: the accepted job_list did not run: {events:?}");
     let jobs = inner_home.join("jobs");

@@ -163,7 +163,9 @@ mod tests {
         let job = Job::default();
         assert_eq!(CommandAllowlist::decide(&s, &job, &call("docs", "search")), Decision::Accept);
         assert_eq!(CommandAllowlist::decide(&s, &job, &call("docs", "delete")), Decision::Ask);
-        assert!(matches!(CommandAllowlist::decide(&s, &job, &call("shell", "run")), Decision::Decline(r) if r.contains("shell/run")));
+        assert!(
+            matches!(CommandAllowlist::decide(&s, &job, &call("shell", "run")), Decision::Decline(r) if r.contains("shell/run"))
+        );
     }
 
     #[test]

@@ -215,9 +215,14 @@ macro_rules! wit_request_of {
                     origin: origin(o),
                 }))
             }
-            Request::Permissions { permissions, network, reason, origin: o } => Some(wit::Request::Permissions(
-                wit::PermissionsRequest { permissions, network, reason, origin: origin(o) },
-            )),
+            Request::Permissions { permissions, network, reason, origin: o } => {
+                Some(wit::Request::Permissions(wit::PermissionsRequest {
+                    permissions,
+                    network,
+                    reason,
+                    origin: origin(o),
+                }))
+            }
             Request::ToolCall { server, tool, arguments, origin: o } => $tool_call(server, tool, arguments, origin(o)),
         }
     }};
@@ -237,7 +242,9 @@ pub(crate) fn wit_request(request: &Request) -> approval::exports::codex_jobhost
 
 /// A request as 0.2's generated WIT type; `None` for a tool call, which 0.2
 /// cannot express (its guest's answer counts as `ask`).
-pub(crate) fn v0_2_request(request: &Request) -> Option<v0_2::approval::exports::codex_jobhost::policy::approval::Request> {
+pub(crate) fn v0_2_request(
+    request: &Request,
+) -> Option<v0_2::approval::exports::codex_jobhost::policy::approval::Request> {
     use v0_2::approval::exports::codex_jobhost::policy::approval as wit;
     wit_request_of!(request, |_, _, _, _: Option<wit::Origin>| None)
 }
@@ -247,7 +254,9 @@ pub(crate) fn v0_2_request(request: &Request) -> Option<v0_2::approval::exports:
 /// unwrapped `command` only; a launch's settings only mode, sandbox and model;
 /// origins, network hosts and flags are left out; a tool call is not asked
 /// (`None`: its guest's answer counts as `ask`).
-pub(crate) fn v0_1_request(request: &Request) -> Option<v0_1::approval::exports::codex_jobhost::policy::approval::Request> {
+pub(crate) fn v0_1_request(
+    request: &Request,
+) -> Option<v0_1::approval::exports::codex_jobhost::policy::approval::Request> {
     use v0_1::approval::exports::codex_jobhost::policy::approval as wit;
     let launch = |l: codex_jobhost_policy::Launch| {
         wit::Request::Launch(wit::LaunchRequest { approval_mode: l.approval_mode, sandbox: l.sandbox, model: l.model })

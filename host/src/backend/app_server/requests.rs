@@ -13,7 +13,7 @@ use crate::policy::{ChangeKind, Origin, Request};
 /// A request from the app-server, by what it needs.
 pub enum AgentRequest {
     /// An approval: judged by the policies, answered with [`Approval::answer`].
-    Approval(Approval),
+    Approval(Box<Approval>),
     /// A question for a person (the agent's `request_user_input` tool, an
     /// MCP server's elicitation): nobody can be reached through the turn's
     /// JSON-RPC; answered with this "no answer" result.
@@ -135,7 +135,7 @@ impl AgentRequest {
             }
             _ => return AgentRequest::Unknown,
         };
-        AgentRequest::Approval(Approval { kind, request, call_id: text("/itemId"), shape })
+        AgentRequest::Approval(Box::new(Approval { kind, request, call_id: text("/itemId"), shape }))
     }
 }
 

@@ -38,7 +38,7 @@ pub enum Answer {
         /// Its JSON-RPC id.
         id: Value,
         /// The request, for its answer's shape.
-        approval: Approval,
+        approval: Box<Approval>,
     },
     /// A call of the policy hook.
     Hook(HookReply),
