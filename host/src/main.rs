@@ -230,18 +230,30 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
         JobsCommand::List { status, cwd, limit } => {
             host.index_jobs().await?;
             let list = host.list(&ListRequest { status, cwd, limit: Some(limit), max_chars: None }).await?;
+            // As `docker ps` and `kubectl get` show them: a header, then how old and how long.
+            let now = jiff::Timestamp::now();
+            let since = |from: &str, to: jiff::Timestamp| {
+                from.parse::<jiff::Timestamp>().map_or("-".into(), |t| short_span(to, t))
+            };
+            println!(
+                "{:<36}  {:<14}  {:>4}  {:>5}  {:>8}  {:<30}  PROMPT",
+                "JOB ID", "STATUS", "TURN", "AGE", "DURATION", "CWD"
+            );
             for j in list.jobs {
+                let ended = j.finished_at.as_deref().and_then(|f| f.parse().ok());
                 println!(
-                    "{}  {:<14} turn {}  {}  {}",
+                    "{:<36}  {:<14}  {:>4}  {:>5}  {:>8}  {:<30}  {}",
                     j.job_id,
                     j.status.as_str(),
                     j.turn,
+                    since(&j.created_at, now),
+                    since(&j.created_at, ended.unwrap_or(now)),
                     j.cwd.display(),
                     j.prompt.replace('\n', " ")
                 );
             }
             for u in list.unreadable {
-                println!("{}  unreadable      {}", u.job_id, u.error);
+                println!("{:<36}  {:<14}  {}", u.job_id, "unreadable", u.error);
             }
         }
         JobsCommand::Show { id } => {
@@ -378,6 +390,17 @@ fn policy(host: &JobHost, command: PolicyCommand, backend: BackendKind) -> Resul
         }
     }
     Ok(())
+}
+
+/// `to - from` as `docker ps` shows an age: `45s`, `12m`, `3h`, `2d` (whole units, rounded down).
+fn short_span(to: jiff::Timestamp, from: jiff::Timestamp) -> String {
+    let s = to.duration_since(from).as_secs().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
 }
 
 /// A span such as `7d`, `12h` or `30m` given to `flag` (jiff's friendly

@@ -73,6 +73,19 @@ async fn a_job_completes_with_the_agents_message() -> Result<()> {
     assert_eq!(feed["notifications"][0]["status"], "completed");
     let after = server.ok("job_notifications", json!({"cursor": feed["next_cursor"]})).await?;
     assert!(after["notifications"].as_array().unwrap().is_empty());
+
+    // `jobs list`, as `docker ps` shows containers: a header, then each job with its age and duration.
+    let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
+        .args(["--home".as_ref(), world.jobhost_home().as_os_str(), "jobs".as_ref(), "list".as_ref()])
+        .output()?;
+    let shown = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Vec<&str>> = shown.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0][..7], ["JOB", "ID", "STATUS", "TURN", "AGE", "DURATION", "CWD"], "{shown}");
+    let row = &lines[1];
+    assert_eq!((row[0], row[1], row[2]), (job.as_str(), "completed", "0"), "{shown}");
+    let span = |s: &str| s.strip_suffix(['s', 'm', 'h', 'd']).is_some_and(|n| n.parse::<u64>().is_ok());
+    assert!(span(row[3]) && span(row[4]), "age and duration: {shown}");
     Ok(())
 }
 
