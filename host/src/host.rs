@@ -12,6 +12,7 @@ mod lifecycle;
 mod read;
 mod shape;
 pub mod tools;
+pub mod transcript;
 
 pub use gc::GcReport;
 pub use tools::*;

@@ -120,12 +120,16 @@ enum JobsCommand {
     },
     /// A job's status and result, as JSON.
     Show { id: String },
-    /// A job's raw output (output.log).
+    /// A job's transcript: the agent's messages, commands with their exit code
+    /// and output, file changes, tool calls, approval decisions, each turn's end.
     Logs {
         id: String,
-        /// Keep printing new output until the job's turn ends.
+        /// Keep printing until the job's turn ends.
         #[arg(long, short)]
         follow: bool,
+        /// Print the agent's raw output (output.log) instead.
+        #[arg(long)]
+        raw: bool,
     },
     /// Cancel a running job.
     Cancel { id: String },
@@ -260,7 +264,31 @@ async fn jobs(host: &std::sync::Arc<JobHost>, command: JobsCommand) -> Result<()
             let status = host.off_runtime(move |host| host.status(&id, Some(20), None)).await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
-        JobsCommand::Logs { id, follow } => {
+        JobsCommand::Logs { id, follow, raw: false } => {
+            let job = id.clone();
+            let status = host.off_runtime(move |host| host.status(&job, Some(0), None)).await?;
+            println!("== turn 0: {}", status.prompt.replace('\n', " "));
+            let mut cursor = 0;
+            loop {
+                // Whether the turn had ended before this read: then what it reads is all there is.
+                let job = id.clone();
+                let ended = !follow
+                    || host.off_runtime(move |host| host.status(&job, Some(0), None)).await?.status.is_terminal();
+                let job = id.clone();
+                let (lines, next) = host.off_runtime(move |host| host.transcript(&job, cursor)).await?;
+                for line in &lines {
+                    println!("{line}");
+                }
+                if next != cursor {
+                    cursor = next;
+                } else if ended {
+                    break;
+                } else {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            }
+        }
+        JobsCommand::Logs { id, follow, raw: true } => {
             let mut offset = 0;
             let mut out = std::io::stdout().lock();
             loop {

@@ -285,9 +285,10 @@ async fn output_past_its_cap_loses_its_middle_and_the_job_goes_on() -> Result<()
     let on_disk = meta.blocks() * 512;
     assert!(meta.len() > 3_000_000, "offsets stay: the log is {} bytes long", meta.len());
     assert!(on_disk <= (1 << 20) + (64 << 10), "{on_disk} bytes on disk for a 1 MiB cap");
-    // `jobs logs` shows the start, one marker for the cut, and the end.
+    // `jobs logs --raw` shows the start, one marker for the cut, and the end.
     let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
-        .args(["--home".as_ref(), world.jobhost_home().as_os_str(), "jobs".as_ref(), "logs".as_ref(), job.as_ref()])
+        .args(["--home".as_ref(), world.jobhost_home().as_os_str(), "jobs".as_ref(), "logs".as_ref(), "--raw".as_ref()])
+        .arg(&job)
         .output()?;
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -69,6 +69,17 @@ async fn decline_one_accept_the_other(mode: Mode) -> Result<()> {
     for d in d {
         assert_eq!((d["decided_by"].as_str(), d["via"].as_str()), (Some("command_allowlist"), Some("hook")), "{d}");
     }
+    // `jobs logs` tells it as a person would read it.
+    let out = std::process::Command::new(codex_jobhost_e2e::host_bin())
+        .args(["jobs", "logs", &job])
+        .env("CODEX_JOBHOST_HOME", world.jobhost_home())
+        .output()?;
+    let transcript = String::from_utf8(out.stdout)?;
+    let has = |part: &str| transcript.lines().any(|l| l.contains(part));
+    assert!(has("== turn 0: make two files"), "{mode:?}: {transcript}");
+    assert!(has("decline command by command_allowlist: touch denied.txt"), "{mode:?}: {transcript}");
+    assert!(has("touch allowed.txt'  (exit 0)") || has("touch allowed.txt  (exit 0)"), "{mode:?}: {transcript}");
+    assert!(has("agent: done") && has("== completed, exit 0"), "{mode:?}: {transcript}");
     Ok(())
 }
 

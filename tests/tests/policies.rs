@@ -210,11 +210,13 @@ async fn a_redaction_hides_its_text_in_every_tools_result_and_the_cli() -> Resul
         assert!(!shown.contains(secret), "{tool} shows the secret: {shown}");
         assert!(result.get("policy_errors").is_none(), "{tool}: {shown}");
     }
-    // The CLI's `jobs show` goes through the same façade, and so does `jobs
-    // logs`, the agent's raw output.
-    for command in ["show", "logs"] {
-        let (ok, shown, stderr) = cli(&world.jobhost_home(), &world.work_dir(), &["jobs", command, &job], "")?;
-        assert!(ok && shown.contains("[REDACTED]") && !shown.contains(secret), "jobs {command}: {shown}{stderr}");
+    // The CLI's `jobs show` goes through the same façade, and so do `jobs
+    // logs` (the transcript: prompt, the agent's message) and `jobs logs --raw`
+    // (the agent's raw output).
+    for args in [&["show"][..], &["logs"], &["logs", "--raw"]] {
+        let args: Vec<&str> = ["jobs"].into_iter().chain(args.iter().copied()).chain([job.as_str()]).collect();
+        let (ok, shown, stderr) = cli(&world.jobhost_home(), &world.work_dir(), &args, "")?;
+        assert!(ok && shown.contains("[REDACTED]") && !shown.contains(secret), "{args:?}: {shown}{stderr}");
     }
     let raw = std::fs::read_to_string(world.jobhost_home().join("jobs").join(&job).join("output.log"))?;
     assert!(raw.contains(secret), "the raw output has it: {raw}");
