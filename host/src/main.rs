@@ -48,9 +48,6 @@ enum Command {
         #[arg(long)]
         job: String,
     },
-    /// Put one tool call to the job's approval policies (Codex's `PreToolUse` hook; not for direct use).
-    #[command(hide = true)]
-    Hook,
 }
 
 #[derive(Subcommand)]
@@ -160,10 +157,6 @@ enum JobsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Hook = cli.command {
-        // Nothing else first: every way this exits must be one Codex reads (0 allow, 2 block).
-        return codex_jobhost::backend::hooks::client::run();
-    }
     #[cfg(feature = "failpoints")]
     set_failpoints(matches!(cli.command, Command::Supervise { .. }));
     tracing_subscriber::fmt()
@@ -225,7 +218,7 @@ async fn run(cli: Cli) -> Result<()> {
             host.off_runtime(move |host| policy(host, command, backend)).await
         }
         Command::Jobs { command } => jobs(&host, command).await,
-        Command::Supervise { .. } | Command::Hook => unreachable!(),
+        Command::Supervise { .. } => unreachable!(),
     }
 }
 
@@ -471,10 +464,15 @@ async fn doctor(host: &JobHost) -> Result<()> {
             println!("features: {}", serde_json::to_string(&cli.capabilities)?);
             // What a job with an approval policy gets: the hook, trusted as Codex computes it.
             use codex_jobhost::backend::hooks;
-            let command = hooks::hook_command(&std::env::current_exe()?);
+            let program = hooks::hook_program(&std::env::current_exe()?);
+            let command = hooks::hook_command(&program);
             let cache = home.join(codex_jobhost::home::CACHE_DIR);
             let cwd = std::env::current_dir()?;
-            match hooks::trust::trusted_hash(&cli.program, &cli.env, &cwd, &command, &cache).await {
+            let trusted = match program.is_file() {
+                true => hooks::trust::trusted_hash(&cli.program, &cli.env, &cwd, &command, &cache).await,
+                false => Err(anyhow::anyhow!("{} is missing (install it with codex-jobhost)", program.display())),
+            };
+            match trusted {
                 Ok(hash) => println!(
                     "governed: with an approval policy, every shell command, apply_patch and MCP tool call of a job goes \
                      to the policies before it runs, on both backends (Codex's PreToolUse hook, trusted as {hash}); \

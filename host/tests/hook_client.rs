@@ -1,4 +1,4 @@
-//! `codex-jobhost hook`, the process Codex runs before each tool call of a
+//! `codex-jobhost-hook`, the process Codex runs before each tool call of a
 //! governed job, fails closed: every way it can go wrong exits 2 with a
 //! reason on stderr (what Codex reads as "block"), never 0, 1 or an empty
 //! stderr (what Codex reads as "let it run"). Only an `allow` from the
@@ -12,8 +12,8 @@ const CALL: &str = r#"{"session_id":"t","turn_id":"u","cwd":"/w","hook_event_nam
 
 /// Runs the hook with `stdin`, its socket variable set to `socket`.
 fn hook(stdin: &str, socket: Option<&std::path::Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codex-jobhost"));
-    cmd.arg("hook").env_remove("CODEX_JOBHOST_HOOK_SOCKET");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codex-jobhost-hook"));
+    cmd.env_remove("CODEX_JOBHOST_HOOK_SOCKET");
     if let Some(socket) = socket {
         cmd.env("CODEX_JOBHOST_HOOK_SOCKET", socket);
     }

@@ -35,7 +35,7 @@ async fn turn(world: &World, backend: &str) -> Result<(f64, Vec<f64>)> {
     args["backend"] = json!(backend);
     args["approval_policy"] = json!(if backend == "exec" { "auto-edit" } else { "full-auto" });
     let job = server.start_job(args).await?;
-    let status = server.wait_done(&job, 300).await?;
+    let status = server.wait_done(&job, 240).await?;
     anyhow::ensure!(status["status"] == "completed", "{status}");
     let events = server.all_events(&job).await?;
     let at = |kind: &str| events.iter().find(|e| e["type"] == kind).with_context(|| format!("no {kind}"));

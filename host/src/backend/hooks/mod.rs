@@ -6,10 +6,10 @@
 //!
 //! - The supervisor adds the hook to Codex's command line as session
 //!   config ([`codex_config`]): one handler, matcher `*`, running
-//!   `codex-jobhost hook`, trusted by its hash alone (what Codex itself
+//!   `codex-jobhost-hook`, trusted by its hash alone (what Codex itself
 //!   computed for that handler, [`trust`]), so no other untrusted hook runs
 //!   because of it.
-//! - Codex runs `codex-jobhost hook` ([`client`]) before each tool call with
+//! - Codex runs `codex-jobhost-hook` (the `codex_jobhost_hook` crate) before each tool call with
 //!   the call on stdin; it asks the supervisor over the job's socket
 //!   ([`server`]) and blocks the call unless the answer is allow.
 //! - The supervisor judges the call with the turn's [`super::gate::Gate`]
@@ -21,7 +21,6 @@
 //! with exit 2 and a reason, and the hook's timeout is far beyond any
 //! approval deadline. Shapes as in Codex 0.169.0 (`codex-rs/hooks`).
 
-pub mod client;
 pub mod server;
 pub mod trust;
 
@@ -57,7 +56,11 @@ pub async fn govern<W>(turn: &mut Turn<'_>, gate: &Gate<W>) -> Result<std::resul
         Ok(server) => server,
         Err(e) => return Ok(Err(cannot(e))),
     };
-    let program = std::env::current_exe()?;
+    let program = hook_program(&std::env::current_exe()?);
+    if !program.is_file() {
+        let e = anyhow::anyhow!("{} is missing (it is installed with codex-jobhost)", program.display());
+        return Ok(Err(cannot(e)));
+    }
     let command = hook_command(&program);
     let cache = turn.store.root().join(crate::home::CACHE_DIR);
     let spec = &turn.spec;
@@ -112,9 +115,7 @@ pub async fn judge_call<W>(
     }
 }
 
-/// The environment variable that tells the hook client its supervisor's
-/// socket: `<job dir>/hook.sock`.
-pub const SOCKET_ENV: &str = "CODEX_JOBHOST_HOOK_SOCKET";
+pub use codex_jobhost_hook::SOCKET_ENV;
 
 /// How long Codex lets one hook call run, in seconds (30 days): a hook that
 /// Codex times out lets the call run, so this is beyond any approval
@@ -125,11 +126,16 @@ pub const HOOK_TIMEOUT_S: u64 = 30 * 24 * 3600;
 /// source, the event, the matcher group's index and the handler's.
 pub const HOOK_KEY: &str = "/<session-flags>/config.toml:pre_tool_use:0:0";
 
-/// The hook handler's command: this program's `hook` subcommand, quoted for a shell.
+/// The hook client's program, `codex-jobhost-hook`, beside `server` (this
+/// program, `codex-jobhost`): installed with it.
+pub fn hook_program(server: &Path) -> std::path::PathBuf {
+    server.with_file_name("codex-jobhost-hook")
+}
+
+/// The hook handler's command: `program`, quoted for a shell.
 pub fn hook_command(program: &Path) -> String {
     let program = program.display().to_string();
-    let quoted = shlex::try_quote(&program).map(|q| q.into_owned()).unwrap_or(program);
-    format!("{quoted} hook")
+    shlex::try_quote(&program).map(|q| q.into_owned()).unwrap_or(program)
 }
 
 /// The `-c key=value` entries that install the hook (`hooks.PreToolUse`),
@@ -257,12 +263,12 @@ mod tests {
 
     #[test]
     fn the_hook_config_is_toml_codex_reads() {
-        let entries = codex_config("'/opt/my jobhost/codex-jobhost' hook", Some("sha256:ab"));
+        let entries = codex_config("'/opt/my jobhost/codex-jobhost-hook'", Some("sha256:ab"));
         assert_eq!(entries[0], "features.hooks=true");
         let (key, value) = entries[1].split_once('=').unwrap();
         assert_eq!(key, "hooks.PreToolUse");
         let parsed: toml::Value = toml::from_str(&format!("v = {value}")).unwrap();
-        assert_eq!(parsed["v"][0]["hooks"][0]["command"].as_str(), Some("'/opt/my jobhost/codex-jobhost' hook"));
+        assert_eq!(parsed["v"][0]["hooks"][0]["command"].as_str(), Some("'/opt/my jobhost/codex-jobhost-hook'"));
         assert_eq!(parsed["v"][0]["matcher"].as_str(), Some("*"));
         let (_, state) = entries[2].split_once('=').unwrap();
         let parsed: toml::Value = toml::from_str(&format!("v = {state}")).unwrap();

@@ -3,11 +3,10 @@
 //! stdin as Codex gave it, one JSON line; and answers one [`HookVerdict`]
 //! line once the turn's gate has decided (which may wait for `job_approve`).
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+pub use codex_jobhost_hook::{HookVerdict, MAX_CALL_BYTES, reachable};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -18,18 +17,6 @@ use crate::job::approval::ApprovalDecision;
 
 /// The socket's name in the job's directory.
 pub const SOCKET_NAME: &str = "hook.sock";
-
-/// Most bytes one call may have (a large patch is the largest): 64 MiB.
-pub const MAX_CALL_BYTES: u64 = 64 << 20;
-
-/// The answer to one hook call, one JSON line on the socket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HookVerdict {
-    /// Whether the call may run.
-    pub allow: bool,
-    /// Why not, shown to the agent; none when allowed.
-    pub reason: Option<String>,
-}
 
 /// One hook call: what Codex gave the hook, and where its verdict goes.
 pub struct HookCall {
@@ -132,19 +119,4 @@ async fn serve(stream: UnixStream, calls: mpsc::Sender<HookCall>) {
     let mut text = serde_json::to_string(&verdict).unwrap_or_default();
     text.push('\n');
     let _ = write.write_all(text.as_bytes()).await;
-}
-
-/// A path that reaches `path` within the 108 bytes a socket address holds:
-/// `path` itself when short enough, else `/proc/self/fd/<n>/<name>` through
-/// its directory, opened (keep the returned file while the path is used).
-///
-/// Errors: the directory cannot be opened.
-pub fn reachable(path: &Path) -> Result<(Option<std::fs::File>, PathBuf)> {
-    if path.as_os_str().len() < 100 {
-        return Ok((None, path.to_owned()));
-    }
-    let (dir, name) = (path.parent().unwrap_or(Path::new("/")), path.file_name().unwrap_or_default());
-    let file = std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
-    let short = Path::new("/proc/self/fd").join(file.as_raw_fd().to_string()).join(name);
-    Ok((Some(file), short))
 }
