@@ -30,6 +30,10 @@ use crate::policy::{self, Decision, JobContext, PinnedSet, Policies, PolicySet, 
 /// nor the user's config says: 15 minutes.
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
+/// The longest an asked request waits, whatever `approval_timeout_s` says:
+/// a day short of the hook's timeout ([`super::hooks::HOOK_TIMEOUT_S`]).
+pub const LONGEST_WAIT: Duration = Duration::from_secs(super::hooks::HOOK_TIMEOUT_S - 24 * 3600);
+
 /// One decision on one action, as `approval.decided` records it.
 #[derive(Clone, Debug)]
 pub struct Ruling {
@@ -109,9 +113,11 @@ impl<W> Gate<W> {
         let policies = load_policies(turn).map_err(|e| format!("{e:#}"));
         let root = policies.as_ref().ok().and_then(|p| p.project_root.as_deref());
         let ctx = policy::job_context(turn.meta.id, turn.meta.backend, &turn.meta.cwd, root, &turn.meta.prompt);
+        // Never past the hook's own timeout, after which Codex would let the call run.
         let timeout = (turn.meta.options.approval_timeout_s)
             .or(turn.spec.settings.approval_timeout_s)
-            .map_or(APPROVAL_TIMEOUT, Duration::from_secs);
+            .map_or(APPROVAL_TIMEOUT, Duration::from_secs)
+            .min(LONGEST_WAIT);
         let (answers, received) = mpsc::unbounded_channel();
         let gate = Gate {
             policies,
@@ -133,18 +139,13 @@ impl<W> Gate<W> {
         self.policies.as_ref().map_or(true, |set| set.has_approvals())
     }
 
-    /// How long an asked request waits for its answer.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Whether any request waits for the caller.
     pub fn is_waiting(&self) -> bool {
         !self.waiting.is_empty()
     }
 
     /// The next request id of `turn`: `<turn>-<n>`, from 1.
-    pub fn next_request_id(&mut self, turn: &Turn<'_>) -> String {
+    fn next_request_id(&mut self, turn: &Turn<'_>) -> String {
         self.requests += 1;
         format!("{}-{}", turn.meta.turn, self.requests)
     }
