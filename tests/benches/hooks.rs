@@ -4,7 +4,9 @@
 //! Codex's `PreToolUse` hook to the supervisor and the policy), alternating,
 //! on both backends, on the release build with the real Codex CLI and the
 //! mock model. Per command: the turn's time (`turn.started` → `turn.completed`)
-//! over its commands; the hook's cost is the difference of the medians. Run:
+//! over its commands; the hook's cost is the difference of the medians. On
+//! app-server, Codex also reports each hook run's own wall time
+//! (`hook/completed`'s `durationMs`, read from `output.log`). Run:
 //! `cargo build --release -p codex-jobhost && CODEX_JOBHOST_BIN=target/release/codex-jobhost CODEX_BIN=… cargo bench -p codex-jobhost-e2e --bench hooks`
 
 use std::time::Duration;
@@ -16,7 +18,7 @@ use serde_json::{Value, json};
 /// Commands per turn.
 const K: usize = 20;
 /// Turns per side.
-const N: usize = 7;
+const N: usize = 15;
 
 fn ts(event: &Value) -> Result<jiff::Timestamp> {
     Ok(event["ts"].as_str().context("ts")?.parse()?)
@@ -27,9 +29,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One turn of `K` commands in `world`: its time per command, and the
-/// supervisor's own time per decision (`elapsed_us`), in ms.
-async fn turn(world: &World, backend: &str) -> Result<(f64, Vec<f64>)> {
+/// One turn of `K` commands in `world`: its time per command, the
+/// supervisor's own time per decision (`elapsed_us`), and Codex's time per
+/// hook run (app-server only), in ms.
+async fn turn(world: &World, backend: &str) -> Result<(f64, Vec<f64>, Vec<f64>)> {
     let server = world.serve().await?;
     let mut args = world.start_args("run the commands");
     args["backend"] = json!(backend);
@@ -51,7 +54,14 @@ async fn turn(world: &World, backend: &str) -> Result<(f64, Vec<f64>)> {
         .filter_map(|e| e["data"]["elapsed_us"].as_u64())
         .map(|us| us as f64 / 1000.0)
         .collect();
-    Ok((Duration::as_secs_f64(&took) * 1000.0 / K as f64, decided))
+    let log = std::fs::read_to_string(world.jobhost_home().join("jobs").join(&job).join("output.log"))?;
+    let hook_runs = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["method"] == "hook/completed")
+        .filter_map(|m| m.pointer("/params/run/durationMs").and_then(Value::as_f64))
+        .collect();
+    Ok((Duration::as_secs_f64(&took) * 1000.0 / K as f64, decided, hook_runs))
 }
 
 fn world(policy: bool) -> Result<World> {
@@ -68,13 +78,14 @@ fn world(policy: bool) -> Result<World> {
 #[tokio::main]
 async fn main() -> Result<()> {
     for backend in ["exec", "app-server"] {
-        let (mut bare, mut hooked, mut decisions) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bare, mut hooked, mut decisions, mut runs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..N {
             bare.push(turn(&world(false)?, backend).await?.0);
-            let (per_command, decided) = turn(&world(true)?, backend).await?;
+            let (per_command, decided, hook_runs) = turn(&world(true)?, backend).await?;
             anyhow::ensure!(decided.len() == K, "{} of {K} commands decided", decided.len());
             hooked.push(per_command);
             decisions.extend(decided);
+            runs.extend(hook_runs);
         }
         let (bare, hooked) = (median(bare), median(hooked));
         println!(
@@ -84,6 +95,13 @@ async fn main() -> Result<()> {
             median(decisions.clone()),
             decisions.len()
         );
+        if !runs.is_empty() {
+            println!(
+                "{backend:<11} hook run as Codex times it (durationMs): median {:.1} ms (n={})",
+                median(runs.clone()),
+                runs.len()
+            );
+        }
     }
     Ok(())
 }
