@@ -360,8 +360,10 @@ async fn a_policy_in_shadow_is_recorded_and_never_applied() -> Result<()> {
         log(&["--json"], &world.work_dir())?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines.iter().all(|l| l["job_id"] == job.as_str()), "{lines:?}");
+    // Another project: a folder with its own root marker (the world's temporary
+    // folder may itself be inside a repository, which would be the project of both).
     let elsewhere = world.root().join("elsewhere");
-    std::fs::create_dir_all(&elsewhere)?;
+    std::fs::create_dir_all(elsewhere.join(".git"))?;
     assert_eq!(log(&[], &elsewhere)?, "", "a job of another project is listed");
     Ok(())
 }
