@@ -31,8 +31,8 @@ use crate::policy::{self, Decision, JobContext, PinnedSet, Policies, PolicySet, 
 pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// The longest an asked request waits, whatever `approval_timeout_s` says:
-/// a day short of the hook's timeout ([`super::hooks::HOOK_TIMEOUT_S`]).
-pub const LONGEST_WAIT: Duration = Duration::from_secs(super::hooks::HOOK_TIMEOUT_S - 24 * 3600);
+/// 29 days (the policy hook's own timeout is a day longer).
+pub const LONGEST_WAIT: Duration = Duration::from_secs(29 * 24 * 3600);
 
 /// One decision on one action, as `approval.decided` records it.
 #[derive(Clone, Debug)]

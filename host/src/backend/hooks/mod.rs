@@ -35,6 +35,7 @@ use crate::job::End;
 use crate::job::approval::ApprovalDecision;
 use crate::job::runtime::Turn;
 use crate::policy::{ChangeKind, Origin, Request};
+pub use codex_jobhost_hook::SOCKET_ENV;
 pub use server::{HookCall, HookReply, HookServer};
 
 /// How hook calls reach the gate, as `approval.decided` says.
@@ -115,12 +116,10 @@ pub async fn judge_call<W>(
     }
 }
 
-pub use codex_jobhost_hook::SOCKET_ENV;
-
 /// How long Codex lets one hook call run, in seconds (30 days): a hook that
-/// Codex times out lets the call run, so this is beyond any approval
-/// deadline, which the supervisor enforces itself (it answers decline then).
-pub const HOOK_TIMEOUT_S: u64 = 30 * 24 * 3600;
+/// Codex times out lets the call run, so this is a day beyond the longest
+/// approval wait, which the supervisor enforces itself (it answers decline then).
+pub const HOOK_TIMEOUT_S: u64 = super::gate::LONGEST_WAIT.as_secs() + 24 * 3600;
 
 /// The key Codex gives the hook in its session-flags layer (`-c`): the
 /// source, the event, the matcher group's index and the handler's.
