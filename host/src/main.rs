@@ -392,10 +392,7 @@ fn policy(host: &JobHost, command: PolicyCommand, backend: BackendKind) -> Resul
                 }
                 let e = &d.event.data;
                 let text = |key: &str| e[key].as_str().unwrap_or("-").to_owned();
-                let request = &e["request"];
-                let what = (request.pointer("/command/command").and_then(|c| c.as_str()).map(str::to_owned))
-                    .or_else(|| request.pointer("/file-change/paths").map(|p| p.to_string()))
-                    .unwrap_or_else(|| request.to_string());
+                let what = codex_jobhost::host::transcript::request_summary(&e["request"]);
                 println!(
                     "{}  {}  {}{}  {} {}  {}  {}",
                     d.event.ts,
@@ -404,7 +401,7 @@ fn policy(host: &JobHost, command: PolicyCommand, backend: BackendKind) -> Resul
                     text("decided_by"),
                     text("decision"),
                     text("kind"),
-                    what.replace('\n', " "),
+                    what,
                     e["reason"].as_str().unwrap_or("")
                 );
             }
@@ -464,16 +461,9 @@ async fn doctor(host: &JobHost) -> Result<()> {
             println!("features: {}", serde_json::to_string(&cli.capabilities)?);
             // What a job with an approval policy gets: the hook, trusted as Codex computes it.
             use codex_jobhost::backend::hooks;
-            let program = hooks::hook_program(&std::env::current_exe()?);
-            let command = hooks::hook_command(&program);
-            let cache = home.join(codex_jobhost::home::CACHE_DIR);
             let cwd = std::env::current_dir()?;
-            let trusted = match program.is_file() {
-                true => hooks::trust::trusted_hash(&cli.program, &cli.env, &cwd, &command, &cache).await,
-                false => Err(anyhow::anyhow!("{} is missing (install it with codex-jobhost)", program.display())),
-            };
-            match trusted {
-                Ok(hash) => println!(
+            match hooks::trusted_command(&cli.program, &cli.env, &cwd, home).await {
+                Ok((_, hash)) => println!(
                     "governed: with an approval policy, every shell command, apply_patch and MCP tool call of a job goes \
                      to the policies before it runs, on both backends (Codex's PreToolUse hook, trusted as {hash}); \
                      Codex's web search and image views are not hooked"

@@ -449,6 +449,24 @@ pub struct Server<H: rmcp::ClientHandler = ()> {
 pub type ToolOutcome = std::result::Result<Value, String>;
 
 impl<H: rmcp::ClientHandler> Server<H> {
+    /// `job_wait` until the job needs its caller; returns its `job_status`.
+    pub async fn wait_input_required(&self, job: &str) -> Result<Value> {
+        let waited = self.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
+        assert_eq!(waited["input_required"][0]["job_id"], job, "{waited}");
+        self.ok("job_status", json!({"job_id": job})).await
+    }
+
+    /// `job_wait` until the job's turn has ended, past any `input_required`; returns its `job_status`.
+    pub async fn wait_finished(&self, job: &str) -> Result<Value> {
+        loop {
+            let waited = self.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
+            if waited["finished"].as_array().is_some_and(|f| !f.is_empty()) {
+                return self.ok("job_status", json!({"job_id": job})).await;
+            }
+            assert_eq!(waited["timed_out"], false, "{waited}");
+        }
+    }
+
     /// Calls `tool` with `args`: `Ok(structuredContent)` or `Err(text)` when
     /// the result has `isError: true`. Protocol errors are `Result` errors.
     pub async fn call(&self, tool: &str, args: Value) -> Result<ToolOutcome> {
@@ -532,6 +550,11 @@ impl<H: rmcp::ClientHandler> Server<H> {
 
 fn rustix_pid(pid: u32) -> Result<rustix::process::Pid> {
     rustix::process::Pid::from_raw(pid as i32).context("bad pid")
+}
+
+/// The `approval.decided` events' payloads, in order.
+pub fn decided(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["type"] == "approval.decided").map(|e| &e["data"]).collect()
 }
 
 /// A built policy component: `$GUEST_POLICIES_DIR/<name>.wasm`, by default

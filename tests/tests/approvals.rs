@@ -6,37 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use codex_jobhost_e2e::{Reply, Server, World};
+use codex_jobhost_e2e::{Reply, World, decided};
 use rmcp::RoleClient;
 use rmcp::model::{ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability};
 use rmcp::service::RequestContext;
-use serde_json::{Value, json};
-
-fn decided(events: &[Value]) -> Vec<&Value> {
-    events.iter().filter(|e| e["type"] == "approval.decided").map(|e| &e["data"]).collect()
-}
+use serde_json::json;
 
 fn allowlist(world: &World, config: &str) -> Result<()> {
     let guest = world.project_guest("command_allowlist")?;
     world.project_policy(&format!("[[approval]]\npath = {guest:?}\nconfig = {config}\n"))
-}
-
-/// `job_wait` until the job needs its caller; returns its `job_status`.
-async fn wait_input_required(server: &Server, job: &str) -> Result<Value> {
-    let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
-    assert_eq!(waited["input_required"][0]["job_id"], job, "{waited}");
-    server.ok("job_status", json!({"job_id": job})).await
-}
-
-/// `job_wait` until the job's turn has ended, past any `input_required`; returns its `job_status`.
-async fn wait_finished<H: rmcp::ClientHandler>(server: &Server<H>, job: &str) -> Result<Value> {
-    loop {
-        let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
-        if waited["finished"].as_array().is_some_and(|f| !f.is_empty()) {
-            return server.ok("job_status", json!({"job_id": job})).await;
-        }
-        assert_eq!(waited["timed_out"], false, "{waited}");
-    }
 }
 
 /// An MCP client that declares `elicitation` and accepts whatever it is asked.
@@ -70,7 +48,7 @@ async fn a_client_that_can_be_asked_answers_by_elicitation() -> Result<()> {
     let client = Accepting::default();
     let server = world.serve_with(client.clone()).await?;
     let job = server.start_job(world.start_args("make a file")).await?;
-    let status = wait_finished(&server, &job).await?;
+    let status = server.wait_finished(&job).await?;
     assert_eq!(status["status"], "completed", "{status}");
     assert!(world.work_dir().join("elicited.txt").is_file());
     let asked = client.asked.lock().unwrap().clone();
@@ -132,7 +110,7 @@ async fn without_a_policy_the_caller_answers_with_job_approve() -> Result<()> {
     let server = world.serve().await?;
     let job = server.start_job(world.start_args("make two files")).await?;
 
-    let status = wait_input_required(&server, &job).await?;
+    let status = server.wait_input_required(&job).await?;
     assert_eq!(status["status"], "input_required", "{status}");
     let pending = &status["pending_approvals"][0];
     assert_eq!((pending["kind"].as_str(), pending["asked_by"].as_str()), (Some("command"), Some("built-in")));
@@ -148,7 +126,7 @@ async fn without_a_policy_the_caller_answers_with_job_approve() -> Result<()> {
     let again = server.err("job_approve", json!({"job_id": job, "request_id": first, "decision": "decline"})).await?;
     assert!(again.contains("already answered: accept by job_approve"), "{again}");
 
-    let status = wait_input_required(&server, &job).await?;
+    let status = server.wait_input_required(&job).await?;
     let second = status["pending_approvals"][0]["request_id"].as_str().context("request_id")?.to_owned();
     assert_ne!(second, first);
     let unknown = server.err("job_approve", json!({"job_id": job, "request_id": "0-99", "decision": "accept"})).await?;
@@ -181,7 +159,7 @@ async fn a_job_waiting_for_an_answer_holds_no_running_place() -> Result<()> {
     std::fs::write(world.jobhost_home().join("config.toml"), "[jobs]\nmax_running = 1\n")?;
     let server = world.serve().await?;
     let a = server.start_job(world.start_args("make a file")).await?;
-    let status = wait_input_required(&server, &a).await?;
+    let status = server.wait_input_required(&a).await?;
     let request = status["pending_approvals"][0]["request_id"].as_str().context("request_id")?.to_owned();
 
     let b = server.start_job(world.start_args("just answer")).await?;
@@ -201,7 +179,7 @@ async fn a_pending_approval_survives_a_server_crash() -> Result<()> {
     let world = World::new([Reply::Escalated("touch after-crash.txt".into()), Reply::Message("done".into())])?;
     let server = world.serve().await?;
     let job = server.start_job(world.start_args("make a file")).await?;
-    let status = wait_input_required(&server, &job).await?;
+    let status = server.wait_input_required(&job).await?;
     let request = status["pending_approvals"][0]["request_id"].as_str().context("request_id")?.to_owned();
     server.kill()?;
 
@@ -223,7 +201,7 @@ async fn an_unanswered_approval_is_declined_at_its_deadline() -> Result<()> {
     let mut args = world.start_args("make a file");
     args["approval_timeout_s"] = json!(1);
     let job = server.start_job(args).await?;
-    let status = wait_finished(&server, &job).await?;
+    let status = server.wait_finished(&job).await?;
     assert_eq!(status["status"], "completed", "{status}");
     assert!(!world.work_dir().join("never.txt").exists());
     let events = server.all_events(&job).await?;
@@ -315,11 +293,11 @@ async fn a_cancel_answer_ends_the_turn_cancelled_with_its_reason() -> Result<()>
     let world = World::new([Reply::Escalated("touch never.txt".into()), Reply::Message("not reached".into())])?;
     let server = world.serve().await?;
     let job = server.start_job(world.start_args("make a file")).await?;
-    let status = wait_input_required(&server, &job).await?;
+    let status = server.wait_input_required(&job).await?;
     let request = status["pending_approvals"][0]["request_id"].as_str().context("request_id")?.to_owned();
     let args = json!({"job_id": job, "request_id": request, "decision": "cancel", "reason": "stop here"});
     server.ok("job_approve", args).await?;
-    let status = wait_finished(&server, &job).await?;
+    let status = server.wait_finished(&job).await?;
     assert_eq!(status["status"], "cancelled", "{status}");
     assert_eq!(status["error"], "cancelled by job_approve: stop here");
     assert!(!world.work_dir().join("never.txt").exists());

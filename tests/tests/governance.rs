@@ -5,7 +5,7 @@
 //! real Codex CLI runs the policy hook; the mock model asks for the commands.
 
 use anyhow::{Context, Result};
-use codex_jobhost_e2e::{Reply, Server, World};
+use codex_jobhost_e2e::{Reply, World, decided};
 use serde_json::{Value, json};
 
 /// A backend and an approval mode to run a job with.
@@ -35,10 +35,6 @@ impl Mode {
         args["approval_policy"] = json!(self.approval);
         args
     }
-}
-
-fn decided(events: &[Value]) -> Vec<&Value> {
-    events.iter().filter(|e| e["type"] == "approval.decided").map(|e| &e["data"]).collect()
 }
 
 /// The command allowlist as the project's policy, full-auto launches allowed.
@@ -98,30 +94,12 @@ async fn app_server_suggest_commands_are_decided_once_by_the_policy() -> Result<
     decline_one_accept_the_other(APP_SERVER_SUGGEST).await
 }
 
-/// `job_wait` until the job needs its caller; returns its `job_status`.
-async fn wait_input_required(server: &Server, job: &str) -> Result<Value> {
-    let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
-    assert_eq!(waited["input_required"][0]["job_id"], job, "{waited}");
-    server.ok("job_status", json!({"job_id": job})).await
-}
-
-/// `job_wait` until the job's turn has ended, past any `input_required`; returns its `job_status`.
-async fn wait_finished(server: &Server, job: &str) -> Result<Value> {
-    loop {
-        let waited = server.ok("job_wait", json!({"job_ids": [job], "timeout_s": 120})).await?;
-        if waited["finished"].as_array().is_some_and(|f| !f.is_empty()) {
-            return server.ok("job_status", json!({"job_id": job})).await;
-        }
-        assert_eq!(waited["timed_out"], false, "{waited}");
-    }
-}
-
 async fn ask_the_caller(mode: Mode) -> Result<()> {
     let world = World::new([mode.command("touch asked.txt"), Reply::Message("done".into())])?;
     allowlist(&world, &[], &[])?;
     let server = world.serve().await?;
     let job = server.start_job(mode.start_args(&world, "make a file")).await?;
-    let status = wait_input_required(&server, &job).await?;
+    let status = server.wait_input_required(&job).await?;
     let pending = &status["pending_approvals"][0];
     assert_eq!(pending["request"]["command"]["command"], "touch asked.txt", "{mode:?}: {status}");
     assert_eq!(pending["asked_by"], "command_allowlist");
@@ -163,7 +141,7 @@ async fn a_hook_call_waiting_for_an_answer_survives_a_server_crash() -> Result<(
     allowlist(&world, &[], &[])?;
     let server = world.serve().await?;
     let job = server.start_job(mode.start_args(&world, "make a file")).await?;
-    let status = wait_input_required(&server, &job).await?;
+    let status = server.wait_input_required(&job).await?;
     let request = status["pending_approvals"][0]["request_id"].as_str().context("request_id")?.to_owned();
     server.kill()?;
 
@@ -189,7 +167,7 @@ async fn an_unanswered_hook_call_is_declined_at_its_deadline() -> Result<()> {
     let mut args = mode.start_args(&world, "make a file");
     args["approval_timeout_s"] = json!(1);
     let job = server.start_job(args).await?;
-    let status = wait_finished(&server, &job).await?;
+    let status = server.wait_finished(&job).await?;
     assert_eq!(status["status"], "completed", "{status}");
     assert!(!world.work_dir().join("never.txt").exists(), "the unanswered call ran");
     let events = server.all_events(&job).await?;

@@ -65,7 +65,7 @@ pub fn transcript_lines(event: &EventView) -> Vec<String> {
                 text(&d["request_id"]),
                 text(&d["kind"]),
                 text(&d["asked_by"]),
-                what(&d["request"])
+                request_summary(&d["request"])
             )]
         }
         APPROVAL_DECIDED_EVENT => {
@@ -76,7 +76,7 @@ pub fn transcript_lines(event: &EventView) -> Vec<String> {
                 text(&d["decision"]),
                 text(&d["kind"]),
                 text(&d["decided_by"]),
-                what(&d["request"])
+                request_summary(&d["request"])
             )]
         }
         STATUS_EVENT => match d["status"].as_str().unwrap_or("") {
@@ -98,9 +98,9 @@ pub fn transcript_lines(event: &EventView) -> Vec<String> {
     }
 }
 
-/// What an approval request asks, in a few words: the command, the files,
-/// the tool, else the request as JSON.
-fn what(request: &Value) -> String {
+/// What an approval request asks, in a few words (the WIT request in JSON):
+/// the command, the files, the MCP tool, else the request as JSON.
+pub fn request_summary(request: &Value) -> String {
     if let Some(command) = request.pointer("/command/command").and_then(Value::as_str) {
         return command.replace('\n', " ");
     }

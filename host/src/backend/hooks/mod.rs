@@ -57,21 +57,35 @@ pub async fn govern<W>(turn: &mut Turn<'_>, gate: &Gate<W>) -> Result<std::resul
         Ok(server) => server,
         Err(e) => return Ok(Err(cannot(e))),
     };
-    let program = hook_program(&std::env::current_exe()?);
-    if !program.is_file() {
-        let e = anyhow::anyhow!("{} is missing (it is installed with codex-jobhost)", program.display());
-        return Ok(Err(cannot(e)));
-    }
-    let command = hook_command(&program);
-    let cache = turn.store.root().join(crate::home::CACHE_DIR);
     let spec = &turn.spec;
-    let hash = match trust::trusted_hash(&spec.program, &spec.env, &turn.meta.cwd, &command, &cache).await {
-        Ok(hash) => hash,
+    let (command, hash) = match trusted_command(&spec.program, &spec.env, &turn.meta.cwd, turn.store.root()).await {
+        Ok(trusted) => trusted,
         Err(e) => return Ok(Err(cannot(e))),
     };
     insert_config(&mut turn.spec.args, &codex_config(&command, Some(&hash)));
     turn.spec.env.push((SOCKET_ENV.to_owned(), server.path().display().to_string()));
     Ok(Ok(Some(server)))
+}
+
+/// The hook handler's command (`codex-jobhost-hook` beside this program) and
+/// the hash Codex `codex` (run with `env` in `cwd`) trusts it by, cached
+/// under `home`'s `cache/codex/`.
+///
+/// Errors: the hook program is missing; Codex cannot say the hash (see [`trust::trusted_hash`]).
+pub async fn trusted_command(
+    codex: &Path,
+    env: &[(String, String)],
+    cwd: &Path,
+    home: &Path,
+) -> Result<(String, String)> {
+    let program = hook_program(&std::env::current_exe()?);
+    if !program.is_file() {
+        anyhow::bail!("{} is missing (it is installed with codex-jobhost)", program.display());
+    }
+    let command = hook_command(&program);
+    let cache = home.join(crate::home::CACHE_DIR);
+    let hash = trust::trusted_hash(codex, env, cwd, &command, &cache).await?;
+    Ok((command, hash))
 }
 
 /// The next call of `hooks`; never, for a turn without the hook.
