@@ -1,8 +1,9 @@
 //! `JobHost`: the one façade that the MCP tools and the CLI both call. Its
 //! methods live by concern: [`tools`] (every tool's arguments and results),
 //! `launch` (job_start, job_reply), `read` (the read tools), `approvals`
-//! (job_approve), `lifecycle` (queueing, admitting, watching, settling and
-//! cancelling turns), `gc`, `shape` (redaction of results), `checks`.
+//! (job_approve), `turn_report` (one turn, as an MCP task reports it),
+//! `lifecycle` (queueing, admitting, watching, settling and cancelling
+//! turns), `gc`, `shape` (redaction of results), `checks`.
 
 mod approvals;
 mod checks;
@@ -13,9 +14,11 @@ mod read;
 mod shape;
 pub mod tools;
 pub mod transcript;
+mod turn_report;
 
 pub use gc::GcReport;
 pub use tools::*;
+pub use turn_report::{EarlierTurn, TurnReport, TurnResult};
 
 use std::sync::Arc;
 

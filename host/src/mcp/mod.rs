@@ -10,14 +10,20 @@
 
 mod elicit;
 mod stdio;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig};
-use rmcp::{Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult, Implementation,
+    ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig, UpdateTaskParams,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::JobHost;
 use crate::host::{
@@ -70,11 +76,12 @@ impl JobServer {
     async fn job_start(
         &self,
         Parameters(req): Parameters<StartRequest>,
+        meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<Json<Started>, String> {
         let started = self.host.start(req).await;
         if let Ok(s) = &started {
-            self.elicitor.follow(&self.host, &peer, &s.job_id);
+            self.follow(&meta, &peer, &s.job_id);
         }
         done(started)
     }
@@ -121,11 +128,12 @@ impl JobServer {
     async fn job_reply(
         &self,
         Parameters(args): Parameters<ReplyArgs>,
+        meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<Json<Started>, String> {
         let started = self.host.reply(&args.job_id, &args.prompt).await;
         if started.is_ok() {
-            self.elicitor.follow(&self.host, &peer, &args.job_id);
+            self.follow(&meta, &peer, &args.job_id);
         }
         done(started)
     }
@@ -228,10 +236,63 @@ impl JobServer {
     }
 }
 
+impl JobServer {
+    /// Puts the job's approval requests to the client as `elicitation/create`
+    /// requests, unless the call becomes a task (whose `tasks/get` carries them).
+    fn follow(&self, meta: &RequestMetaObject, peer: &Peer<RoleServer>, job_id: &str) {
+        let capabilities = meta.client_capabilities().or_else(|| peer.peer_info().map(|p| p.capabilities.clone()));
+        if !tasks::declared(capabilities.as_ref()) {
+            self.elicitor.follow(&self.host, peer, job_id);
+        }
+    }
+}
+
+/// The tools whose call becomes a task for a client that declares the tasks extension.
+const TASK_TOOLS: [&str; 2] = ["job_start", "job_reply"];
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for JobServer {
+    /// Every tool through its router; `job_start` and `job_reply` answer a
+    /// request that declares the tasks extension with the turn's task.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let as_task =
+            TASK_TOOLS.contains(&request.name.as_ref()) && tasks::declared(context.client_capabilities().as_ref());
+        let response = self.tool_router.call(ToolCallContext::new(self, request, context)).await?;
+        let CallToolResponse::Complete(result) = &response else { return Ok(response) };
+        if !as_task || result.is_error == Some(true) {
+            return Ok(response);
+        }
+        let started: Started = result
+            .structured_content
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .ok_or_else(|| McpError::internal_error("job_start's result is not a started turn", None))?;
+        Ok(CallToolResponse::Task(tasks::created(&self.host, &started).await?))
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        let can_elicit = context.client_capabilities().is_some_and(|c| c.elicitation.is_some());
+        tasks::get(&self.host, request, can_elicit).await
+    }
+
+    async fn update_task(&self, request: UpdateTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
+        tasks::update(&self.host, request).await
+    }
+
+    async fn cancel_task(&self, request: CancelTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
+        tasks::cancel(&self.host, request).await
+    }
+
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tasks().build())
             .with_server_info(Implementation::new("codex-jobhost", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Runs OpenAI Codex CLI jobs in the background. job_start returns a job_id at once; \
