@@ -4,13 +4,15 @@
 //! `job_start`, `job_wait` and `job_status`, and `claude -p`'s stream shows
 //! each call succeed and the inner job's answer come back.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, ensure};
 use codex_jobhost_e2e::{
     Reply, World, claude_bin, codex_bin, host_bin, path_with, readme_block, wait_then_status_step,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const INNER_PROMPT: &str = "INNER-JOB: tell me the magic number";
 const INNER_ANSWER: &str = "the magic number is 42";
@@ -36,6 +38,27 @@ fn wait_then_status(body: &Value) -> Option<Reply> {
     let called = last_call["name"].as_str()?.strip_prefix("mcp__codex-jobs__")?;
     let (name, args) = wait_then_status_step(called, &last_result, &job_id)?;
     Some(tool(name, args))
+}
+
+/// The README's registration, as written: its `claude mcp add` line (run in
+/// bash with `env`'s environment), then its settings block as `~/.claude/settings.json`.
+fn register_as_the_readme_says(home: &Path, env: &dyn Fn(&mut Command)) -> Result<()> {
+    let add = readme_block("sh", "claude mcp add")?;
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euo", "pipefail", "-c", add]);
+    env(&mut cmd);
+    let out = cmd.output()?;
+    ensure!(
+        out.status.success(),
+        "{add}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings = readme_block("json", "{ \"permissions\"")?;
+    serde_json::from_str::<Value>(settings).context("the README's settings block is not JSON")?;
+    std::fs::create_dir_all(home.join(".claude"))?;
+    std::fs::write(home.join(".claude/settings.json"), settings)?;
+    Ok(())
 }
 
 #[test]
@@ -66,22 +89,7 @@ fn claude_code_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() ->
             .stdin(Stdio::null());
     };
 
-    // The README's registration, as written: the command, then the settings file.
-    let add = readme_block("sh", "claude mcp add")?;
-    let mut cmd = Command::new("bash");
-    cmd.args(["-euo", "pipefail", "-c", add]);
-    claude_env(&mut cmd);
-    let out = cmd.output()?;
-    ensure!(
-        out.status.success(),
-        "{add}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let settings = readme_block("json", "{ \"permissions\"")?;
-    serde_json::from_str::<Value>(settings).context("the README's settings block is not JSON")?;
-    std::fs::create_dir_all(home.join(".claude"))?;
-    std::fs::write(home.join(".claude/settings.json"), settings)?;
+    register_as_the_readme_says(home, &claude_env)?;
 
     let mut cmd = Command::new(&claude);
     cmd.args(["-p", "OUTER-TURN: run the job and report", "--output-format", "stream-json", "--verbose"]);
@@ -122,4 +130,191 @@ fn claude_code_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() ->
     let done = lines.iter().find(|l| l["type"] == "result").context("no result line")?;
     assert_eq!(done["result"], "outer done", "{done}");
     Ok(())
+}
+
+/// `job_start`'s arguments for the interactive session's model (a plain `fn` cannot capture them).
+static START_ARGS: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+
+/// The interactive session's model, from what each request holds: the main
+/// loop (whose tools include `job_start`) starts the job, says it runs in the
+/// background, and once a request carries the job's answer, says it saw it.
+/// Claude Code's side requests (titles, summaries: no such tool) get a word.
+fn background_conversation(body: &Value) -> Option<Reply> {
+    let tools = body["tools"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if !tools.iter().any(|t| t["name"] == "mcp__codex-jobs__job_start") {
+        return Some(Reply::Message("Codex job".into()));
+    }
+    let text = body["messages"].to_string();
+    Some(if text.contains(INNER_ANSWER) {
+        Reply::Message(format!("{OUTER_DONE}: the job said so"))
+    } else if text.contains("tool_result") {
+        Reply::Message("It runs in the background; I will hear back.".into())
+    } else {
+        tool("job_start", START_ARGS.get()?.clone())
+    })
+}
+
+/// What the interactive session's model says once the job's answer reached it.
+const OUTER_DONE: &str = "OUTER-DONE";
+
+/// Claude Code, interactive, in a pseudo-terminal (util-linux `script`), as a
+/// person runs it: one prompt typed; the model calls `job_start`, which answers
+/// with an MCP task (MCP 2026-07-28, forced with `MCP_PROTOCOL_NEGOTIATION=auto`);
+/// Claude Code polls `tasks/get` and, when the job ends, starts the model's next
+/// turn itself with the job's answer, with nothing more typed.
+#[test]
+fn claude_code_interactive_runs_a_job_as_a_task_and_hands_its_answer_to_the_model_by_itself() -> Result<()> {
+    use std::io::{Read, Write};
+
+    let world = World::new([])?;
+    // First: the task's result that reaches the session holds the inner job's prompt too.
+    world.model.route("OUTER-TURN", [Reply::Computed(background_conversation)]);
+    world.model.route(INNER_PROMPT, [Reply::Message(INNER_ANSWER.into())]);
+    START_ARGS.set(world.start_args(INNER_PROMPT)).ok().context("START_ARGS set twice")?;
+    let home = world.root();
+    let claude = claude_bin();
+    let path = path_with(&[host_bin().parent().context("bin dir")?, claude.parent().context("claude dir")?])?;
+    let claude_env = |c: &mut Command| {
+        c.current_dir(world.work_dir())
+            .env("HOME", home)
+            .env("PATH", &path)
+            .env("TERM", "xterm-256color")
+            .env("ANTHROPIC_BASE_URL", world.model.anthropic_base_url())
+            .env("ANTHROPIC_API_KEY", API_KEY)
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env("MCP_PROTOCOL_NEGOTIATION", "auto")
+            .env("ENABLE_TOOL_SEARCH", "false") // the mock model calls job_start without searching for it first
+            .env("CODEX_HOME", world.codex_home())
+            .env("CODEX_JOBHOST_HOME", world.jobhost_home())
+            .env("CODEX_BIN", codex_bin());
+    };
+    register_as_the_readme_says(home, &|c| {
+        claude_env(c);
+        c.stdin(Stdio::null());
+    })?;
+    // A person who has used Claude Code before: onboarding done, this folder trusted, the key accepted.
+    let state_file = home.join(".claude.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+    state["hasCompletedOnboarding"] = json!(true);
+    state["theme"] = json!("dark");
+    state["customApiKeyResponses"] = json!({"approved": [&API_KEY[API_KEY.len() - 20..]], "rejected": []});
+    let project = &mut state["projects"][world.work_dir().to_string_lossy().as_ref()];
+    project["hasTrustDialogAccepted"] = json!(true);
+    project["hasCompletedProjectOnboarding"] = json!(true);
+    std::fs::write(&state_file, serde_json::to_vec_pretty(&state)?)?;
+
+    let mut cmd = Command::new("script");
+    let debug_log = home.join("claude-debug.log");
+    let line = format!("stty cols 160 rows 50; exec {} --debug-file {}", claude.display(), debug_log.display());
+    cmd.args(["--quiet", "--flush", "--return", "--command", &line, "/dev/null"]);
+    claude_env(&mut cmd);
+    let mut session = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = session.stdout.take().context("stdout")?;
+    let reader = {
+        let screen = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let mut keys = session.stdin.take().context("stdin")?;
+    let result = (|| -> Result<()> {
+        // Typed once the server is connected (its tools are the model's) and the prompt box is up.
+        let log = || std::fs::read_to_string(&debug_log).unwrap_or_default();
+        wait_for("the server connected", || log().contains(r#"MCP server "codex-jobs": Connection established"#))?;
+        ensure!(
+            log().contains(r#"MCP server "codex-jobs": no auto-opened subscriptions/listen on a modern connection"#)
+        );
+        wait_for("the prompt box", || shown().contains("shift+tab to cycle"))?;
+        keys.write_all(b"OUTER-TURN: run the job in the background")?;
+        keys.flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(500)); // a person's pause before Enter
+        keys.write_all(b"\r")?;
+        keys.flush()?;
+        wait_for("a model request with the job's answer", || {
+            world.model.requests().iter().any(|r| r["messages"].to_string().contains(INNER_ANSWER))
+        })?;
+        wait_for("the model's last word on screen", || shown().contains(OUTER_DONE))
+    })();
+    let _ = session.kill();
+    let _ = session.wait();
+    let _ = reader.join();
+    let screen = strip_ansi(&shown());
+    let asked: Vec<String> = world
+        .model
+        .requests()
+        .iter()
+        .map(|r| {
+            let tools: Vec<&str> =
+                r["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+            format!("tools {tools:?}, messages {}", r["messages"])
+        })
+        .collect();
+    result.with_context(|| format!("the session's screen:\n{screen}\nthe model was asked:\n{}", asked.join("\n")))?;
+    let log = std::fs::read_to_string(&debug_log)?;
+    ensure!(log.contains("Tool 'job_start' returned task"), "Claude Code's debug log:\n{log}");
+
+    // The model saw the placeholder first, then a turn Claude Code started with the answer;
+    // nothing polled the job through job_wait or job_status.
+    let main_loop: Vec<Value> = world
+        .model
+        .requests()
+        .into_iter()
+        .filter(|r| r["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["name"] == "mcp__codex-jobs__job_start")))
+        .collect();
+    let calls: Vec<String> = main_loop
+        .iter()
+        .flat_map(|r| r["messages"].as_array().cloned().unwrap_or_default())
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["type"] == "tool_use")
+        .filter_map(|b| b["name"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(calls.iter().all(|c| c == "mcp__codex-jobs__job_start"), "tools called: {calls:?}");
+    let answered = main_loop.iter().position(|r| r["messages"].to_string().contains(INNER_ANSWER)).context("answer")?;
+    let placeholder =
+        main_loop[..answered].iter().any(|r| r["messages"].to_string().contains("runs in the background as MCP task"));
+    ensure!(placeholder, "the model never saw the task's placeholder: {main_loop:#?}");
+    let typed = |r: &Value| {
+        r["messages"]
+            .as_array()
+            .map_or(0, |m| m.iter().filter(|m| m["role"] == "user" && m.to_string().contains("OUTER-TURN")).count())
+    };
+    ensure!(typed(&main_loop[answered]) == 1, "the answer came with one prompt typed: {:#}", main_loop[answered]);
+    Ok(())
+}
+
+const API_KEY: &str = "sk-ant-test-0123456789abcdefghijklmnop";
+
+/// Waits (polling every 100 ms) until `done`; a guard of 10 minutes against a
+/// hang, far past what any step takes (the whole test: 6 s here).
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !done() {
+        ensure!(std::time::Instant::now() < guard, "no {what} after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// The terminal's text without its escape sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next_if_eq(&'[').is_some() {
+                while chars.next().is_some_and(|c| !c.is_ascii_alphabetic()) {}
+            } else {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
