@@ -128,7 +128,7 @@ async fn job_start_is_a_task_only_for_a_request_that_declares_tasks_and_tasks_ge
 
     // Without the extension declared: the job id at once, as ever.
     let plain = client.call("job_start", world.start_args("PLAIN-JOB"), false).await?;
-    ensure!(plain.get("resultType").is_none_or(|t| t == "complete"), "{plain}");
+    assert_eq!(plain["resultType"], "complete", "{plain}");
     ensure!(plain["structuredContent"]["job_id"].is_string() && plain["structuredContent"]["turn"] == 0, "{plain}");
 
     // With it: the turn's task, resolvable at once, and the placeholder Claude Code shows its model.
@@ -177,6 +177,8 @@ async fn job_start_is_a_task_only_for_a_request_that_declares_tasks_and_tasks_ge
     let unknown_job = "0192f5d2-6a1b-7c3d-8e4f-0123456789ab";
     for (bad, says) in [
         ("nonsense".to_owned(), "<job id>.<turn>"),
+        ("../../etc/passwd.0".to_owned(), "invalid job_id"),
+        (format!("{job}.-1"), "<job id>.<turn>"),
         (format!("{unknown_job}.0"), "no job with id"),
         (format!("{job}.7"), "has no turn 7"),
     ] {
@@ -304,5 +306,20 @@ async fn tasks_cancel_cancels_the_turn_and_a_second_cancel_is_acknowledged_too()
     if unknown["error"]["code"] != -32602 {
         bail!("an unknown task's cancel: {unknown}");
     }
+    client.stop().await
+}
+
+#[tokio::test]
+async fn a_failed_turn_is_a_completed_task_whose_result_is_an_error() -> Result<()> {
+    let world = World::new([Reply::ServerError])?;
+    let mut client = RawClient::start(&world).await?;
+    let created = client.call("job_start", world.start_args("fails"), true).await?;
+    let task_id = created["taskId"].as_str().context("taskId")?.to_owned();
+    // The spec keeps `failed` for JSON-RPC errors; a turn that failed is a tool result with isError.
+    let done = client.poll(&task_id, false).await?;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["isError"], true, "{done}");
+    assert_eq!(done["result"]["structuredContent"]["status"], "failed", "{done}");
+    ensure!(done["result"]["structuredContent"]["error"].is_string(), "{done}");
     client.stop().await
 }
