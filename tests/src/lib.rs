@@ -1,6 +1,8 @@
 //! End-to-end test harness: the built `codex-jobhost` binary driven over stdio
 //! by rmcp's client, running the real Codex CLI against [`MockModel`].
 
+pub mod raw;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -2,113 +2,12 @@
 //! spoken by a raw client: JSON-RPC lines written to the server's stdin, no
 //! SDK between (no `initialize`; every request carries its own `_meta`).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use codex_jobhost_e2e::raw::{RawClient, capabilities};
 use codex_jobhost_e2e::{Reply, World, decided};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
-
-/// A 2026-07-28 client over the server's stdio.
-struct RawClient {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    next_id: u64,
-}
-
-/// Client capabilities: the tasks extension, and elicitation when `elicit`.
-fn capabilities(tasks: bool, elicit: bool) -> Value {
-    let mut caps = json!({});
-    if tasks {
-        caps["extensions"] = json!({"io.modelcontextprotocol/tasks": {}});
-    }
-    if elicit {
-        caps["elicitation"] = json!({"form": {}});
-    }
-    caps
-}
-
-impl RawClient {
-    async fn start(world: &World) -> Result<Self> {
-        let mut child = world
-            .serve_command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().context("stdin")?;
-        let lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let mut client = RawClient { child, stdin, lines, next_id: 1 };
-        let discovered = client.request("server/discover", json!({}), capabilities(true, true)).await?;
-        let result = &discovered["result"];
-        ensure!(
-            result["supportedVersions"].as_array().is_some_and(|v| v.contains(&json!("2026-07-28"))),
-            "{discovered}"
-        );
-        ensure!(result["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"] == json!({}), "{discovered}");
-        Ok(client)
-    }
-
-    /// Sends `method` with `params` and this request's `_meta` (protocol
-    /// version, `caps`); returns the whole response (`result` or `error`).
-    async fn request(&mut self, method: &str, mut params: Value, caps: Value) -> Result<Value> {
-        let id = self.next_id;
-        self.next_id += 1;
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "raw-test-client", "version": "0"},
-            "io.modelcontextprotocol/clientCapabilities": caps,
-        });
-        let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
-        self.stdin.write_all(format!("{line}\n").as_bytes()).await?;
-        self.stdin.flush().await?;
-        loop {
-            let line = self.lines.next_line().await?.context("the server closed stdout")?;
-            let message: Value = serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))?;
-            if message["id"] == json!(id) {
-                return Ok(message);
-            }
-        }
-    }
-
-    /// `tools/call` of `tool`, declaring tasks when `tasks`; the `result`.
-    async fn call(&mut self, tool: &str, args: Value, tasks: bool) -> Result<Value> {
-        let response =
-            self.request("tools/call", json!({"name": tool, "arguments": args}), capabilities(tasks, true)).await?;
-        response.get("result").cloned().with_context(|| format!("{tool}: {response}"))
-    }
-
-    /// `tasks/get` with the tasks extension (and elicitation when `elicit`) declared: the `result`.
-    async fn get(&mut self, task_id: &str, elicit: bool) -> Result<Value> {
-        let response = self.request("tasks/get", json!({"taskId": task_id}), capabilities(true, elicit)).await?;
-        response.get("result").cloned().with_context(|| format!("tasks/get {task_id}: {response}"))
-    }
-
-    /// Polls `tasks/get` until the task's status is not `working` (the client
-    /// waits `pollIntervalMs`, as clients should, between polls; no deadline:
-    /// the harness's mock model ends every turn it is given).
-    async fn poll(&mut self, task_id: &str, elicit: bool) -> Result<Value> {
-        loop {
-            let task = self.get(task_id, elicit).await?;
-            ensure!(task["resultType"] == "complete" && task["taskId"] == task_id, "{task}");
-            if task["status"] != "working" {
-                return Ok(task);
-            }
-            let every = task["pollIntervalMs"].as_u64().context("pollIntervalMs")?;
-            ensure!((1_000..=2_000).contains(&every), "{task}");
-            tokio::time::sleep(Duration::from_millis(every / 10)).await;
-        }
-    }
-
-    async fn stop(mut self) -> Result<()> {
-        self.child.kill().await?;
-        Ok(())
-    }
-}
 
 /// The job id and turn of a task id (`<job id>.<turn>`).
 fn job_of(task_id: &str) -> Result<(String, u32)> {
@@ -124,7 +23,7 @@ async fn job_start_is_a_task_only_for_a_request_that_declares_tasks_and_tasks_ge
     world
         .model
         .route("TASK-JOB", [Reply::Message("the task's answer".into()), Reply::Message("the reply's answer".into())]);
-    let mut client = RawClient::start(&world).await?;
+    let mut client = RawClient::start(&world, &[]).await?;
 
     // Without the extension declared: the job id at once, as ever.
     let plain = client.call("job_start", world.start_args("PLAIN-JOB"), false).await?;
@@ -158,7 +57,7 @@ async fn job_start_is_a_task_only_for_a_request_that_declares_tasks_and_tasks_ge
 
     // A server that never saw the task (a restart) answers the same from the job's files.
     client.stop().await?;
-    let mut fresh = RawClient::start(&world).await?;
+    let mut fresh = RawClient::start(&world, &[]).await?;
     let again = fresh.get(&task_id, true).await?;
     assert_eq!(again["result"], done["result"], "{again}");
     assert_eq!((&again["status"], &again["createdAt"]), (&done["status"], &done["createdAt"]));
@@ -201,7 +100,7 @@ async fn an_approval_request_is_a_form_of_the_task_and_tasks_update_answers_it()
         Reply::Escalated("touch declined.txt".into()),
         Reply::Message("done".into()),
     ])?;
-    let mut client = RawClient::start(&world).await?;
+    let mut client = RawClient::start(&world, &[]).await?;
     let created = client.call("job_start", world.start_args("make files"), true).await?;
     let task_id = created["taskId"].as_str().context("taskId")?.to_owned();
 
@@ -289,7 +188,7 @@ async fn events_of(client: &mut RawClient, job: &str) -> Result<Vec<Value>> {
 #[tokio::test]
 async fn tasks_cancel_cancels_the_turn_and_a_second_cancel_is_acknowledged_too() -> Result<()> {
     let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
-    let mut client = RawClient::start(&world).await?;
+    let mut client = RawClient::start(&world, &[]).await?;
     let created = client.call("job_start", world.start_args("a long one"), true).await?;
     let task_id = created["taskId"].as_str().context("taskId")?.to_owned();
     while world.model.requests().is_empty() {
@@ -312,7 +211,7 @@ async fn tasks_cancel_cancels_the_turn_and_a_second_cancel_is_acknowledged_too()
 #[tokio::test]
 async fn a_failed_turn_is_a_completed_task_whose_result_is_an_error() -> Result<()> {
     let world = World::new([Reply::ServerError])?;
-    let mut client = RawClient::start(&world).await?;
+    let mut client = RawClient::start(&world, &[]).await?;
     let created = client.call("job_start", world.start_args("fails"), true).await?;
     let task_id = created["taskId"].as_str().context("taskId")?.to_owned();
     // The spec keeps `failed` for JSON-RPC errors; a turn that failed is a tool result with isError.
