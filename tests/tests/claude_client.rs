@@ -158,123 +158,180 @@ fn background_conversation(body: &Value) -> Option<Reply> {
 const OUTER_DONE: &str = "OUTER-DONE";
 
 /// Claude Code, interactive, in a pseudo-terminal (util-linux `script`), as a
-/// person runs it: one prompt typed; the model calls `job_start`, which answers
-/// with an MCP task (MCP 2026-07-28, forced with `MCP_PROTOCOL_NEGOTIATION=auto`);
-/// Claude Code polls `tasks/get` and, when the job ends, starts the model's next
-/// turn itself with the job's answer, with nothing more typed.
+/// person runs it, on `world`'s model, with the server registered as the README
+/// says and a user who has used Claude Code before (onboarding done, the folder
+/// trusted, the key accepted). MCP 2026-07-28 is forced with
+/// `MCP_PROTOCOL_NEGOTIATION=auto`.
+struct Interactive {
+    session: std::process::Child,
+    keys: std::process::ChildStdin,
+    screen: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    debug_log: std::path::PathBuf,
+}
+
+impl Interactive {
+    /// Starts the session; returns once the server is connected (its tools
+    /// are the model's) and the prompt box is up.
+    fn start(world: &World) -> Result<Self> {
+        use std::io::Read;
+        let home = world.root();
+        let claude = claude_bin();
+        let path = path_with(&[host_bin().parent().context("bin dir")?, claude.parent().context("claude dir")?])?;
+        let claude_env = |c: &mut Command| {
+            c.current_dir(world.work_dir())
+                .env("HOME", home)
+                .env("PATH", &path)
+                .env("TERM", "xterm-256color")
+                .env("ANTHROPIC_BASE_URL", world.model.anthropic_base_url())
+                .env("ANTHROPIC_API_KEY", API_KEY)
+                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+                .env("DISABLE_AUTOUPDATER", "1")
+                .env("MCP_PROTOCOL_NEGOTIATION", "auto")
+                .env("ENABLE_TOOL_SEARCH", "false") // the mock model calls job_start without searching for it first
+                .env("CODEX_HOME", world.codex_home())
+                .env("CODEX_JOBHOST_HOME", world.jobhost_home())
+                .env("CODEX_BIN", codex_bin());
+        };
+        register_as_the_readme_says(home, &|c| {
+            claude_env(c);
+            c.stdin(Stdio::null());
+        })?;
+        let state_file = home.join(".claude.json");
+        let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+        state["hasCompletedOnboarding"] = json!(true);
+        state["theme"] = json!("dark");
+        state["customApiKeyResponses"] = json!({"approved": [&API_KEY[API_KEY.len() - 20..]], "rejected": []});
+        let project = &mut state["projects"][world.work_dir().to_string_lossy().as_ref()];
+        project["hasTrustDialogAccepted"] = json!(true);
+        project["hasCompletedProjectOnboarding"] = json!(true);
+        std::fs::write(&state_file, serde_json::to_vec_pretty(&state)?)?;
+
+        let debug_log = home.join("claude-debug.log");
+        let line = format!("stty cols 160 rows 50; exec {} --debug-file {}", claude.display(), debug_log.display());
+        let mut cmd = Command::new("script");
+        cmd.args(["--quiet", "--flush", "--return", "--command", &line, "/dev/null"]);
+        claude_env(&mut cmd);
+        let mut session = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let mut out = session.stdout.take().context("stdout")?;
+        let reader = {
+            let screen = Arc::clone(&screen);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n @ 1..) = out.read(&mut buf) {
+                    screen.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            })
+        };
+        let keys = session.stdin.take().context("stdin")?;
+        let me = Interactive { session, keys, screen, reader: Some(reader), debug_log };
+        me.check(world, || {
+            wait_for("the server connected", || {
+                me.log().contains(r#"MCP server "codex-jobs": Connection established"#)
+            })?;
+            let modern = r#"MCP server "codex-jobs": no auto-opened subscriptions/listen on a modern connection"#;
+            ensure!(me.log().contains(modern), "the server was not opened with MCP 2026-07-28");
+            wait_for("the prompt box", || me.shown().contains("shift+tab to cycle"))
+        })?;
+        Ok(me)
+    }
+
+    /// What the terminal showed so far, without escape sequences.
+    fn shown(&self) -> String {
+        strip_ansi(&String::from_utf8_lossy(&self.screen.lock().unwrap()))
+    }
+
+    /// Claude Code's debug log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.debug_log).unwrap_or_default()
+    }
+
+    /// Types `keys` as a person would, with a pause before Enter when `enter`.
+    fn press(&mut self, keys: &str, enter: bool) -> Result<()> {
+        use std::io::Write;
+        self.keys.write_all(keys.as_bytes())?;
+        self.keys.flush()?;
+        if enter {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            self.keys.write_all(b"\r")?;
+            self.keys.flush()?;
+        }
+        Ok(())
+    }
+
+    /// `step`'s outcome, with the screen and what the model was asked when it failed.
+    fn check(&self, world: &World, step: impl FnOnce() -> Result<()>) -> Result<()> {
+        step().with_context(|| {
+            let asked: Vec<String> = world
+                .model
+                .requests()
+                .iter()
+                .map(|r| {
+                    let tools: Vec<&str> =
+                        r["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+                    format!("tools {tools:?}, messages {}", r["messages"])
+                })
+                .collect();
+            format!("the session's screen:\n{}\nthe model was asked:\n{}", self.shown(), asked.join("\n"))
+        })
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        let _ = self.session.kill();
+        let _ = self.session.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The requests of the session's main loop (those offering `job_start`).
+fn main_loop(world: &World) -> Vec<Value> {
+    let offers_job_start =
+        |r: &Value| r["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["name"] == "mcp__codex-jobs__job_start"));
+    world.model.requests().into_iter().filter(offers_job_start).collect()
+}
+
+/// The tools the main loop's model called, in order.
+fn called(main_loop: &[Value]) -> Vec<String> {
+    let last = main_loop.last().map(|r| r["messages"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
+    last.iter()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["type"] == "tool_use")
+        .filter_map(|b| b["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// One prompt typed; the model calls `job_start`, which answers with an MCP
+/// task; Claude Code polls `tasks/get` and, when the job ends, starts the
+/// model's next turn itself with the job's answer, with nothing more typed.
 #[test]
 fn claude_code_interactive_runs_a_job_as_a_task_and_hands_its_answer_to_the_model_by_itself() -> Result<()> {
-    use std::io::{Read, Write};
-
     let world = World::new([])?;
     // First: the task's result that reaches the session holds the inner job's prompt too.
     world.model.route("OUTER-TURN", [Reply::Computed(background_conversation)]);
     world.model.route(INNER_PROMPT, [Reply::Message(INNER_ANSWER.into())]);
     START_ARGS.set(world.start_args(INNER_PROMPT)).ok().context("START_ARGS set twice")?;
-    let home = world.root();
-    let claude = claude_bin();
-    let path = path_with(&[host_bin().parent().context("bin dir")?, claude.parent().context("claude dir")?])?;
-    let claude_env = |c: &mut Command| {
-        c.current_dir(world.work_dir())
-            .env("HOME", home)
-            .env("PATH", &path)
-            .env("TERM", "xterm-256color")
-            .env("ANTHROPIC_BASE_URL", world.model.anthropic_base_url())
-            .env("ANTHROPIC_API_KEY", API_KEY)
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .env("MCP_PROTOCOL_NEGOTIATION", "auto")
-            .env("ENABLE_TOOL_SEARCH", "false") // the mock model calls job_start without searching for it first
-            .env("CODEX_HOME", world.codex_home())
-            .env("CODEX_JOBHOST_HOME", world.jobhost_home())
-            .env("CODEX_BIN", codex_bin());
-    };
-    register_as_the_readme_says(home, &|c| {
-        claude_env(c);
-        c.stdin(Stdio::null());
-    })?;
-    // A person who has used Claude Code before: onboarding done, this folder trusted, the key accepted.
-    let state_file = home.join(".claude.json");
-    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
-    state["hasCompletedOnboarding"] = json!(true);
-    state["theme"] = json!("dark");
-    state["customApiKeyResponses"] = json!({"approved": [&API_KEY[API_KEY.len() - 20..]], "rejected": []});
-    let project = &mut state["projects"][world.work_dir().to_string_lossy().as_ref()];
-    project["hasTrustDialogAccepted"] = json!(true);
-    project["hasCompletedProjectOnboarding"] = json!(true);
-    std::fs::write(&state_file, serde_json::to_vec_pretty(&state)?)?;
-
-    let mut cmd = Command::new("script");
-    let debug_log = home.join("claude-debug.log");
-    let line = format!("stty cols 160 rows 50; exec {} --debug-file {}", claude.display(), debug_log.display());
-    cmd.args(["--quiet", "--flush", "--return", "--command", &line, "/dev/null"]);
-    claude_env(&mut cmd);
-    let mut session = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut out = session.stdout.take().context("stdout")?;
-    let reader = {
-        let screen = Arc::clone(&screen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n @ 1..) = out.read(&mut buf) {
-                screen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    let mut keys = session.stdin.take().context("stdin")?;
-    let result = (|| -> Result<()> {
-        // Typed once the server is connected (its tools are the model's) and the prompt box is up.
-        let log = || std::fs::read_to_string(&debug_log).unwrap_or_default();
-        wait_for("the server connected", || log().contains(r#"MCP server "codex-jobs": Connection established"#))?;
-        ensure!(
-            log().contains(r#"MCP server "codex-jobs": no auto-opened subscriptions/listen on a modern connection"#)
-        );
-        wait_for("the prompt box", || shown().contains("shift+tab to cycle"))?;
-        keys.write_all(b"OUTER-TURN: run the job in the background")?;
-        keys.flush()?;
-        std::thread::sleep(std::time::Duration::from_millis(500)); // a person's pause before Enter
-        keys.write_all(b"\r")?;
-        keys.flush()?;
+    let mut session = Interactive::start(&world)?;
+    session.press("OUTER-TURN: run the job in the background", true)?;
+    session.check(&world, || {
         wait_for("a model request with the job's answer", || {
             world.model.requests().iter().any(|r| r["messages"].to_string().contains(INNER_ANSWER))
         })?;
-        wait_for("the model's last word on screen", || shown().contains(OUTER_DONE))
-    })();
-    let _ = session.kill();
-    let _ = session.wait();
-    let _ = reader.join();
-    let screen = strip_ansi(&shown());
-    let asked: Vec<String> = world
-        .model
-        .requests()
-        .iter()
-        .map(|r| {
-            let tools: Vec<&str> =
-                r["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
-            format!("tools {tools:?}, messages {}", r["messages"])
-        })
-        .collect();
-    result.with_context(|| format!("the session's screen:\n{screen}\nthe model was asked:\n{}", asked.join("\n")))?;
-    let log = std::fs::read_to_string(&debug_log)?;
+        wait_for("the model's last word on screen", || session.shown().contains(OUTER_DONE))
+    })?;
+    let log = session.log();
     ensure!(log.contains("Tool 'job_start' returned task"), "Claude Code's debug log:\n{log}");
+    drop(session);
 
     // The model saw the placeholder first, then a turn Claude Code started with the answer;
     // nothing polled the job through job_wait or job_status.
-    let main_loop: Vec<Value> = world
-        .model
-        .requests()
-        .into_iter()
-        .filter(|r| r["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["name"] == "mcp__codex-jobs__job_start")))
-        .collect();
-    let calls: Vec<String> = main_loop
-        .iter()
-        .flat_map(|r| r["messages"].as_array().cloned().unwrap_or_default())
-        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
-        .filter(|b| b["type"] == "tool_use")
-        .filter_map(|b| b["name"].as_str().map(str::to_owned))
-        .collect();
-    ensure!(calls.iter().all(|c| c == "mcp__codex-jobs__job_start"), "tools called: {calls:?}");
+    let main_loop = main_loop(&world);
+    let calls = called(&main_loop);
+    ensure!(calls == ["mcp__codex-jobs__job_start"], "tools called: {calls:?}");
     let answered = main_loop.iter().position(|r| r["messages"].to_string().contains(INNER_ANSWER)).context("answer")?;
     let placeholder =
         main_loop[..answered].iter().any(|r| r["messages"].to_string().contains("runs in the background as MCP task"));
