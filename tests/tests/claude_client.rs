@@ -132,11 +132,9 @@ fn claude_code_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() ->
     Ok(())
 }
 
-/// `job_start`'s arguments for the interactive session's model (a plain `fn` cannot capture them).
-static START_ARGS: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-
 /// The interactive session's model, from what each request holds: the main
-/// loop (whose tools include `job_start`) starts the job, says it runs in the
+/// loop (whose tools include `job_start`) starts the job whose arguments the
+/// prompt typed carries (as JSON between `START ` and ` END`), says it runs in the
 /// background, and once a request carries the job's answer, says it saw it.
 /// Claude Code's side requests (titles, summaries: no such tool) get a word.
 fn background_conversation(body: &Value) -> Option<Reply> {
@@ -145,12 +143,17 @@ fn background_conversation(body: &Value) -> Option<Reply> {
         return Some(Reply::Message("Codex job".into()));
     }
     let text = body["messages"].to_string();
+    let start_args = || {
+        let typed = text.split("START ").nth(1)?;
+        let end = typed.find(" END")?;
+        serde_json::from_str::<Value>(&typed[..end].replace("\\\"", "\"")).ok()
+    };
     Some(if text.contains(INNER_ANSWER) {
         Reply::Message(format!("{OUTER_DONE}: the job said so"))
     } else if text.contains("tool_result") {
         Reply::Message("It runs in the background; I will hear back.".into())
     } else {
-        tool("job_start", START_ARGS.get()?.clone())
+        tool("job_start", start_args()?)
     })
 }
 
@@ -164,7 +167,7 @@ const OUTER_DONE: &str = "OUTER-DONE";
 /// `MCP_PROTOCOL_NEGOTIATION=auto`.
 struct Interactive {
     session: std::process::Child,
-    keys: std::process::ChildStdin,
+    keys: Mutex<std::process::ChildStdin>,
     screen: Arc<Mutex<Vec<u8>>>,
     reader: Option<std::thread::JoinHandle<()>>,
     debug_log: std::path::PathBuf,
@@ -225,7 +228,7 @@ impl Interactive {
             })
         };
         let keys = session.stdin.take().context("stdin")?;
-        let me = Interactive { session, keys, screen, reader: Some(reader), debug_log };
+        let me = Interactive { session, keys: Mutex::new(keys), screen, reader: Some(reader), debug_log };
         me.check(world, || {
             wait_for("the server connected", || {
                 me.log().contains(r#"MCP server "codex-jobs": Connection established"#)
@@ -248,14 +251,15 @@ impl Interactive {
     }
 
     /// Types `keys` as a person would, with a pause before Enter when `enter`.
-    fn press(&mut self, keys: &str, enter: bool) -> Result<()> {
+    fn press(&self, keys: &str, enter: bool) -> Result<()> {
         use std::io::Write;
-        self.keys.write_all(keys.as_bytes())?;
-        self.keys.flush()?;
+        let mut stdin = self.keys.lock().unwrap();
+        stdin.write_all(keys.as_bytes())?;
+        stdin.flush()?;
         if enter {
             std::thread::sleep(std::time::Duration::from_millis(500));
-            self.keys.write_all(b"\r")?;
-            self.keys.flush()?;
+            stdin.write_all(b"\r")?;
+            stdin.flush()?;
         }
         Ok(())
     }
@@ -314,9 +318,9 @@ fn claude_code_interactive_runs_a_job_as_a_task_and_hands_its_answer_to_the_mode
     // First: the task's result that reaches the session holds the inner job's prompt too.
     world.model.route("OUTER-TURN", [Reply::Computed(background_conversation)]);
     world.model.route(INNER_PROMPT, [Reply::Message(INNER_ANSWER.into())]);
-    START_ARGS.set(world.start_args(INNER_PROMPT)).ok().context("START_ARGS set twice")?;
-    let mut session = Interactive::start(&world)?;
-    session.press("OUTER-TURN: run the job in the background", true)?;
+    let session = Interactive::start(&world)?;
+    let prompt = format!("OUTER-TURN: run this job in the background: START {} END", world.start_args(INNER_PROMPT));
+    session.press(&prompt, true)?;
     session.check(&world, || {
         wait_for("a model request with the job's answer", || {
             world.model.requests().iter().any(|r| r["messages"].to_string().contains(INNER_ANSWER))
@@ -374,4 +378,59 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// The job's agent asks to run a command; the job's task turns
+/// `input_required`, Claude Code shows its form, the person picks `accept`
+/// and submits it: the command runs, the answer is recorded as `tasks/update`'s,
+/// and the job's answer reaches the model as before.
+#[test]
+fn claude_code_interactive_shows_an_approval_request_as_a_form_and_its_answer_runs_the_command() -> Result<()> {
+    let world = World::new([])?;
+    world.model.route("OUTER-TURN", [Reply::Computed(background_conversation)]);
+    let inner = [Reply::Escalated("touch via-claude.txt".into()), Reply::Message(INNER_ANSWER.into())];
+    world.model.route(INNER_PROMPT, inner);
+    let session = Interactive::start(&world)?;
+    let prompt = format!("OUTER-TURN: run this job in the background: START {} END", world.start_args(INNER_PROMPT));
+    session.press(&prompt, true)?;
+    let made = world.work_dir().join("via-claude.txt");
+    session.check(&world, || {
+        wait_for("the form", || session.shown().contains("Codex asks for approval (command): touch via-claude.txt"))?;
+        ensure!(!made.exists(), "the command ran before it was answered");
+        session.press("\x1b[C", false)?; // → opens the Decision field's choices
+        wait_for("the choices", || session.shown().contains("accept_for_session"))?;
+        session.press("\r", false)?; // the first: accept
+        wait_for("the choice made, the Accept button focused", || {
+            let shown = session.shown();
+            shown.rsplit_once("Decision: accept").is_some_and(|(_, after)| after.contains("❯ Accept"))
+        })?;
+        // Enter on the Accept button, again every 2 s while the form has not taken it
+        // (a key that lands while the form still settles is lost; an extra one on the
+        // empty prompt box afterwards does nothing).
+        let mut presses = 0;
+        wait_for("the command run", || {
+            presses += 1;
+            if presses % 20 == 1 {
+                let _ = session.press("\r", false);
+            }
+            made.exists()
+        })?;
+        wait_for("the model's last word on screen", || session.shown().contains(OUTER_DONE))
+    })?;
+    drop(session);
+
+    let jobs: Vec<_> = std::fs::read_dir(world.jobhost_home().join("jobs"))?.collect::<std::io::Result<_>>()?;
+    ensure!(jobs.len() == 1, "{} jobs", jobs.len());
+    let events = std::fs::read_to_string(jobs[0].path().join("events.jsonl"))?;
+    let decided: Vec<Value> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "approval.decided")
+        .collect();
+    ensure!(decided.len() == 1, "{decided:?}");
+    assert_eq!(
+        (&decided[0]["data"]["decision"], &decided[0]["data"]["decided_by"]),
+        (&json!("accept"), &json!("tasks/update"))
+    );
+    Ok(())
 }

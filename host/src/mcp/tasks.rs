@@ -28,6 +28,7 @@ use rmcp::model::{
 };
 use serde_json::{Value, json};
 
+use crate::host::transcript::request_summary;
 use crate::host::{ApproveRequest, Started, TurnReport, TurnResult};
 use crate::job::JobStatus;
 use crate::job::approval::{ApprovalDecision, PendingApproval};
@@ -220,9 +221,11 @@ fn forms(pending: &[PendingApproval]) -> Result<InputRequests, McpError> {
     pending
         .iter()
         .map(|p| {
+            // What it asks first: a client may show only the message's first lines.
             let message = format!(
-                "Codex asks for approval ({}, request {}, declined unanswered at {}):\n{}",
+                "Codex asks for approval ({}): {}\n(request {}, declined unanswered at {})\n{}",
                 p.kind,
+                request_summary(&p.request),
                 p.request_id,
                 p.deadline,
                 serde_json::to_string_pretty(&p.request).unwrap_or_default()
