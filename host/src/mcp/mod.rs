@@ -316,8 +316,26 @@ impl ServerHandler for JobServer {
 /// When stdin closes, the server returns within [`EXIT_GRACE`], whatever is
 /// in flight (a `job_wait` has nobody left to answer; all state is on disk).
 pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
+    start_background_work(&host);
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let service = JobServer::new(host).serve(stdio::open(Arc::clone(&closed))?).await?;
+    tokio::select! {
+        finished = service.waiting() => {
+            finished?;
+        }
+        () = async {
+            closed.notified().await;
+            tokio::time::sleep(EXIT_GRACE).await;
+        } => tracing::info!("stdin closed: exiting without waiting for calls in flight"),
+    }
+    Ok(())
+}
+
+/// What every server does beside answering: locates Codex, indexes the
+/// home's jobs, and with `[jobs] retention_days` removes old ended jobs daily.
+fn start_background_work(host: &Arc<JobHost>) {
     host.warm_up();
-    let background = Arc::clone(&host);
+    let background = Arc::clone(host);
     tokio::spawn(async move {
         if let Err(e) = background.index_jobs().await {
             tracing::error!("cannot index jobs: {e:#}");
@@ -336,18 +354,6 @@ pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
             }
         }
     });
-    let closed = Arc::new(tokio::sync::Notify::new());
-    let service = JobServer::new(host).serve(stdio::open(Arc::clone(&closed))?).await?;
-    tokio::select! {
-        finished = service.waiting() => {
-            finished?;
-        }
-        () = async {
-            closed.notified().await;
-            tokio::time::sleep(EXIT_GRACE).await;
-        } => tracing::info!("stdin closed: exiting without waiting for calls in flight"),
-    }
-    Ok(())
 }
 
 /// How often a server with `[jobs] retention_days` removes old ended jobs.
