@@ -5,6 +5,11 @@
 
 /// The user's settings: `[jobs]`, `[limits]` and the user's policies.
 pub const USER_FILE: &str = "config.toml";
+/// The HTTP tokens `serve --http` accepts (names, access, SHA-256 of each),
+/// written by `codex-jobhost http token`; mode 0600.
+pub const HTTP_TOKENS: &str = "http-tokens.toml";
+/// The lock `http token add` and `revoke` take while they rewrite [`HTTP_TOKENS`].
+pub const HTTP_TOKENS_LOCK: &str = "http-tokens.lock";
 /// Compiled policy components, keyed by content.
 pub const CACHE_DIR: &str = "cache";
 /// A copy of every policy component a job was started under: `<sha256>.wasm`.

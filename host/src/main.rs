@@ -28,8 +28,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve MCP over stdio (register this command with your MCP client).
-    Serve,
+    /// Serve MCP over stdio (register this command with your MCP client), or
+    /// with --http over streamable HTTP at http://ADDR/mcp, for several clients.
+    Serve {
+        /// Serve MCP over HTTP on this address (e.g. 127.0.0.1:8765), not stdio;
+        /// every request needs a token (`http token add`).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Accept HTTP requests without a token: loopback addresses only.
+        #[arg(long, requires = "http")]
+        no_auth: bool,
+        /// A browser origin allowed to call the server (e.g. https://app.example.com:443); repeatable.
+        #[arg(long, value_name = "ORIGIN", requires = "http")]
+        allow_origin: Vec<String>,
+        /// A host name (or host:port) the server answers to besides localhost, 127.0.0.1 and ::1; repeatable.
+        #[arg(long, value_name = "HOST", requires = "http")]
+        allow_host: Vec<String>,
+    },
+    /// Manage what `serve --http` accepts.
+    Http {
+        #[command(subcommand)]
+        command: HttpCommand,
+    },
     /// Inspect and manage jobs from the shell.
     Jobs {
         #[command(subcommand)]
@@ -48,6 +68,31 @@ enum Command {
         #[arg(long)]
         job: String,
     },
+}
+
+#[derive(Subcommand)]
+enum HttpCommand {
+    /// The bearer tokens of `serve --http`, kept as hashes in $CODEX_JOBHOST_HOME/http-tokens.toml.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Add a token and print it (the only time it is shown).
+    Add {
+        /// Its name (shown as started_by on the jobs it starts).
+        name: String,
+        /// Reading only: status, events, list, wait, notifications.
+        #[arg(long)]
+        read: bool,
+    },
+    /// List the tokens: name, access, when added.
+    List,
+    /// Remove a token; running servers refuse it from the next request on.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -205,7 +250,13 @@ async fn run(cli: Cli) -> Result<()> {
     }
     let host = JobHost::open(config)?;
     match cli.command {
-        Command::Serve => mcp::serve_stdio(host).await,
+        Command::Serve { http: None, .. } => mcp::serve_stdio(host).await,
+        Command::Serve { http: Some(addr), no_auth, allow_origin, allow_host } => {
+            let options =
+                mcp::http::HttpOptions { addr, no_auth, allowed_origins: allow_origin, allowed_hosts: allow_host };
+            mcp::http::serve_http(host, options).await
+        }
+        Command::Http { command: HttpCommand::Token { command } } => http_token(&host, command),
         Command::Doctor => doctor(&host).await,
         Command::Policy { command } => {
             // Only test and eval judge as a job would; check and show need no Codex.
@@ -477,4 +528,28 @@ async fn doctor(host: &JobHost) -> Result<()> {
             Err(e)
         }
     }
+}
+
+fn http_token(host: &JobHost, command: TokenCommand) -> Result<()> {
+    use mcp::http::tokens::{Access, Tokens};
+    let tokens = Tokens::of(&host.config().home);
+    match command {
+        TokenCommand::Add { name, read } => {
+            let token = tokens.add(&name, if read { Access::Read } else { Access::Full })?;
+            println!("{token}");
+            eprintln!("token {name:?} added; it is shown this once: keep it (only its hash is stored)");
+        }
+        TokenCommand::List => {
+            println!("{:<24} {:<6} ADDED", "NAME", "ACCESS");
+            for t in tokens.list()? {
+                let access = if t.access == Access::Read { "read" } else { "full" };
+                println!("{:<24} {access:<6} {}", t.name, t.created_at);
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            tokens.revoke(&name)?;
+            eprintln!("token {name:?} revoked");
+        }
+    }
+    Ok(())
 }

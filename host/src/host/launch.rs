@@ -53,6 +53,7 @@ impl JobHost {
                 .await??;
         let mut meta = JobMeta::queued(id, &req.prompt, cwd, backend, options, cli.located.clone());
         meta.policies = Some(serde_json::to_value(&pinned)?);
+        meta.started_by = req.started_by.clone();
         let spec = turn_spec(&meta, &req.prompt, cli, self.config.turn_settings)?;
         // The queue entry, fsynced, is the job's durable record; its directory is made from the same
         // records while the entry's fsync (about 0.5 ms on ext4) runs on another thread.

@@ -65,6 +65,7 @@ impl JobHost {
                 false => approval::pending(&job, meta.turn)?,
             },
             backend: meta.backend.to_string(),
+            started_by: meta.started_by.clone(),
             created_at: meta.created_at.to_string(),
             started_at: meta.started_at.map(|t| t.to_string()),
             finished_at: meta.finished_at.map(|t| t.to_string()),

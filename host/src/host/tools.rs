@@ -68,6 +68,12 @@ pub struct StartRequest {
     /// `[jobs] approval_timeout_s`, else 900.
     #[serde(default, deserialize_with = "crate::args::number_or_digits")]
     pub approval_timeout_s: Option<u64>,
+    /// Who started the job: the name of the HTTP token of the request
+    /// (`serve --http`); set by the transport, never by the caller (an
+    /// argument of this name is refused as unknown).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub started_by: Option<String>,
 }
 
 /// What `job_start` and `job_reply` return at once.
@@ -107,6 +113,9 @@ pub struct StatusReport {
     pub pending_approvals: Vec<PendingApproval>,
     /// The backend that runs the job: `app-server` or `exec`.
     pub backend: String,
+    /// The name of the HTTP token that started the job (`serve --http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// When the current turn started, RFC 3339 UTC.

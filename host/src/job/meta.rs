@@ -136,6 +136,9 @@ pub struct JobMeta {
     /// chosen (under the feed's lock) just before it is appended; see `end::record_end`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_offset: Option<u64>,
+    /// The name of the HTTP token whose request started the job (`serve --http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 impl JobMeta {
@@ -170,6 +173,7 @@ impl JobMeta {
             usage: None,
             policies: None,
             notification_offset: None,
+            started_by: None,
         }
     }
 

@@ -38,6 +38,9 @@ pub struct JobSummary {
     /// For a queued turn, its place in the home's queue: 1 starts next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<usize>,
+    /// The name of the HTTP token that started the job (`serve --http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
 }
 
 impl JobSummary {
@@ -57,6 +60,7 @@ impl JobSummary {
             finished_at: meta.finished_at.map(|t| t.to_string()),
             exit_code: meta.exit_code,
             queue_position: None,
+            started_by: meta.started_by.clone(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The MCP server: one rmcp tool per [`JobHost`] method, over stdio.
+//! The MCP server: one rmcp tool per [`JobHost`] method, over stdio
+//! ([`serve_stdio`]) or streamable HTTP ([`http::serve_http`]).
 //!
 //! Results are structured JSON (`structuredContent`, with an `outputSchema`
 //! on every tool), and every tool has annotations (read-only, destructive,
@@ -9,6 +10,7 @@
 //! is a JSON-RPC error.
 
 mod elicit;
+pub mod http;
 mod stdio;
 pub mod tasks;
 
@@ -19,8 +21,8 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult, Implementation,
-    ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig, UpdateTaskParams,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, Extensions, GetTaskParams, GetTaskResult,
+    Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
@@ -75,10 +77,12 @@ impl JobServer {
     )]
     async fn job_start(
         &self,
-        Parameters(req): Parameters<StartRequest>,
+        Parameters(mut req): Parameters<StartRequest>,
         meta: RequestMetaObject,
+        extensions: Extensions,
         peer: Peer<RoleServer>,
     ) -> Result<Json<Started>, String> {
+        req.started_by = http::caller_of(&extensions).and_then(|c| c.name);
         let started = self.host.start(req).await;
         if let Ok(s) = &started {
             self.follow(&meta, &peer, &s.job_id);
@@ -333,7 +337,7 @@ pub async fn serve_stdio(host: Arc<JobHost>) -> anyhow::Result<()> {
 
 /// What every server does beside answering: locates Codex, indexes the
 /// home's jobs, and with `[jobs] retention_days` removes old ended jobs daily.
-fn start_background_work(host: &Arc<JobHost>) {
+pub(crate) fn start_background_work(host: &Arc<JobHost>) {
     host.warm_up();
     let background = Arc::clone(host);
     tokio::spawn(async move {

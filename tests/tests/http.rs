@@ -1,0 +1,282 @@
+//! `codex-jobhost serve --http`: MCP over streamable HTTP, tried with a plain
+//! HTTP client (ureq) the way an attacker would and the way a client does:
+//! tokens, read tokens, Origin, Host, a 20 MB body, refusals at start, and
+//! jobs started over HTTP in both protocol eras, one of them as a task.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use codex_jobhost_e2e::{Reply, World, codex_bin, host_bin};
+use serde_json::{Value, json};
+
+/// `codex-jobhost` with `args` on `world`'s homes, the real Codex CLI and the mock model.
+fn jobhost(world: &World, args: &[&str]) -> Command {
+    let mut cmd = Command::new(host_bin());
+    cmd.args(args)
+        .env("CODEX_HOME", world.codex_home())
+        .env("CODEX_JOBHOST_HOME", world.jobhost_home())
+        .env("CODEX_BIN", codex_bin())
+        .env("RUST_LOG", "codex_jobhost=debug");
+    cmd
+}
+
+/// `http token add NAME [--read]`: the token it printed.
+fn add_token(world: &World, name: &str, read: bool) -> Result<String> {
+    let mut args = vec!["http", "token", "add", name];
+    if read {
+        args.push("--read");
+    }
+    let out = jobhost(world, &args).output()?;
+    ensure!(out.status.success(), "token add: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// A running `serve --http 127.0.0.1:0` and its URL.
+struct HttpServer {
+    child: Child,
+    url: String,
+}
+
+impl HttpServer {
+    fn start(world: &World, extra: &[&str]) -> Result<Self> {
+        let mut args = vec!["serve", "--http", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = jobhost(world, &args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let url = loop {
+            let line = lines.next().context("the server exited before it served")??;
+            if let Some(url) = line.split("serving MCP at ").nth(1) {
+                break url.trim().to_owned();
+            }
+        };
+        // Keep draining its log, so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(HttpServer { child, url })
+    }
+
+    /// POSTs `body` with `headers` and, when given, `Authorization: Bearer token`:
+    /// the status, the headers and the body (an SSE stream's JSON-RPC response, else the text).
+    fn post(&self, token: Option<&str>, headers: &[(&str, &str)], body: &str) -> Result<Answer> {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut request = agent
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.send(body)?;
+        let status = response.status().as_u16();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (session, authenticate) = (header("mcp-session-id"), header("www-authenticate"));
+        let text = response.body_mut().read_to_string()?;
+        let json = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .chain(std::iter::once(text.as_str()))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|m| m.get("id").is_some());
+        Ok(Answer { status, session, authenticate, text, json })
+    }
+
+    /// A 2026-07-28 request: `method` with `params` and their `_meta`, the
+    /// headers SEP-2243 asks for, and the tasks extension declared when `tasks`.
+    fn modern(&self, token: Option<&str>, method: &str, mut params: Value, tasks: bool) -> Result<Answer> {
+        let mut caps = json!({});
+        if tasks {
+            caps["extensions"] = json!({"io.modelcontextprotocol/tasks": {}});
+        }
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": caps,
+        });
+        let name = params.get("name").or(params.get("taskId")).and_then(Value::as_str).map(str::to_owned);
+        let mut headers = vec![("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", method)];
+        if let Some(name) = &name {
+            headers.push(("Mcp-Name", name));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        self.post(token, &headers, &body)
+    }
+
+    /// `tools/call` of `tool` in the 2026-07-28 era: its `result`.
+    fn call(&self, token: &str, tool: &str, args: Value) -> Result<Value> {
+        let answer = self.modern(Some(token), "tools/call", json!({"name": tool, "arguments": args}), false)?;
+        answer.json.as_ref().and_then(|j| j.get("result")).cloned().with_context(|| format!("{tool}: {answer:?}"))
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    session: Option<String>,
+    authenticate: Option<String>,
+    text: String,
+    json: Option<Value>,
+}
+
+const DISCOVER: &str = "server/discover";
+
+#[test]
+fn tokens_let_in_who_they_name_and_a_read_token_only_reads() -> Result<()> {
+    let world = World::new([Reply::Message("over http".into())])?;
+    let full = add_token(&world, "alice", false)?;
+    let read = add_token(&world, "ci", true)?;
+    let server = HttpServer::start(&world, &[])?;
+
+    // No token, a wrong one: 401, saying how to authenticate.
+    for token in [None, Some("cjh_0000"), Some("")] {
+        let answer = server.modern(token, DISCOVER, json!({}), false)?;
+        assert_eq!((answer.status, answer.authenticate.as_deref()), (401, Some("Bearer")), "{token:?}: {answer:?}");
+    }
+    // A read token reads, and is refused (403) whatever would change something.
+    let discovered = server.modern(Some(&read), DISCOVER, json!({}), true)?;
+    assert_eq!(discovered.status, 200, "{discovered:?}");
+    let listed = server.call(&read, "job_list", json!({}))?;
+    assert_eq!(listed["structuredContent"]["jobs"], json!([]), "{listed}");
+    for (method, params) in [
+        ("tools/call", json!({"name": "job_start", "arguments": world.start_args("no")})),
+        ("tools/call", json!({"name": "job_approve", "arguments": {}})),
+        ("tasks/cancel", json!({"taskId": "x.0"})),
+    ] {
+        let answer = server.modern(Some(&read), method, params, true)?;
+        assert_eq!(answer.status, 403, "{method}: {answer:?}");
+        ensure!(answer.text.contains("a read token may not"), "{answer:?}");
+    }
+
+    // A full token starts a job; the job says who started it.
+    let started = server.call(&full, "job_start", world.start_args("a job over http"))?;
+    let job = started["structuredContent"]["job_id"].as_str().context("job_id")?.to_owned();
+    let status = loop {
+        let waited = server.call(&full, "job_wait", json!({"job_ids": [job], "timeout_s": 120}))?;
+        if waited["structuredContent"]["finished"].as_array().is_some_and(|f| !f.is_empty()) {
+            break server.call(&read, "job_status", json!({"job_id": job}))?;
+        }
+    };
+    assert_eq!(status["structuredContent"]["status"], "completed", "{status}");
+    assert_eq!(status["structuredContent"]["started_by"], "alice", "{status}");
+    let listed = server.call(&read, "job_list", json!({}))?;
+    assert_eq!(listed["structuredContent"]["jobs"][0]["started_by"], "alice", "{listed}");
+    // started_by is the transport's to set, never the caller's.
+    let mut spoofed = world.start_args("spoof");
+    spoofed["started_by"] = json!("mallory");
+    let refused = server.call(&full, "job_start", spoofed)?;
+    assert_eq!(refused["isError"], true, "{refused}");
+
+    // Revoked: refused from the next request on, by the running server.
+    let out = jobhost(&world, &["http", "token", "revoke", "ci"]).output()?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = server.modern(Some(&read), DISCOVER, json!({}), false)?;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    Ok(())
+}
+
+#[test]
+fn a_foreign_origin_a_foreign_host_and_a_20_mb_body_are_refused() -> Result<()> {
+    let world = World::new([])?;
+    let token = add_token(&world, "alice", false)?;
+    let server = HttpServer::start(&world, &["--allow-origin", "https://app.example.com:443"])?;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": DISCOVER, "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    let modern = [("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", DISCOVER)];
+    let with = |extra: (&'static str, &'static str)| {
+        let mut headers = modern.to_vec();
+        headers.push(extra);
+        headers
+    };
+    let evil = server.post(Some(&token), &with(("Origin", "http://evil.example")), &body)?;
+    assert_eq!(evil.status, 403, "{evil:?}");
+    let allowed = server.post(Some(&token), &with(("Origin", "https://app.example.com")), &body)?;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    let rebinding = server.post(Some(&token), &with(("Host", "evil.example")), &body)?;
+    assert_eq!(rebinding.status, 403, "{rebinding:?}");
+    // 20 MB announced, sent as curl sends a body past 1 MiB: headers first, the body once the server says go on.
+    let addr = server.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
+    let mut socket = std::net::TcpStream::connect(&addr)?;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        20 << 20
+    );
+    std::io::Write::write_all(&mut socket, head.as_bytes())?;
+    let mut status_line = String::new();
+    BufReader::new(&socket).read_line(&mut status_line)?;
+    ensure!(status_line.starts_with("HTTP/1.1 413"), "{status_line:?}");
+    Ok(())
+}
+
+#[test]
+fn serving_without_tokens_is_refused_and_no_auth_is_for_loopback_only() -> Result<()> {
+    let world = World::new([])?;
+    let out = jobhost(&world, &["serve", "--http", "127.0.0.1:0"]).output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success() && said.contains("no HTTP tokens"), "{said}");
+    let out = jobhost(&world, &["serve", "--http", "0.0.0.0:0", "--no-auth"]).output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success() && said.contains("loopback address only") && said.contains("0.0.0.0"), "{said}");
+    // On loopback it serves, with a warning, and lets a request without a token in.
+    let server = HttpServer::start(&world, &["--no-auth"])?;
+    let answer = server.modern(None, DISCOVER, json!({}), false)?;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    Ok(())
+}
+
+#[test]
+fn both_eras_over_http_a_session_that_initializes_and_a_task_polled_to_its_end() -> Result<()> {
+    let world = World::new([])?;
+    world.model.route("SESSION-JOB", [Reply::Message("from a session".into())]);
+    world.model.route("TASK-JOB", [Reply::Message("from a task".into())]);
+    let token = add_token(&world, "alice", false)?;
+    let server = HttpServer::start(&world, &[])?;
+
+    // The older era: initialize, a session id, then requests in that session.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let opened = server.post(Some(&token), &[], &init.to_string())?;
+    assert_eq!(opened.status, 200, "{opened:?}");
+    let session = opened.session.clone().context("Mcp-Session-Id")?;
+    let in_session = [("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")];
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+    server.post(Some(&token), &in_session, &initialized)?;
+    let start = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "job_start", "arguments": world.start_args("SESSION-JOB")}});
+    let started = server.post(Some(&token), &in_session, &start.to_string())?;
+    let result = &started.json.as_ref().context("an answer")?["result"];
+    ensure!(result["structuredContent"]["job_id"].is_string(), "{started:?}");
+
+    // The current era, the tasks extension declared: a task, polled to its end.
+    let created = server.modern(
+        Some(&token),
+        "tools/call",
+        json!({"name": "job_start", "arguments": world.start_args("TASK-JOB")}),
+        true,
+    )?;
+    let task = &created.json.as_ref().context("an answer")?["result"];
+    assert_eq!(task["resultType"], "task", "{created:?}");
+    let task_id = task["taskId"].as_str().context("taskId")?.to_owned();
+    let done = loop {
+        let got = server.modern(Some(&token), "tasks/get", json!({"taskId": task_id}), true)?;
+        let result = got.json.as_ref().and_then(|j| j.get("result")).cloned().with_context(|| format!("{got:?}"))?;
+        if result["status"] != "working" {
+            break result;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["structuredContent"]["last_message"], "from a task", "{done}");
+    assert_eq!(done["result"]["structuredContent"]["started_by"], "alice", "{done}");
+    Ok(())
+}
