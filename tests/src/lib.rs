@@ -1,6 +1,7 @@
 //! End-to-end test harness: the built `codex-jobhost` binary driven over stdio
 //! by rmcp's client, running the real Codex CLI against [`MockModel`].
 
+pub mod http;
 pub mod raw;
 
 use std::collections::VecDeque;

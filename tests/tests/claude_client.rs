@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, ensure};
+use codex_jobhost_e2e::http::{HttpServer, add_token};
 use codex_jobhost_e2e::{
     Reply, World, claude_bin, codex_bin, host_bin, path_with, readme_block, wait_then_status_step,
 };
@@ -40,10 +41,14 @@ fn wait_then_status(body: &Value) -> Option<Reply> {
     Some(tool(name, args))
 }
 
-/// The README's registration, as written: its `claude mcp add` line (run in
-/// bash with `env`'s environment), then its settings block as `~/.claude/settings.json`.
-fn register_as_the_readme_says(home: &Path, env: &dyn Fn(&mut Command)) -> Result<()> {
-    let add = readme_block("sh", "claude mcp add")?;
+/// The README's stdio registration line.
+fn stdio_registration() -> Result<&'static str> {
+    readme_block("sh", "claude mcp add codex-jobs --")
+}
+
+/// The README's registration, as written: its `claude mcp add` line `add`
+/// (run in bash with `env`'s environment), then its settings block as `~/.claude/settings.json`.
+fn register_as_the_readme_says(home: &Path, add: &str, env: &dyn Fn(&mut Command)) -> Result<()> {
     let mut cmd = Command::new("bash");
     cmd.args(["-euo", "pipefail", "-c", add]);
     env(&mut cmd);
@@ -63,7 +68,26 @@ fn register_as_the_readme_says(home: &Path, env: &dyn Fn(&mut Command)) -> Resul
 
 #[test]
 fn claude_code_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Result<()> {
+    claude_p_runs_a_job(&World::new([])?, stdio_registration()?, &[])
+}
+
+/// The same over HTTP: `serve --http` with a token, registered with the
+/// README's HTTP line (the test server's address in place of its 127.0.0.1:8765).
+#[test]
+fn claude_code_registered_over_http_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Result<()> {
     let world = World::new([])?;
+    let token = add_token(&world, "claude", false)?;
+    let server = HttpServer::start(&world, &[])?;
+    let add = readme_block("sh", "claude mcp add --transport http")?;
+    ensure!(add.contains("http://127.0.0.1:8765/mcp"), "{add}");
+    let add = add.replace("http://127.0.0.1:8765/mcp", &server.url);
+    claude_p_runs_a_job(&world, &add, &[("CODEX_JOBHOST_TOKEN", &token)])
+}
+
+/// `claude -p` registered with `add`, on a scripted model that calls
+/// `job_start`, `job_wait` and `job_status`: each call succeeds and the inner
+/// job's answer comes back.
+fn claude_p_runs_a_job(world: &World, add: &str, env: &[(&str, &str)]) -> Result<()> {
     world.model.route(INNER_PROMPT, [Reply::Message(INNER_ANSWER.into())]);
     world.model.route(
         "OUTER-TURN",
@@ -86,10 +110,11 @@ fn claude_code_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() ->
             .env("CODEX_HOME", world.codex_home())
             .env("CODEX_JOBHOST_HOME", world.jobhost_home())
             .env("CODEX_BIN", codex_bin())
+            .envs(env.iter().copied())
             .stdin(Stdio::null());
     };
 
-    register_as_the_readme_says(home, &claude_env)?;
+    register_as_the_readme_says(home, add, &claude_env)?;
 
     let mut cmd = Command::new(&claude);
     cmd.args(["-p", "OUTER-TURN: run the job and report", "--output-format", "stream-json", "--verbose"]);
@@ -196,7 +221,7 @@ impl Interactive {
                 .env("CODEX_JOBHOST_HOME", world.jobhost_home())
                 .env("CODEX_BIN", codex_bin());
         };
-        register_as_the_readme_says(home, &|c| {
+        register_as_the_readme_says(home, stdio_registration()?, &|c| {
             claude_env(c);
             c.stdin(Stdio::null());
         })?;

@@ -6,6 +6,7 @@
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
+use codex_jobhost_e2e::http::{HttpServer, add_token};
 use codex_jobhost_e2e::{Reply, World, codex_bin, host_bin, path_with, readme_block, wait_then_status_step};
 use serde_json::Value;
 
@@ -36,13 +37,32 @@ fn wait_then_status(body: &Value) -> Option<Reply> {
 #[test]
 fn codex_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Result<()> {
     let world = World::new([])?;
+    world.add_codex_config(readme_block("toml", "[mcp_servers.codex_jobs]\ncommand")?)?;
+    codex_runs_a_job_through_the_server(&world, &[])
+}
+
+/// The same over HTTP: `serve --http` with a token, and the README's HTTP
+/// block (the test server's address in place of its 127.0.0.1:8765).
+#[test]
+fn codex_registered_over_http_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Result<()> {
+    let world = World::new([])?;
+    let token = add_token(&world, "codex", false)?;
+    let server = HttpServer::start(&world, &[])?;
+    let block = readme_block("toml", "[mcp_servers.codex_jobs]\nurl")?;
+    ensure!(block.contains("http://127.0.0.1:8765/mcp"), "{block}");
+    world.add_codex_config(&block.replace("http://127.0.0.1:8765/mcp", &server.url))?;
+    codex_runs_a_job_through_the_server(&world, &[("CODEX_JOBHOST_TOKEN", &token)])
+}
+
+/// `codex exec` on a scripted model that calls `job_start`, `job_wait` and
+/// `job_status` through the server `world`'s Codex config names.
+fn codex_runs_a_job_through_the_server(world: &World, env: &[(&str, &str)]) -> Result<()> {
     // The machine's own ~/.codex is replaced by one naming another model: a
     // job that did not get CODEX_HOME through the block runs on it, and shows.
     let home = world.root();
     let config = std::fs::read_to_string(world.codex_home().join("config.toml"))?;
     std::fs::create_dir_all(home.join(".codex"))?;
     std::fs::write(home.join(".codex/config.toml"), config.replace("mock-model", WRONG_HOME_MODEL))?;
-    world.add_codex_config(readme_block("toml", "[mcp_servers.codex_jobs]")?)?;
     world.model.route(INNER_PROMPT, [Reply::Message(INNER_ANSWER.into())]);
     let script = [
         tool("job_start", world.start_args(INNER_PROMPT)),
@@ -61,6 +81,7 @@ fn codex_registered_as_the_readme_says_runs_a_job_and_gets_its_answer() -> Resul
         .env("CODEX_HOME", world.codex_home())
         .env("CODEX_JOBHOST_HOME", world.jobhost_home())
         .env("CODEX_BIN", codex_bin())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
