@@ -6,7 +6,8 @@
 # - the Codex CLI and Claude Code, pinned, from the npm registry, into a cache
 #   folder outside the checkout (reused when already there), passed to the
 #   tests as CODEX_BIN and CLAUDE_BIN;
-# - then `cargo test` for the whole workspace (unit tests and end-to-end tests).
+# - then `cargo test` for the whole workspace (unit tests and end-to-end tests),
+#   and the official MCP conformance suite against `serve --http` (scripts/conformance.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,3 +53,6 @@ cargo test --workspace --locked --features codex-jobhost/failpoints
 # The default backend is app-server; the job and crash tests run on exec too.
 echo "==> cargo test: jobs and durability on the exec backend"
 CODEX_JOBHOST_E2E_BACKEND=exec cargo test --workspace --locked --features codex-jobhost/failpoints --test jobs --test durability
+# The official MCP conformance suite against `serve --http` (Node 22, pinned, in the cache).
+echo "==> MCP conformance suite"
+./scripts/conformance.sh target/debug/codex-jobhost
