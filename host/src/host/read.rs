@@ -257,11 +257,12 @@ impl JobHost {
             return Err(invalid(format!("invalid timeout_s {timeout_s}: expected 0 to {WAIT_MAX_S} seconds")));
         }
         let ids = job_ids.iter().map(|s| JobId::parse(s)).collect::<Result<Vec<_>, InvalidInput>>()?;
+        let mut changes = self.registry.subscribe();
+        // After the index: it first restores the directories of queued jobs a crash lost.
+        self.wait_indexed().await;
         for id in &ids {
             self.store.job(*id)?;
         }
-        let mut changes = self.registry.subscribe();
-        self.wait_indexed().await;
         // A job this host has not indexed yet: index it; one it did not start: follow its status changes on disk.
         for id in &ids {
             match self.registry.get(*id) {
