@@ -41,6 +41,25 @@ fn wait_then_status(body: &Value) -> Option<Reply> {
     Some(tool(name, args))
 }
 
+/// Claude Code's environment in `world`: its own home, a PATH with
+/// `codex-jobhost` and `claude` on it (as after an install), the mock model,
+/// and the homes the jobs use.
+fn claude_env(world: &World) -> Result<impl Fn(&mut Command) + '_> {
+    let claude = claude_bin();
+    let path = path_with(&[host_bin().parent().context("bin dir")?, claude.parent().context("claude dir")?])?;
+    Ok(move |c: &mut Command| {
+        c.current_dir(world.work_dir())
+            .env("HOME", world.root())
+            .env("PATH", &path)
+            .env("ANTHROPIC_BASE_URL", world.model.anthropic_base_url())
+            .env("ANTHROPIC_API_KEY", API_KEY)
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1") // no update checks or telemetry from a test
+            .env("CODEX_HOME", world.codex_home())
+            .env("CODEX_JOBHOST_HOME", world.jobhost_home())
+            .env("CODEX_BIN", codex_bin());
+    })
+}
+
 /// The README's stdio registration line.
 fn stdio_registration() -> Result<&'static str> {
     readme_block("sh", "claude mcp add codex-jobs --")
@@ -99,19 +118,10 @@ fn claude_p_runs_a_job(world: &World, add: &str, env: &[(&str, &str)]) -> Result
     );
     let home = world.root();
     let claude = claude_bin();
-    let path = path_with(&[host_bin().parent().context("bin dir")?, claude.parent().context("claude dir")?])?;
+    let base = claude_env(world)?;
     let claude_env = |c: &mut Command| {
-        c.current_dir(world.work_dir())
-            .env("HOME", home)
-            .env("PATH", &path)
-            .env("ANTHROPIC_BASE_URL", world.model.anthropic_base_url())
-            .env("ANTHROPIC_API_KEY", "sk-ant-test")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1") // no update checks or telemetry from a test
-            .env("CODEX_HOME", world.codex_home())
-            .env("CODEX_JOBHOST_HOME", world.jobhost_home())
-            .env("CODEX_BIN", codex_bin())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null());
+        base(c);
+        c.envs(env.iter().copied()).stdin(Stdio::null());
     };
 
     register_as_the_readme_says(home, add, &claude_env)?;
@@ -205,21 +215,13 @@ impl Interactive {
         use std::io::Read;
         let home = world.root();
         let claude = claude_bin();
-        let path = path_with(&[host_bin().parent().context("bin dir")?, claude.parent().context("claude dir")?])?;
+        let base = claude_env(world)?;
         let claude_env = |c: &mut Command| {
-            c.current_dir(world.work_dir())
-                .env("HOME", home)
-                .env("PATH", &path)
-                .env("TERM", "xterm-256color")
-                .env("ANTHROPIC_BASE_URL", world.model.anthropic_base_url())
-                .env("ANTHROPIC_API_KEY", API_KEY)
-                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            base(c);
+            c.env("TERM", "xterm-256color")
                 .env("DISABLE_AUTOUPDATER", "1")
                 .env("MCP_PROTOCOL_NEGOTIATION", "auto")
-                .env("ENABLE_TOOL_SEARCH", "false") // the mock model calls job_start without searching for it first
-                .env("CODEX_HOME", world.codex_home())
-                .env("CODEX_JOBHOST_HOME", world.jobhost_home())
-                .env("CODEX_BIN", codex_bin());
+                .env("ENABLE_TOOL_SEARCH", "false"); // the mock model calls job_start without searching for it first
         };
         register_as_the_readme_says(home, stdio_registration()?, &|c| {
             claude_env(c);
