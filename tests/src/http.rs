@@ -84,6 +84,24 @@ impl HttpServer {
         Ok(Answer { status, session, authenticate, text, json })
     }
 
+    /// Opens a session of the older era (`initialize`, 2025-06-18, then
+    /// `notifications/initialized`): its `Mcp-Session-Id`.
+    pub fn open_session(&self, token: &str) -> Result<String> {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+        let opened = self.post(Some(token), &[], &init.to_string())?;
+        ensure!(opened.status == 200, "initialize: {opened:?}");
+        let session = opened.session.context("no Mcp-Session-Id")?;
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+        self.post(Some(token), &Self::in_session(&session), &initialized)?;
+        Ok(session)
+    }
+
+    /// The headers of a request in `session`.
+    pub fn in_session(session: &str) -> [(&'static str, &str); 2] {
+        [("Mcp-Session-Id", session), ("MCP-Protocol-Version", "2025-06-18")]
+    }
+
     /// A 2026-07-28 request: `method` with `params` and their `_meta`, the
     /// headers SEP-2243 asks for, and the tasks extension declared when `tasks`.
     pub fn modern(&self, token: Option<&str>, method: &str, mut params: Value, tasks: bool) -> Result<Answer> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use codex_jobhost_e2e::http::{HttpServer, add_token, jobhost};
 use codex_jobhost_e2e::{Reply, World};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const DISCOVER: &str = "server/discover";
 
@@ -127,14 +127,8 @@ fn both_eras_over_http_a_session_that_initializes_and_a_task_polled_to_its_end()
     let server = HttpServer::start(&world, &[])?;
 
     // The older era: initialize, a session id, then requests in that session.
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
-    let opened = server.post(Some(&token), &[], &init.to_string())?;
-    assert_eq!(opened.status, 200, "{opened:?}");
-    let session = opened.session.clone().context("Mcp-Session-Id")?;
-    let in_session = [("Mcp-Session-Id", session.as_str()), ("MCP-Protocol-Version", "2025-06-18")];
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
-    server.post(Some(&token), &in_session, &initialized)?;
+    let session = server.open_session(&token)?;
+    let in_session = HttpServer::in_session(&session);
     let start = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "job_start", "arguments": world.start_args("SESSION-JOB")}});
     let started = server.post(Some(&token), &in_session, &start.to_string())?;
@@ -162,5 +156,55 @@ fn both_eras_over_http_a_session_that_initializes_and_a_task_polled_to_its_end()
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["result"]["structuredContent"]["last_message"], "from a task", "{done}");
     assert_eq!(done["result"]["structuredContent"]["started_by"], "alice", "{done}");
+    Ok(())
+}
+
+/// Two clients, each in its own session, wait at once with their own
+/// progress tokens: each stream carries its own progress notifications and
+/// none of the other's.
+#[test]
+fn two_clients_at_once_each_get_their_own_progress_notifications() -> Result<()> {
+    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
+    let token = add_token(&world, "alice", false)?;
+    let server = HttpServer::start(&world, &[])?;
+    let job = server.call(&token, "job_start", world.start_args("a long one"))?["structuredContent"]["job_id"]
+        .as_str()
+        .context("job_id")?
+        .to_owned();
+    let waits: Vec<Result<(String, Vec<Value>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["first", "second"]
+            .map(|name| {
+                let (server, token, job) = (&server, &token, &job);
+                scope.spawn(move || -> Result<(String, Vec<Value>)> {
+                    let session = server.open_session(token)?;
+                    let progress_token = format!("progress-of-{name}");
+                    // job_wait reports every second; its 3 s end comes after at least the first report.
+                    let wait = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                        "name": "job_wait", "arguments": {"job_ids": [job], "timeout_s": 3},
+                        "_meta": {"progressToken": progress_token}}});
+                    let answer = server.post(Some(token), &HttpServer::in_session(&session), &wait.to_string())?;
+                    ensure!(answer.status == 200, "{answer:?}");
+                    let waited = &answer.json.as_ref().context("job_wait's answer")?["result"]["structuredContent"];
+                    ensure!(waited["timed_out"] == true, "{answer:?}");
+                    let notes = answer
+                        .text
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<Value>(l.strip_prefix("data:")?.trim()).ok())
+                        .filter(|m| m["method"] == "notifications/progress")
+                        .collect();
+                    Ok((progress_token, notes))
+                })
+            })
+            .into();
+        handles.into_iter().map(|h| h.join().expect("a client thread")).collect()
+    });
+    for wait in waits {
+        let (progress_token, notes) = wait?;
+        ensure!(!notes.is_empty(), "{progress_token}: no progress notifications");
+        for note in &notes {
+            assert_eq!(note["params"]["progressToken"], progress_token.as_str(), "{note}");
+        }
+    }
+    server.call(&token, "job_cancel", json!({"job_id": job}))?;
     Ok(())
 }
