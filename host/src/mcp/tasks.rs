@@ -87,12 +87,12 @@ pub async fn get(host: &Arc<JobHost>, params: GetTaskParams, can_elicit: bool) -
     let report = turn_of(host, &task_id).await?;
     let task = base(&task_id, &report);
     let payload = match (&report.result, report.status) {
-        (Some(TurnResult::Current(r)), JobStatus::Cancelled) => {
-            let task = task.with_status_message(r.error.clone().unwrap_or_else(|| "cancelled".into()));
-            return Ok(GetTaskResult::new(DetailedTask::new(task, TaskPayload::Cancelled)));
-        }
-        (Some(TurnResult::Earlier(r)), JobStatus::Cancelled) => {
-            let task = task.with_status_message(r.error.clone().unwrap_or_else(|| "cancelled".into()));
+        (Some(result), JobStatus::Cancelled) => {
+            let why = match result {
+                TurnResult::Current(r) => r.error.clone(),
+                TurnResult::Earlier(r) => r.error.clone(),
+            };
+            let task = task.with_status_message(why.unwrap_or_else(|| "cancelled".into()));
             return Ok(GetTaskResult::new(DetailedTask::new(task, TaskPayload::Cancelled)));
         }
         (Some(result), status) => TaskPayload::Completed { result: tool_result(result, status)? },
