@@ -208,3 +208,47 @@ fn two_clients_at_once_each_get_their_own_progress_notifications() -> Result<()>
     server.call(&token, "job_cancel", json!({"job_id": job}))?;
     Ok(())
 }
+
+/// A client that goes away in the middle of a `job_wait` cancels nothing
+/// but that wait: the job runs on, and another client is served as before.
+#[test]
+fn a_client_that_disconnects_mid_wait_cancels_nothing_else() -> Result<()> {
+    use std::io::Write;
+    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
+    let token = add_token(&world, "alice", false)?;
+    let server = HttpServer::start(&world, &[])?;
+    let job = server.call(&token, "job_start", world.start_args("a long one"))?["structuredContent"]["job_id"]
+        .as_str()
+        .context("job_id")?
+        .to_owned();
+    while world.model.requests().is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A session's job_wait, on a raw socket closed once the answer has begun.
+    let session = server.open_session(&token)?;
+    let wait = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "job_wait", "arguments": {"job_ids": [job], "timeout_s": 240}}})
+    .to_string();
+    let addr = server.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
+    let mut socket = std::net::TcpStream::connect(&addr)?;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\n\
+         Content-Length: {}\r\n\r\n{wait}",
+        wait.len()
+    );
+    socket.write_all(head.as_bytes())?;
+    let mut status_line = String::new();
+    BufReader::new(&socket).read_line(&mut status_line)?;
+    ensure!(status_line.starts_with("HTTP/1.1 200"), "{status_line:?}");
+    drop(socket);
+
+    // The job runs on; another client waits, and reads, as before.
+    let waited = server.call(&token, "job_wait", json!({"job_ids": [job], "timeout_s": 1}))?;
+    assert_eq!(waited["structuredContent"]["timed_out"], true, "{waited}");
+    let status = server.call(&token, "job_status", json!({"job_id": job}))?;
+    assert_eq!(status["structuredContent"]["status"], "running", "{status}");
+    server.call(&token, "job_cancel", json!({"job_id": job}))?;
+    Ok(())
+}
