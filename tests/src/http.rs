@@ -84,6 +84,19 @@ impl HttpServer {
         Ok(Answer { status, session, authenticate, text, json })
     }
 
+    /// Sends `head` (request line and headers, each ending in CRLF, the blank
+    /// line not included) and `body` on a new raw socket: the socket and the
+    /// response's status line.
+    pub fn raw(&self, head: &str, body: &str) -> Result<(std::net::TcpStream, String)> {
+        use std::io::Write;
+        let addr = self.url.trim_start_matches("http://").trim_end_matches("/mcp");
+        let mut socket = std::net::TcpStream::connect(addr)?;
+        socket.write_all(format!("POST /mcp HTTP/1.1\r\nHost: {addr}\r\n{head}\r\n{body}").as_bytes())?;
+        let mut status_line = String::new();
+        BufReader::new(&socket).read_line(&mut status_line)?;
+        Ok((socket, status_line))
+    }
+
     /// Opens a session of the older era (`initialize`, 2025-06-18, then
     /// `notifications/initialized`): its `Mcp-Session-Id`.
     pub fn open_session(&self, token: &str) -> Result<String> {

@@ -3,7 +3,6 @@
 //! tokens, read tokens, Origin, Host, a 20 MB body, refusals at start, and
 //! jobs started over HTTP in both protocol eras, one of them as a task.
 
-use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -88,16 +87,12 @@ fn a_foreign_origin_a_foreign_host_and_a_20_mb_body_are_refused() -> Result<()> 
     let rebinding = server.post(Some(&token), &with(("Host", "evil.example")), &body)?;
     assert_eq!(rebinding.status, 403, "{rebinding:?}");
     // 20 MB announced, sent as curl sends a body past 1 MiB: headers first, the body once the server says go on.
-    let addr = server.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
-    let mut socket = std::net::TcpStream::connect(&addr)?;
     let head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        "Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nExpect: 100-continue\r\n",
         20 << 20
     );
-    std::io::Write::write_all(&mut socket, head.as_bytes())?;
-    let mut status_line = String::new();
-    BufReader::new(&socket).read_line(&mut status_line)?;
+    let (_socket, status_line) = server.raw(&head, "")?;
     ensure!(status_line.starts_with("HTTP/1.1 413"), "{status_line:?}");
     Ok(())
 }
@@ -164,13 +159,7 @@ fn both_eras_over_http_a_session_that_initializes_and_a_task_polled_to_its_end()
 /// none of the other's.
 #[test]
 fn two_clients_at_once_each_get_their_own_progress_notifications() -> Result<()> {
-    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
-    let token = add_token(&world, "alice", false)?;
-    let server = HttpServer::start(&world, &[])?;
-    let job = server.call(&token, "job_start", world.start_args("a long one"))?["structuredContent"]["job_id"]
-        .as_str()
-        .context("job_id")?
-        .to_owned();
+    let (_world, token, server, job) = a_long_job_over_http()?;
     let waits: Vec<Result<(String, Vec<Value>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = ["first", "second"]
             .map(|name| {
@@ -213,14 +202,7 @@ fn two_clients_at_once_each_get_their_own_progress_notifications() -> Result<()>
 /// but that wait: the job runs on, and another client is served as before.
 #[test]
 fn a_client_that_disconnects_mid_wait_cancels_nothing_else() -> Result<()> {
-    use std::io::Write;
-    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
-    let token = add_token(&world, "alice", false)?;
-    let server = HttpServer::start(&world, &[])?;
-    let job = server.call(&token, "job_start", world.start_args("a long one"))?["structuredContent"]["job_id"]
-        .as_str()
-        .context("job_id")?
-        .to_owned();
+    let (world, token, server, job) = a_long_job_over_http()?;
     while world.model.requests().is_empty() {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -230,17 +212,13 @@ fn a_client_that_disconnects_mid_wait_cancels_nothing_else() -> Result<()> {
     let wait = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "job_wait", "arguments": {"job_ids": [job], "timeout_s": 240}}})
     .to_string();
-    let addr = server.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
-    let mut socket = std::net::TcpStream::connect(&addr)?;
     let head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+        "Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
          Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\n\
-         Content-Length: {}\r\n\r\n{wait}",
+         Content-Length: {}\r\n",
         wait.len()
     );
-    socket.write_all(head.as_bytes())?;
-    let mut status_line = String::new();
-    BufReader::new(&socket).read_line(&mut status_line)?;
+    let (socket, status_line) = server.raw(&head, &wait)?;
     ensure!(status_line.starts_with("HTTP/1.1 200"), "{status_line:?}");
     drop(socket);
 
@@ -251,4 +229,15 @@ fn a_client_that_disconnects_mid_wait_cancels_nothing_else() -> Result<()> {
     assert_eq!(status["structuredContent"]["status"], "running", "{status}");
     server.call(&token, "job_cancel", json!({"job_id": job}))?;
     Ok(())
+}
+
+/// A server with a full token `alice`, and a job started through it whose
+/// model answers only after 10 minutes: the world, the token, the server, the job id.
+fn a_long_job_over_http() -> Result<(World, String, HttpServer, String)> {
+    let world = World::new([Reply::After(Duration::from_secs(600), Box::new(Reply::Message("never".into())))])?;
+    let token = add_token(&world, "alice", false)?;
+    let server = HttpServer::start(&world, &[])?;
+    let started = server.call(&token, "job_start", world.start_args("a long one"))?;
+    let job = started["structuredContent"]["job_id"].as_str().context("job_id")?.to_owned();
+    Ok((world, token, server, job))
 }

@@ -22,10 +22,10 @@ use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelTaskParams, CompleteRequestMethod, CompleteRequestParams,
-    CompleteResult, Extensions, GetTaskParams, GetTaskResult, Implementation, ListPromptsRequestMethod,
-    ListPromptsResult, ListResourceTemplatesRequestMethod, ListResourceTemplatesResult, ListResourcesRequestMethod,
-    ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam, RequestMetaObject, ServerCapabilities,
-    ServerConfig, UpdateTaskParams,
+    CompleteResult, GetTaskParams, GetTaskResult, Implementation, ListPromptsRequestMethod, ListPromptsResult,
+    ListResourceTemplatesRequestMethod, ListResourceTemplatesResult, ListResourcesRequestMethod, ListResourcesResult,
+    PaginatedRequestParams, ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig,
+    UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
@@ -81,14 +81,12 @@ impl JobServer {
     async fn job_start(
         &self,
         Parameters(mut req): Parameters<StartRequest>,
-        meta: RequestMetaObject,
-        extensions: Extensions,
-        peer: Peer<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<Json<Started>, String> {
-        req.started_by = http::caller_of(&extensions).and_then(|c| c.name);
+        req.started_by = http::caller_of(&context.extensions).and_then(|c| c.name);
         let started = self.host.start(req).await;
         if let Ok(s) = &started {
-            self.follow(&meta, &peer, &s.job_id);
+            self.follow(&context, &s.job_id);
         }
         done(started)
     }
@@ -135,12 +133,11 @@ impl JobServer {
     async fn job_reply(
         &self,
         Parameters(args): Parameters<ReplyArgs>,
-        meta: RequestMetaObject,
-        peer: Peer<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<Json<Started>, String> {
         let started = self.host.reply(&args.job_id, &args.prompt).await;
         if started.is_ok() {
-            self.follow(&meta, &peer, &args.job_id);
+            self.follow(&context, &args.job_id);
         }
         done(started)
     }
@@ -246,10 +243,9 @@ impl JobServer {
 impl JobServer {
     /// Puts the job's approval requests to the client as `elicitation/create`
     /// requests, unless the call becomes a task (whose `tasks/get` carries them).
-    fn follow(&self, meta: &RequestMetaObject, peer: &Peer<RoleServer>, job_id: &str) {
-        let capabilities = meta.client_capabilities().or_else(|| peer.peer_info().map(|p| p.capabilities.clone()));
-        if !tasks::declared(capabilities.as_ref()) {
-            self.elicitor.follow(&self.host, peer, job_id);
+    fn follow(&self, context: &RequestContext<RoleServer>, job_id: &str) {
+        if !tasks::declared(context.client_capabilities().as_ref()) {
+            self.elicitor.follow(&self.host, &context.peer, job_id);
         }
     }
 }
