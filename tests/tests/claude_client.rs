@@ -218,7 +218,10 @@ impl Interactive {
         let base = claude_env(world)?;
         let claude_env = |c: &mut Command| {
             base(c);
-            c.env("TERM", "xterm-256color")
+            // A person's terminal: under `CI` (set on the CI machine) Claude Code 2.1.330
+            // shows another notice, draws gaps as cursor moves and its form did not take keys.
+            c.env_remove("CI")
+                .env("TERM", "xterm-256color")
                 .env("DISABLE_AUTOUPDATER", "1")
                 .env("MCP_PROTOCOL_NEGOTIATION", "auto")
                 .env("ENABLE_TOOL_SEARCH", "false"); // the mock model calls job_start without searching for it first
@@ -262,7 +265,7 @@ impl Interactive {
             })?;
             let modern = r#"MCP server "codex-jobs": no auto-opened subscriptions/listen on a modern connection"#;
             ensure!(me.log().contains(modern), "the server was not opened with MCP 2026-07-28");
-            wait_for("the prompt box", || me.shown().contains("shift+tab to cycle"))
+            wait_for("the prompt box", || me.shows("shift+tab to cycle"))
         })?;
         Ok(me)
     }
@@ -270,6 +273,18 @@ impl Interactive {
     /// What the terminal showed so far, without escape sequences.
     fn shown(&self) -> String {
         strip_ansi(&String::from_utf8_lossy(&self.screen.lock().unwrap()))
+    }
+
+    /// What the terminal showed so far with all white space taken out: Claude Code
+    /// draws a gap either as spaces or as a cursor move (seen on CI: "(shift+tabtocycle)"),
+    /// so text on screen is compared without it (see [`squeezed`]).
+    fn shown_squeezed(&self) -> String {
+        squeezed(&self.shown())
+    }
+
+    /// Whether the terminal showed `text` so far, white space aside.
+    fn shows(&self, text: &str) -> bool {
+        self.shown_squeezed().contains(&squeezed(text))
     }
 
     /// Claude Code's debug log so far.
@@ -352,7 +367,7 @@ fn claude_code_interactive_runs_a_job_as_a_task_and_hands_its_answer_to_the_mode
         wait_for("a model request with the job's answer", || {
             world.model.requests().iter().any(|r| r["messages"].to_string().contains(INNER_ANSWER))
         })?;
-        wait_for("the model's last word on screen", || session.shown().contains(OUTER_DONE))
+        wait_for("the model's last word on screen", || session.shows(OUTER_DONE))
     })?;
     let log = session.log();
     ensure!(log.contains("Tool 'job_start' returned task"), "Claude Code's debug log:\n{log}");
@@ -389,6 +404,11 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
     Ok(())
 }
 
+/// `text` without white space.
+fn squeezed(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 /// The terminal's text without its escape sequences.
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -422,14 +442,14 @@ fn claude_code_interactive_shows_an_approval_request_as_a_form_and_its_answer_ru
     session.press(&prompt, true)?;
     let made = world.work_dir().join("via-claude.txt");
     session.check(&world, || {
-        wait_for("the form", || session.shown().contains("Codex asks for approval (command): touch via-claude.txt"))?;
+        wait_for("the form", || session.shows("Codex asks for approval (command): touch via-claude.txt"))?;
         ensure!(!made.exists(), "the command ran before it was answered");
         session.press("\x1b[C", false)?; // → opens the Decision field's choices
-        wait_for("the choices", || session.shown().contains("accept_for_session"))?;
+        wait_for("the choices", || session.shows("accept_for_session"))?;
         session.press("\r", false)?; // the first: accept
         wait_for("the choice made, the Accept button focused", || {
-            let shown = session.shown();
-            shown.rsplit_once("Decision: accept").is_some_and(|(_, after)| after.contains("❯ Accept"))
+            let shown = session.shown_squeezed();
+            shown.rsplit_once("Decision:accept").is_some_and(|(_, after)| after.contains("❯Accept"))
         })?;
         // Enter on the Accept button, again every 2 s while the form has not taken it
         // (a key that lands while the form still settles is lost; an extra one on the
@@ -442,7 +462,7 @@ fn claude_code_interactive_shows_an_approval_request_as_a_form_and_its_answer_ru
             }
             made.exists()
         })?;
-        wait_for("the model's last word on screen", || session.shown().contains(OUTER_DONE))
+        wait_for("the model's last word on screen", || session.shows(OUTER_DONE))
     })?;
     drop(session);
 
