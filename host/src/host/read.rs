@@ -42,7 +42,15 @@ impl JobHost {
         check_max_chars(max_chars)?;
         let id = JobId::parse(job_id)?;
         let job = self.store.job(id)?;
-        let meta = job.read_meta()?;
+        let mut meta = job.read_meta()?;
+        let mut queue_position = None;
+        if meta.status == JobStatus::Queued {
+            queue_position = self.queue_positions()?.get(&id).copied();
+            if queue_position.is_none() {
+                // Admitted between the two reads: report the newer state, not `queued` with no place.
+                meta = job.read_meta()?;
+            }
+        }
         let tail_lines = tail_lines.unwrap_or(100);
         let (raw_tail, omitted) = job.tail_output(tail_lines, STATUS_TAIL_BYTES)?;
         let (set, ctx) = self.policy_for(&job, &meta)?;
@@ -56,10 +64,7 @@ impl JobHost {
             turn: meta.turn,
             exit_code: meta.exit_code,
             error: meta.error,
-            queue_position: match meta.status {
-                JobStatus::Queued => self.queue_positions()?.get(&id).copied(),
-                _ => None,
-            },
+            queue_position,
             pending_approvals: match meta.status.is_terminal() {
                 true => Vec::new(),
                 false => approval::pending(&job, meta.turn)?,
