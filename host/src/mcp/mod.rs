@@ -31,6 +31,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::JobHost;
+use http::tokens::Caller;
 use crate::host::{
     ApproveOutcome, ApproveRequest, CancelArgs, CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest,
     NotificationPage, NotificationsArgs, ReplyArgs, StartRequest, Started, StatusArgs, StatusReport, WaitArgs,
@@ -171,8 +172,13 @@ impl JobServer {
             open_world_hint = false
         )
     )]
-    async fn job_approve(&self, Parameters(req): Parameters<ApproveRequest>) -> Result<Json<ApproveOutcome>, String> {
-        done(self.host.off_runtime(move |host| host.approve(&req, "job_approve")).await)
+    async fn job_approve(
+        &self,
+        Parameters(req): Parameters<ApproveRequest>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<Json<ApproveOutcome>, String> {
+        let by = Caller::answering(http::caller_of(&context.extensions).as_ref(), "job_approve");
+        done(self.host.off_runtime(move |host| host.approve(&req, &by)).await)
     }
 
     /// List jobs.
@@ -292,8 +298,9 @@ impl ServerHandler for JobServer {
         tasks::get(&self.host, request, can_elicit).await
     }
 
-    async fn update_task(&self, request: UpdateTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
-        tasks::update(&self.host, request).await
+    async fn update_task(&self, request: UpdateTaskParams, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        let by = Caller::answering(http::caller_of(&context.extensions).as_ref(), tasks::ANSWERED_BY);
+        tasks::update(&self.host, request, by).await
     }
 
     async fn cancel_task(&self, request: CancelTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {

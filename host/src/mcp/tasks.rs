@@ -38,8 +38,9 @@ use crate::{InvalidInput, JobHost};
 /// 2.1.330 clamps it to 250 ms – 30 s; a turn takes seconds to hours).
 pub const POLL_INTERVAL_MS: u64 = 2_000;
 
-/// Who answered an approval request through `tasks/update`, in its `decided_by`.
-const ANSWERED_BY: &str = "tasks/update";
+/// Who answered an approval request through `tasks/update`, in its `decided_by`
+/// (with the token's name over HTTP).
+pub const ANSWERED_BY: &str = "tasks/update";
 
 /// `_meta` key Claude Code reads a task's placeholder text from (Claude Code 2.1.330).
 const AGENT_TASK_META: &str = "com.anthropic/agent-task";
@@ -112,7 +113,8 @@ pub async fn get(host: &Arc<JobHost>, params: GetTaskParams, can_elicit: bool) -
 ///
 /// Errors: `-32602` for an unknown task, or an accepted form whose `decision`
 /// is not one of `accept`, `accept_for_session`, `decline`, `cancel`.
-pub async fn update(host: &Arc<JobHost>, params: UpdateTaskParams) -> Result<(), McpError> {
+/// `by` names who answered (see [`super::http::tokens::Caller::answering`]).
+pub async fn update(host: &Arc<JobHost>, params: UpdateTaskParams, by: String) -> Result<(), McpError> {
     let (job_id, turn) = parse_task_id(&params.task_id)?;
     let report = turn_of(host, &params.task_id).await?;
     for (key, response) in params.input_responses {
@@ -127,7 +129,8 @@ pub async fn update(host: &Arc<JobHost>, params: UpdateTaskParams) -> Result<(),
             decision,
             reason: Some(format!("answered in the MCP client (task {}, turn {turn})", params.task_id)),
         };
-        if let Err(e) = host.off_runtime(move |h| h.approve(&answer, ANSWERED_BY)).await {
+        let by = by.clone();
+        if let Err(e) = host.off_runtime(move |h| h.approve(&answer, &by)).await {
             // Another answer came first (job_approve, the CLI, the deadline): it is the one that counts.
             tracing::debug!(task = %params.task_id, "answer not recorded: {e:#}");
         }

@@ -113,33 +113,45 @@ async fn stopped() {
 }
 
 /// Who may in.
-struct Gate {
+pub(super) struct Gate {
     tokens: Tokens,
     no_auth: bool,
+}
+
+impl Gate {
+    /// The caller `token` names: anyone (with full access) under `--no-auth`;
+    /// `None` for no token or an unknown or revoked one.
+    ///
+    /// Errors: the token file cannot be read.
+    fn caller(&self, token: Option<&str>) -> Result<Option<Caller>> {
+        if self.no_auth {
+            return Ok(Some(Caller { name: None, access: Access::Full }));
+        }
+        match token {
+            Some(token) => self.tokens.verify(token),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The token in a request's `Authorization: Bearer …` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// The token check (see the module's doc); the caller goes on in the
 /// request's extensions, where the tools find it.
 async fn authorize(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
-    let caller = if gate.no_auth {
-        Caller { name: None, access: Access::Full }
-    } else {
-        let bearer = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let Some(bearer) = bearer else {
+    let token = bearer(request.headers());
+    let caller = match gate.caller(token) {
+        Ok(Some(caller)) => caller,
+        Ok(None) if token.is_none() => {
             return unauthorized("this server needs Authorization: Bearer <token> (codex-jobhost http token add)");
-        };
-        match gate.tokens.verify(bearer) {
-            Ok(Some(caller)) => caller,
-            Ok(None) => return unauthorized("unknown or revoked token"),
-            Err(e) => {
-                tracing::error!("cannot check a token: {e:#}");
-                return (StatusCode::INTERNAL_SERVER_ERROR, "cannot check tokens").into_response();
-            }
+        }
+        Ok(None) => return unauthorized("unknown or revoked token"),
+        Err(e) => {
+            tracing::error!("cannot check a token: {e:#}");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot check tokens").into_response();
         }
     };
     // A body announced too large is refused before a byte of it is read, so a

@@ -63,6 +63,18 @@ pub struct Caller {
     pub access: Access,
 }
 
+impl Caller {
+    /// Who answered an approval request through `via` (a tool, the page), for
+    /// the answer's `by` and the decision's `decided_by`: `via`, and the
+    /// token's name when there is one, e.g. `job_approve (token alice)`.
+    pub fn answering(caller: Option<&Caller>, via: &str) -> String {
+        match caller.and_then(|c| c.name.as_deref()) {
+            Some(name) => format!("{via} (token {name})"),
+            None => via.to_owned(),
+        }
+    }
+}
+
 /// The home's token file.
 #[derive(Clone, Debug)]
 pub struct Tokens {
