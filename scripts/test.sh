@@ -3,6 +3,7 @@
 #
 # - the Rust target wasm32-wasip2, and the guest policies in guest-policies/
 #   built for it (the host's tests load them) and tested natively;
+# - Debian's chromium and chromium-driver (apt-get, when missing);
 # - the Codex CLI and Claude Code, pinned, from the npm registry, into a cache
 #   folder outside the checkout (reused when already there), passed to the
 #   tests as CODEX_BIN and CLAUDE_BIN;
@@ -38,6 +39,15 @@ claude_dir="$cache/claude-code-$CLAUDE_VERSION"
 npm_pinned @anthropic-ai/claude-code "$CLAUDE_VERSION" "$claude_dir"
 export CLAUDE_BIN="$claude_dir/node_modules/.bin/claude"
 echo "==> $("$CLAUDE_BIN" --version) at $CLAUDE_BIN"
+
+# Debian's Chromium and ChromeDriver, for the test of the page at `/` in a real browser.
+if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing chromium and chromium-driver (Debian packages)"
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q chromium chromium-driver
+fi
+echo "==> $(/usr/bin/chromedriver --version)"
 
 echo "==> guest policies (wasm32-wasip2)"
 rustup target add wasm32-wasip2

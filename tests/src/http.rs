@@ -48,7 +48,7 @@ impl HttpServer {
         let url = loop {
             let line = lines.next().context("the server exited before it served")??;
             if let Some(url) = line.split("serving MCP at ").nth(1) {
-                break url.trim().to_owned();
+                break url.split_whitespace().next().unwrap_or_default().to_owned();
             }
         };
         // Keep draining its log, so it never blocks on a full pipe.

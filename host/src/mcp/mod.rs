@@ -31,12 +31,12 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, Json, Peer, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::JobHost;
-use http::tokens::Caller;
 use crate::host::{
     ApproveOutcome, ApproveRequest, CancelArgs, CancelOutcome, EventsPage, EventsRequest, JobList, ListRequest,
     NotificationPage, NotificationsArgs, ReplyArgs, StartRequest, Started, StatusArgs, StatusReport, WaitArgs,
     WaitOutcome,
 };
+use http::tokens::Caller;
 
 /// How often `job_wait` reports progress to a caller that gave a progress token.
 const WAIT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -298,7 +298,11 @@ impl ServerHandler for JobServer {
         tasks::get(&self.host, request, can_elicit).await
     }
 
-    async fn update_task(&self, request: UpdateTaskParams, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
         let by = Caller::answering(http::caller_of(&context.extensions).as_ref(), tasks::ANSWERED_BY);
         tasks::update(&self.host, request, by).await
     }

@@ -11,6 +11,7 @@
 //!    rebinding), `Origin` on the allowed list when present (403), the body at
 //!    most [`MAX_BODY_BYTES`] (413).
 
+mod page;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -87,7 +88,7 @@ pub async fn serve_http(host: Arc<JobHost>, options: HttpOptions) -> Result<()> 
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
     hosts.extend(options.allowed_hosts.iter().cloned());
     let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
+        .with_allowed_hosts(hosts.clone())
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_max_request_body_bytes(MAX_BODY_BYTES);
@@ -98,8 +99,12 @@ pub async fn serve_http(host: Arc<JobHost>, options: HttpOptions) -> Result<()> 
         config,
     );
     let gate = Arc::new(Gate { tokens, no_auth: options.no_auth });
-    let app = axum::Router::new().route_service("/mcp", mcp).layer(middleware::from_fn_with_state(gate, authorize));
-    eprintln!("codex-jobhost: serving MCP at http://{bound}/mcp");
+    let page = page::Page { host: Arc::clone(&host), gate: Arc::clone(&gate), hosts, origins: options.allowed_origins };
+    let app = axum::Router::new()
+        .route_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(gate, authorize))
+        .merge(page::router(Arc::new(page)));
+    eprintln!("codex-jobhost: serving MCP at http://{bound}/mcp and a page for people at http://{bound}/");
     axum::serve(listener, app).with_graceful_shutdown(stopped()).await?;
     Ok(())
 }
