@@ -10,6 +10,9 @@
 //! 2. rmcp's own checks: `Host` among the names the server answers to (DNS
 //!    rebinding), `Origin` on the allowed list when present (403), the body at
 //!    most [`MAX_BODY_BYTES`] (413).
+//!
+//! Beside `/mcp`, the page for people at `/` ([`page`]) has checks of its
+//! own, with the same tokens.
 
 mod page;
 pub mod tokens;
