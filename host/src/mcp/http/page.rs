@@ -290,6 +290,15 @@ async fn job_page(State(page): State<Arc<Page>>, Path(id): Path<String>, caller:
     .into_response()
 }
 
+/// The job's status (no output tail) and its transcript from `cursor` on.
+async fn status_and_transcript(
+    host: &Arc<JobHost>,
+    id: String,
+    cursor: u64,
+) -> anyhow::Result<(StatusReport, (Vec<String>, u64))> {
+    host.off_runtime(move |host| Ok((host.status(&id, Some(0), None)?, host.transcript(&id, cursor)?))).await
+}
+
 /// Polls `/live` once a second (at once while there is more), appending the
 /// transcript's new lines as text and replacing the status and approvals.
 const JOB_SCRIPT: &str = "(()=>{const t=document.getElementById('transcript'),s=document.getElementById('status'),\
